@@ -1,0 +1,1 @@
+"""Core backup engine: snapshot, archive, crypto, pipeline. Never prints or prompts."""

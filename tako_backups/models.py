@@ -1,0 +1,248 @@
+"""Plain data shared by every layer, with JSON in and out exactly as Tako writes it.
+
+Parsing is strict: a missing or unknown field, or a field of the wrong type, raises
+:class:`~tako_backups.errors.FormatError` naming the document and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FormatError
+
+INDEX_VERSION = 1
+ALGORITHM = "aes-256-gcm"
+DEFAULT_RETENTION_DAYS = 30
+
+
+def _fields(
+    obj: Any, what: str, required: dict[str, type | tuple[type, ...]],
+    optional: dict[str, type | tuple[type, ...]] | None = None,
+) -> dict[str, Any]:
+    """Check ``obj`` is an object with exactly the known fields of the right types."""
+    optional = optional or {}
+    if not isinstance(obj, dict):
+        raise FormatError(f"{what} must be a JSON object.")
+    unknown = sorted(set(obj) - set(required) - set(optional))
+    if unknown:
+        raise FormatError(f"{what} has unknown field '{unknown[0]}'.")
+    for name, kind in required.items():
+        if name not in obj:
+            raise FormatError(f"{what} is missing field '{name}'.")
+    for name, kind in {**required, **optional}.items():
+        if name in obj and not _is(obj[name], kind):
+            raise FormatError(f"{what} field '{name}' has the wrong type.")
+    return obj
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+def _loads(data: bytes | str, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{what} is not valid JSON ({exc.__class__.__name__}).") from None
+
+
+@dataclass(frozen=True)
+class EncryptionInfo:
+    key_id: str
+    nonce_base64: str
+    tag_base64: str
+    algorithm: str = ALGORITHM
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> EncryptionInfo:
+        d = _fields(obj, "Backup manifest encryption",
+                    {"algorithm": str, "key_id": str, "nonce_base64": str, "tag_base64": str})
+        if d["algorithm"] != ALGORITHM:
+            raise FormatError(f"Backup manifest uses unsupported algorithm '{d['algorithm']}'.")
+        return cls(key_id=d["key_id"], nonce_base64=d["nonce_base64"], tag_base64=d["tag_base64"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "key_id": self.key_id,
+                "nonce_base64": self.nonce_base64, "tag_base64": self.tag_base64}
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One backup's manifest (``{id}.json``); size and SHA-256 describe the encrypted object."""
+
+    id: str
+    app: str
+    environment: str
+    server: str
+    created_at_unix_secs: int
+    size_bytes: int
+    sha256_hex: str
+    archive_key: str
+    manifest_key: str
+    encryption: EncryptionInfo
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupInfo:
+        d = _fields(obj, "Backup manifest", {
+            "id": str, "app": str, "environment": str, "server": str,
+            "created_at_unix_secs": int, "size_bytes": int, "sha256_hex": str,
+            "archive_key": str, "manifest_key": str, "encryption": dict,
+        })
+        return cls(
+            id=d["id"], app=d["app"], environment=d["environment"], server=d["server"],
+            created_at_unix_secs=d["created_at_unix_secs"], size_bytes=d["size_bytes"],
+            sha256_hex=d["sha256_hex"], archive_key=d["archive_key"],
+            manifest_key=d["manifest_key"], encryption=EncryptionInfo.from_dict(d["encryption"]),
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> BackupInfo:
+        return cls.from_dict(_loads(data, "Backup manifest"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "app": self.app, "environment": self.environment, "server": self.server,
+            "created_at_unix_secs": self.created_at_unix_secs, "size_bytes": self.size_bytes,
+            "sha256_hex": self.sha256_hex, "archive_key": self.archive_key,
+            "manifest_key": self.manifest_key, "encryption": self.encryption.to_dict(),
+        }
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+
+
+def sort_newest_first(backups: list[BackupInfo]) -> list[BackupInfo]:
+    """Tako's index order: by ``created_at_unix_secs``, then id, descending."""
+    return sorted(backups, key=lambda b: (b.created_at_unix_secs, b.id), reverse=True)
+
+
+@dataclass(frozen=True)
+class BackupIndex:
+    """``index.json``: every retained backup of one app/env/server, newest first."""
+
+    backups: list[BackupInfo] = field(default_factory=list)
+    version: int = INDEX_VERSION
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupIndex:
+        d = _fields(obj, "Backup index", {"version": int, "backups": list})
+        if d["version"] != INDEX_VERSION:
+            raise FormatError(f"Backup index has unsupported version {d['version']}.")
+        return cls(backups=sort_newest_first([BackupInfo.from_dict(b) for b in d["backups"]]))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> BackupIndex:
+        return cls.from_dict(_loads(data, "Backup index"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "backups": [b.to_dict() for b in self.backups]}
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+
+    def find(self, backup_id: str) -> BackupInfo | None:
+        return next((b for b in self.backups if b.id == backup_id), None)
+
+
+@dataclass(frozen=True)
+class BackupKey:
+    """A backup encryption key: ``backup-key-<16 hex>`` and 32 raw bytes."""
+
+    id: str
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupKey:
+        import base64
+        import binascii
+
+        d = _fields(obj, "Backup key", {"id": str, "key_base64": str})
+        try:
+            key = base64.b64decode(d["key_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise FormatError(f"Backup key '{d['id']}' is not valid base64.") from None
+        if len(key) != 32:
+            raise FormatError(f"Backup key '{d['id']}' must be 32 bytes, not {len(key)}.")
+        return cls(id=d["id"], key=key)
+
+    def to_dict(self) -> dict[str, Any]:
+        import base64
+
+        return {"id": self.id, "key_base64": base64.b64encode(self.key).decode()}
+
+
+@dataclass(frozen=True)
+class StorageBinding:
+    """The S3 storage a backup goes to, with its credentials (``backup.storage`` on the wire)."""
+
+    bucket: str
+    endpoint: str
+    region: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    force_path_style: bool = False
+    public_base_url: str | None = None
+    provider: str = "s3"
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> StorageBinding:
+        d = _fields(obj, "Backup storage", {
+            "provider": str, "bucket": str, "endpoint": str, "region": str,
+            "access_key_id": str, "secret_access_key": str, "force_path_style": bool,
+        }, {"public_base_url": (str, type(None))})
+        if d["provider"] != "s3":
+            raise FormatError(f"Backup storage provider must be 's3', not '{d['provider']}'.")
+        return cls(
+            bucket=d["bucket"], endpoint=d["endpoint"], region=d["region"],
+            access_key_id=d["access_key_id"], secret_access_key=d["secret_access_key"],
+            force_path_style=d["force_path_style"], public_base_url=d.get("public_base_url"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "provider": self.provider, "bucket": self.bucket, "endpoint": self.endpoint,
+            "region": self.region, "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key, "force_path_style": self.force_path_style,
+        }
+        if self.public_base_url is not None:
+            out["public_base_url"] = self.public_base_url
+        return out
+
+
+@dataclass(frozen=True)
+class BackupBinding:
+    """An app's backup settings as sent in ``backup_now``/``deploy`` (the ``backup`` value)."""
+
+    storage: StorageBinding
+    backup_keys: list[BackupKey]
+    retention_days: int = DEFAULT_RETENTION_DAYS
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupBinding:
+        d = _fields(obj, "Backup settings",
+                    {"storage": dict, "backup_keys": list, "retention_days": int})
+        if d["retention_days"] <= 0:
+            raise FormatError("Backup settings field 'retention_days' must be above 0.")
+        keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
+        if not keys:
+            raise FormatError("Backup settings need at least one backup key.")
+        return cls(storage=StorageBinding.from_dict(d["storage"]), backup_keys=keys,
+                   retention_days=d["retention_days"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"storage": self.storage.to_dict(),
+                "backup_keys": [k.to_dict() for k in self.backup_keys],
+                "retention_days": self.retention_days}
+
+    @property
+    def active_key(self) -> BackupKey:
+        """The last key is the one new backups use."""
+        return self.backup_keys[-1]
+
+    def key_for(self, key_id: str) -> BackupKey | None:
+        return next((k for k in self.backup_keys if k.id == key_id), None)

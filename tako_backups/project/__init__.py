@@ -1,0 +1,1 @@
+"""A developer's project files: tako.toml, config.toml, secrets.json, deploy checks."""

@@ -1,0 +1,1 @@
+"""Talking to tako-server: SSHSIG signing, key discovery, RPC client, protocol."""

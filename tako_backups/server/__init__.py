@@ -1,0 +1,1 @@
+"""tako-server: signed management API, scheduler, app runtime."""

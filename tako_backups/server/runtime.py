@@ -1,0 +1,380 @@
+"""App runtime: run, supervise, stop and restart each app's processes.
+
+An app (key ``"name/env"``) is *configured* with a start command (argv), a wanted instance count and
+its data dir (``apps/{name}/{env}/data/``). ``start`` runs ``instances`` copies of the argv, each in
+its own process group, with ``TAKO_DATA_DIR=<data_dir>/app`` and ``TAKO_INSTANCE=<n>``; a supervisor
+thread restarts crashed copies with a growing delay while the app is meant to run. ``stop`` sends
+SIGTERM to every process group, SIGKILL after the timeout, and waits until they are gone; a stopped
+app stays stopped until ``start``. Nothing here prints: the module logs through ``logging``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tako_backups.errors import ConfigError
+
+__all__ = ["AppRuntime", "AppStatus", "RestartPolicy"]
+
+log = logging.getLogger(__name__)
+
+_APP_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9-]{1,63}$")
+_KILL_GRACE = 5.0
+_POLL = 0.02
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long the supervisor waits before restarting a crashed process."""
+
+    initial: float = 0.5
+    maximum: float = 10.0
+    reset_after: float = 30.0
+
+    def next_delay(self, previous: float | None, lived: float) -> float:
+        """Delay before the next restart, given the previous delay and how long the process lived.
+
+        The first crash, and any crash of a process that lived ``reset_after`` seconds or more,
+        waits ``initial``; each further quick crash doubles the delay, up to ``maximum``.
+        """
+        if previous is None or lived >= self.reset_after:
+            return min(self.initial, self.maximum)
+        return min(max(previous * 2, self.initial), self.maximum)
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    """A snapshot of one app.
+
+    ``running`` is True between ``start`` and ``stop`` (also while a crashed process waits for its
+    restart); ``pids`` are the processes alive right now; ``restarts`` counts supervisor restarts
+    since the runtime was created.
+    """
+
+    app: str
+    configured: bool
+    argv: tuple[str, ...]
+    instances: int
+    pids: tuple[int, ...]
+    restarts: int
+    running: bool
+
+
+@dataclass(frozen=True)
+class _Config:
+    argv: tuple[str, ...]
+    instances: int
+    data_dir: Path
+    env: tuple[tuple[str, str], ...]
+    cwd: Path
+
+
+@dataclass
+class _Slot:
+    number: int
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    delay: float | None = None
+    due_at: float = 0.0
+
+
+class _App:
+    def __init__(self, key: str, config: _Config) -> None:
+        self.key = key
+        self.config = config
+        self.active: _Config | None = None
+        self.slots: list[_Slot] = []
+        self.restarts = 0
+        self.op_lock = threading.RLock()
+
+
+class AppRuntime:
+    """Supervises the processes of every configured app. Thread-safe."""
+
+    def __init__(self, log_dir: Path, policy: RestartPolicy | None = None, poll_interval: float = 0.1):
+        """``log_dir`` receives ``{name}.{env}.log`` per app (stdout and stderr, appended)."""
+        self._log_dir = Path(log_dir)
+        self._policy = policy or RestartPolicy()
+        self._poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._apps: dict[str, _App] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def configure(
+        self,
+        app: str,
+        argv: list[str],
+        instances: int,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        """Register (or replace) an app's start command; running processes keep their old settings
+        until the next ``start``/``restart``.
+
+        Raises ConfigError for a malformed app key, an empty argv or a negative instance count.
+        """
+        _check_key(app)
+        if not argv or not all(isinstance(a, str) and a for a in argv):
+            raise ConfigError(f"start command of {app} is empty; set `start` in tako.toml")
+        if instances < 0:
+            raise ConfigError(f"instances of {app} must be 0 or more, got {instances}")
+        data_dir = Path(data_dir)
+        config = _Config(
+            argv=tuple(argv),
+            instances=instances,
+            data_dir=data_dir,
+            env=tuple(sorted((env or {}).items())),
+            cwd=Path(cwd) if cwd is not None else data_dir.parent,
+        )
+        with self._lock:
+            current = self._apps.get(app)
+            if current is None:
+                self._apps[app] = _App(app, config)
+            else:
+                current.config = config
+
+    def start(self, app: str) -> None:
+        """Start the app's instances (no-op if running or if ``instances`` is 0).
+
+        Raises ConfigError for an unknown app, and when the command cannot be run (missing
+        program, missing cwd); nothing is left running then.
+        """
+        entry = self._get(app)
+        with entry.op_lock:
+            self._start(entry)
+
+    def stop(self, app: str, timeout: float = 10.0) -> bool:
+        """Stop the app: SIGTERM each process group, SIGKILL after ``timeout`` seconds, wait until
+        they are gone. Returns whether the app was running. Unknown or stopped apps return False."""
+        with self._lock:
+            entry = self._apps.get(app)
+        if entry is None:
+            return False
+        with entry.op_lock:
+            return self._stop_many([entry], timeout)
+
+    def restart(self, app: str, timeout: float = 10.0) -> None:
+        """Stop (if running) and start the app with its latest configuration.
+
+        Raises the same errors as ``start``.
+        """
+        entry = self._get(app)
+        with entry.op_lock:
+            self._stop_many([entry], timeout)
+            self._start(entry)
+
+    def status(self, app: str) -> AppStatus:
+        """The app's current state; an unknown app reports ``configured=False``. Never raises."""
+        with self._lock:
+            entry = self._apps.get(app)
+            if entry is None:
+                return AppStatus(app, False, (), 0, (), 0, False)
+            pids = tuple(s.proc.pid for s in entry.slots if s.proc is not None and s.proc.poll() is None)
+            return AppStatus(
+                app=app,
+                configured=True,
+                argv=entry.config.argv,
+                instances=entry.config.instances,
+                pids=pids,
+                restarts=entry.restarts,
+                running=entry.active is not None,
+            )
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every app (all at once, same timeout) and the supervisor thread."""
+        with self._lock:
+            entries = sorted(self._apps.values(), key=lambda e: e.key)
+        for entry in entries:
+            entry.op_lock.acquire()
+        try:
+            self._stop_many(entries, timeout)
+        finally:
+            for entry in reversed(entries):
+                entry.op_lock.release()
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._stopping.set()
+                self._wake.notify_all()
+        if thread is not None:
+            thread.join()
+
+    def _get(self, app: str) -> _App:
+        with self._lock:
+            entry = self._apps.get(app)
+        if entry is None:
+            raise ConfigError(f"app {app} has no start command on this server; deploy it with `start` set")
+        return entry
+
+    def _start(self, entry: _App) -> None:
+        with self._lock:
+            if entry.active is not None or entry.config.instances == 0:
+                return
+            config = entry.config
+            slots = [_Slot(n) for n in range(config.instances)]
+            failure: OSError | None = None
+            for slot in slots:
+                try:
+                    self._spawn(entry.key, config, slot)
+                except OSError as exc:
+                    failure = exc
+                    break
+            if failure is None:
+                entry.active, entry.slots = config, slots
+                self._ensure_thread()
+                log.info("started %s: %d instance(s)", entry.key, len(slots))
+                return
+        _terminate(slots, timeout=_KILL_GRACE)
+        reason = failure.strerror or str(failure)
+        raise ConfigError(f"cannot start {entry.key}: {config.argv[0]}: {reason}; check `start` in tako.toml")
+
+    def _stop_many(self, entries: Iterable[_App], timeout: float) -> bool:
+        slots: list[_Slot] = []
+        was_running = False
+        with self._lock:
+            for entry in entries:
+                was_running |= entry.active is not None
+                entry.active = None
+                slots.extend(s for s in entry.slots if s.proc is not None)
+                entry.slots = []
+        _terminate(slots, timeout)
+        return was_running
+
+    def _spawn(self, key: str, config: _Config, slot: _Slot) -> None:
+        app_dir = config.data_dir / "app"
+        app_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        env = dict(os.environ)
+        env.update(config.env)
+        env["TAKO_DATA_DIR"] = str(app_dir)
+        env["TAKO_INSTANCE"] = str(slot.number)
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        name, env_name = key.split("/")
+        fd = os.open(self._log_dir / f"{name}.{env_name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        with open(fd, "ab") as out:
+            slot.proc = subprocess.Popen(
+                list(config.argv),
+                cwd=config.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        slot.started_at = time.monotonic()
+        log.info("%s instance %d running as pid %d", key, slot.number, slot.proc.pid)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._stopping = threading.Event()
+            self._thread = threading.Thread(
+                target=self._supervise, args=(self._stopping,), name="tako-app-runtime", daemon=True
+            )
+            self._thread.start()
+
+    def _supervise(self, stopping: threading.Event) -> None:
+        with self._lock:
+            while not stopping.is_set():
+                now = time.monotonic()
+                for entry in self._apps.values():
+                    if entry.active is not None:
+                        self._check(entry, entry.active, now)
+                self._wake.wait(self._poll_interval)
+
+    def _check(self, entry: _App, config: _Config, now: float) -> None:
+        for slot in entry.slots:
+            if slot.proc is not None:
+                code = slot.proc.poll()
+                if code is None:
+                    continue
+                lived = now - slot.started_at
+                slot.delay = self._policy.next_delay(slot.delay, lived)
+                slot.due_at = now + slot.delay
+                _kill_group(slot.proc.pid, signal.SIGKILL)
+                log.warning(
+                    "%s instance %d (pid %d) exited with %s after %.1fs; restarting in %.1fs",
+                    entry.key, slot.number, slot.proc.pid, code, lived, slot.delay,
+                )
+                slot.proc = None
+            if now >= slot.due_at:
+                try:
+                    self._spawn(entry.key, config, slot)
+                except OSError as exc:
+                    slot.delay = self._policy.next_delay(slot.delay, 0.0)
+                    slot.due_at = now + slot.delay
+                    log.error("%s instance %d could not restart: %s", entry.key, slot.number, exc)
+                else:
+                    entry.restarts += 1
+
+
+def _check_key(app: str) -> None:
+    if not _APP_KEY.match(app):
+        raise ConfigError(f"app {app!r} is not a valid app key; expected name/env, e.g. demo/production")
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_gone(proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is None:
+        return False
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return not _live_members(proc.pid)
+
+
+def _live_members(pgid: int) -> bool:
+    """Whether a non-zombie process is in the group (zombies wait for a reaper and do not count)."""
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return True
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _wait_gone(procs: list[subprocess.Popen[bytes]], deadline: float) -> list[subprocess.Popen[bytes]]:
+    while True:
+        procs = [p for p in procs if not _group_gone(p)]
+        if not procs or time.monotonic() >= deadline:
+            return procs
+        time.sleep(_POLL)
+
+
+def _terminate(slots: list[_Slot], timeout: float) -> None:
+    procs = [s.proc for s in slots if s.proc is not None]
+    for proc in procs:
+        _kill_group(proc.pid, signal.SIGTERM)
+    left = _wait_gone(procs, time.monotonic() + timeout)
+    for proc in left:
+        log.warning("pid %d did not stop within %.1fs; sending SIGKILL", proc.pid, timeout)
+        _kill_group(proc.pid, signal.SIGKILL)
+    for proc in _wait_gone(left, time.monotonic() + _KILL_GRACE):
+        log.error("process group %d is still present after SIGKILL", proc.pid)

@@ -1,0 +1,92 @@
+"""An in-memory object store for unit tests. Same contract as the S3 store."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
+from urllib.parse import quote
+
+from ..errors import ObjectNotFound, StorageError
+from .base import ObjectInfo
+
+
+class MemoryWriter:
+    def __init__(self, store: MemoryStore, key: str) -> None:
+        self._store, self._key = store, key
+        self._parts: list[bytes] = []
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._done:
+            raise StorageError(f"Upload of '{self._key}' is already finished.")
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def commit(self) -> int:
+        if self._done:
+            raise StorageError(f"Upload of '{self._key}' is already finished.")
+        self._done = True
+        data = b"".join(self._parts)
+        self._parts = []
+        self._store.put_bytes(self._key, data)
+        return len(data)
+
+    def abort(self) -> None:
+        self._done = True
+        self._parts = []
+
+    def __enter__(self) -> MemoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+
+class MemoryStore:
+    """Objects in a dict. ``fail_puts``/``fail_gets`` let tests inject storage failures."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self.fail_puts: set[str] = set()
+        self.fail_deletes: set[str] = set()
+
+    def open_writer(self, key: str) -> MemoryWriter:
+        return MemoryWriter(self, key)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        if any(key.endswith(s) for s in self.fail_puts):
+            raise StorageError(f"Upload of '{key}' failed (injected).")
+        with self._lock:
+            self.objects[key] = bytes(data)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return io.BytesIO(self.get_bytes(key))
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._lock:
+            if key not in self.objects:
+                raise ObjectNotFound(f"Object '{key}' does not exist.")
+            return self.objects[key]
+
+    def head(self, key: str) -> ObjectInfo | None:
+        with self._lock:
+            data = self.objects.get(key)
+        return None if data is None else ObjectInfo(key, len(data))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        with self._lock:
+            items = sorted((k, len(v)) for k, v in self.objects.items() if k.startswith(prefix))
+        return iter([ObjectInfo(k, n) for k, n in items])
+
+    def delete(self, key: str) -> None:
+        if any(key.endswith(s) for s in self.fail_deletes):
+            raise StorageError(f"Delete of '{key}' failed (injected).")
+        with self._lock:
+            self.objects.pop(key, None)
+
+    def presigned_get_url(self, key: str, expires_in: int) -> str:
+        return f"memory://{quote(key)}?expires_in={expires_in}"

@@ -1,0 +1,282 @@
+"""The S3 object store (AWS S3, Cloudflare R2, SeaweedFS, MinIO, ...). The only boto3/botocore user.
+
+botocore is imported lazily inside :class:`S3Store`, so importing this module stays cheap. Every
+failure leaves as a one-line :class:`~tako_backups.errors.StorageError` (or a subclass) built from
+names only: no credential, no chained botocore traceback.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from ..errors import BucketNotFound, ConfigError, ObjectNotFound, StorageAuthError, StorageError
+from .base import ObjectInfo
+from .endpoints import check_endpoint
+from .s3_multipart import MIN_PART_SIZE, S3Writer
+
+if TYPE_CHECKING:
+    from ..models import StorageBinding
+
+__all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Store"]
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+_AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
+                         "403", "InvalidToken", "ExpiredToken"})
+_MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+
+
+class S3Store:
+    """One bucket of an S3-compatible service. Implements :class:`~.base.ObjectStore`.
+
+    Retries (standard mode, ``max_attempts`` tries) are botocore's; what still fails maps to
+    ObjectNotFound, BucketNotFound, StorageAuthError or StorageError.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint: str,
+        region: str,
+        access_key_id: str,
+        secret_access_key: str,
+        *,
+        force_path_style: bool = False,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_concurrency: int = 4,
+        max_attempts: int = 5,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        """Bind a client to ``bucket`` at ``endpoint``. Makes no request.
+
+        Raises ConfigError for an endpoint that is not https (or http on loopback), an empty
+        bucket or region, a part size below 5 MiB, or a concurrency or attempt count below 1.
+        """
+        if not bucket.strip():
+            raise ConfigError("Storage bucket name is empty; set the bucket in the storage settings.")
+        if part_size < MIN_PART_SIZE:
+            raise ConfigError(f"S3 part size {part_size} is below the minimum of {MIN_PART_SIZE} bytes (5 MiB).")
+        if max_concurrency < 1 or max_attempts < 1:
+            raise ConfigError("S3 upload concurrency and attempt count must be at least 1.")
+        self.bucket = bucket
+        self.endpoint = check_endpoint(endpoint)
+        self.region = region.strip() or "us-east-1"
+        self.force_path_style = force_path_style
+        self.part_size = part_size
+        self.max_concurrency = max_concurrency
+
+        import botocore.session
+        from botocore.config import Config
+
+        config = Config(
+            region_name=self.region,
+            signature_version="s3v4",
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            s3={"addressing_style": "path" if force_path_style else "auto"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max(10, max_concurrency + 2),
+            tcp_keepalive=True,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="tako-backups",
+        )
+        failure = ""
+        try:
+            self._client: Any = botocore.session.Session().create_client(
+                "s3", endpoint_url=self.endpoint, region_name=self.region, config=config,
+                aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
+            )
+        except Exception as exc:
+            failure = type(exc).__name__
+        if failure:
+            raise ConfigError(f"Cannot set up the S3 client for {self.endpoint} "
+                              f"(region '{self.region}'): {failure}.")
+
+    @classmethod
+    def from_binding(cls, binding: StorageBinding, **kw: Any) -> S3Store:
+        """An S3Store for a backup's storage settings; ``kw`` passes tuning (part_size, ...).
+
+        Raises ConfigError as the constructor does.
+        """
+        return cls(binding.bucket, binding.endpoint, binding.region, binding.access_key_id,
+                   binding.secret_access_key, force_path_style=binding.force_path_style, **kw)
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, endpoint={self.endpoint!r}, region={self.region!r})"
+
+    __str__ = __repr__
+
+    # ----- the ObjectStore protocol -----
+
+    def open_writer(self, key: str) -> S3Writer:
+        """Start a streaming upload: parts of ``part_size`` go up ``max_concurrency`` at a time.
+
+        Memory stays under ``part_size * (max_concurrency + 1)``. Raises StorageError (or a
+        subclass) from write/commit when a request fails.
+        """
+        return S3Writer(self, key)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """One PUT of ``data`` to ``key``, replacing any old object. Raises StorageError."""
+        self._request("put_object", f"upload '{key}'", key, Key=key, Body=bytes(data))
+
+    def open_read(self, key: str) -> BinaryIO:
+        """Stream ``key``. Raises ObjectNotFound, BucketNotFound, StorageAuthError, StorageError;
+        reading the stream raises StorageError when the connection fails."""
+        resp = self._request("get_object", f"read '{key}'", key, Key=key)
+        return cast(BinaryIO, _S3Reader(resp["Body"], self, key))
+
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object. Raises as :meth:`open_read`."""
+        with self.open_read(key) as reader:
+            return reader.read()
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size, or None when it (or, as S3 cannot tell apart, its bucket) is missing.
+
+        Raises StorageAuthError or StorageError.
+        """
+        try:
+            resp = self._request("head_object", f"check '{key}'", key, Key=key)
+        except ObjectNotFound:
+            return None
+        return ObjectInfo(key, int(resp["ContentLength"]))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order, fetched page by page as the iterator advances.
+
+        Raises BucketNotFound, StorageAuthError or StorageError while iterating.
+        """
+        pages = iter(self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix))
+        while True:
+            page = self._request_lazy(f"list '{prefix}'", None, lambda: next(pages, None))
+            if page is None:
+                return
+            for item in page.get("Contents", ()):
+                yield ObjectInfo(item["Key"], int(item["Size"]))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing object is fine. Raises StorageAuthError or StorageError."""
+        try:
+            self._request("delete_object", f"delete '{key}'", key, Key=key)
+        except ObjectNotFound:
+            pass
+
+    def presigned_get_url(self, key: str, expires_in: int) -> str:
+        """A SigV4 presigned GET URL for ``key``, valid ``expires_in`` seconds (1 s to 7 days).
+
+        Makes no request. Raises ConfigError for a lifetime out of range, StorageError otherwise.
+        """
+        if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
+            raise ConfigError(f"Download link lifetime must be between 1 and {MAX_PRESIGN_SECONDS} seconds, "
+                              f"not {expires_in}.")
+        return cast(str, self._request_lazy(f"sign a download link for '{key}'", key, lambda: (
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in))))
+
+    # ----- requests and error mapping -----
+
+    def _request(self, operation: str, action: str, key: str | None, **params: Any) -> Any:
+        """Call the client operation on this bucket; failures leave as mapped StorageErrors."""
+        return self._request_lazy(action, key, lambda: getattr(self._client, operation)(
+            Bucket=self.bucket, **params))
+
+    def _request_lazy(self, action: str, key: str | None, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            error = self.map_error(exc, action, key)
+            if error is None:
+                raise
+        raise error from None
+
+    def map_error(self, exc: BaseException, action: str, key: str | None = None) -> StorageError | None:
+        """The StorageError for a botocore/connection failure, or None for an unrelated exception.
+
+        ``action`` completes "while trying to ..." (for example ``"read 'a/b'"``).
+        """
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
+
+        if isinstance(exc, StorageError):
+            return exc
+        where = f"storage endpoint {self.endpoint}"
+        if isinstance(exc, ClientError):
+            code = _one_line(str(exc.response.get("Error", {}).get("Code") or ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                return BucketNotFound(f"Bucket '{self.bucket}' does not exist at {self.endpoint}.")
+            if code == "NoSuchUpload":
+                return ObjectNotFound(f"The upload of '{key}' no longer exists at {where}.")
+            if code in _MISSING_OBJECT_CODES or (status == 404 and not code):
+                return ObjectNotFound(f"Object '{key}' does not exist in bucket '{self.bucket}' at {self.endpoint}.")
+            if code in _AUTH_CODES or status == 403:
+                return StorageAuthError(
+                    f"Storage endpoint {self.endpoint} refused the credentials ({code or status}) while "
+                    f"trying to {action}: check the access key id and secret for storage bucket '{self.bucket}'.")
+            detail = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
+            return StorageError(f"Storage request failed while trying to {action} at {where}: {detail}.")
+        if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+            return StorageError(f"Cannot connect to {where} while trying to {action}; "
+                                "check the endpoint URL and that the service is running.")
+        if isinstance(exc, ReadTimeoutError | ConnectionClosedError | ResponseStreamingError):
+            return StorageError(f"The connection to {where} broke while trying to {action} "
+                                f"({type(exc).__name__}).")
+        if isinstance(exc, BotoCoreError):
+            return StorageError(f"Storage request failed while trying to {action} at {where}: "
+                                f"{_one_line(str(exc))}.")
+        if isinstance(exc, OSError):
+            return StorageError(f"The connection to {where} failed while trying to {action} "
+                                f"({type(exc).__name__}).")
+        return None
+
+
+class _S3Reader(io.RawIOBase):
+    """A GET response body as a readable stream whose failures are StorageErrors."""
+
+    def __init__(self, body: Any, store: S3Store, key: str) -> None:
+        super().__init__()
+        self._body, self._store, self._key = body, store, key
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        amount = None if size is None or size < 0 else size
+        return cast(bytes, self._store._request_lazy(f"read '{self._key}'", self._key,
+                                                     lambda: self._body.read(amount)))
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_open()
+        return cast(int, self._store._request_lazy(f"read '{self._key}'", self._key,
+                                                   lambda: self._body.readinto(buffer)))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
