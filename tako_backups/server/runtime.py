@@ -3,9 +3,10 @@
 An app (key ``"name/env"``) is *configured* with a start command (argv), a wanted instance count and
 its data dir (``apps/{name}/{env}/data/``). ``start`` runs ``instances`` copies of the argv, each in
 its own process group, with ``TAKO_DATA_DIR=<data_dir>/app`` and ``TAKO_INSTANCE=<n>``; a supervisor
-thread restarts crashed copies with a growing delay while the app is meant to run. ``stop`` sends
-SIGTERM to every process group, SIGKILL after the timeout, and waits until they are gone; a stopped
-app stays stopped until ``start``. Nothing here prints: the module logs through ``logging``.
+thread restarts copies that exit (for any reason) with a growing delay while the app is meant to
+run. ``stop`` sends SIGTERM to every process group, SIGKILL after the timeout, and waits until they
+are gone; a stopped app stays stopped until ``start``. When a process exits on its own, whatever
+it left in its group is killed before the restart. Nothing here prints: it logs via ``logging``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tako_backups.errors import ConfigError
+from tako_backups.server.process_groups import signal_group, terminate_groups
 
 __all__ = ["AppRuntime", "AppStatus", "RestartPolicy"]
 
 log = logging.getLogger(__name__)
 
 _APP_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9-]{1,63}$")
-_KILL_GRACE = 5.0
-_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -123,11 +123,17 @@ class AppRuntime:
         """Register (or replace) an app's start command; running processes keep their old settings
         until the next ``start``/``restart``.
 
-        Raises ConfigError for a malformed app key, an empty argv or a negative instance count.
+        Raises ConfigError for a malformed app key, an empty argv, a negative instance count, or
+        NUL bytes or a bad variable name in argv or env.
         """
         _check_key(app)
-        if not argv or not all(isinstance(a, str) and a for a in argv):
+        if not argv or not argv[0]:
             raise ConfigError(f"start command of {app} is empty; set `start` in tako.toml")
+        if any("\0" in a for a in argv):
+            raise ConfigError(f"start command of {app} contains a NUL byte; fix `start` in tako.toml")
+        for name, value in (env or {}).items():
+            if not name or "=" in name or "\0" in name or "\0" in value:
+                raise ConfigError(f"environment variable {name!r} of {app} has an invalid name or value")
         if instances < 0:
             raise ConfigError(f"instances of {app} must be 0 or more, got {instances}")
         data_dir = Path(data_dir)
@@ -236,9 +242,10 @@ class AppRuntime:
                 self._ensure_thread()
                 log.info("started %s: %d instance(s)", entry.key, len(slots))
                 return
-        _terminate(slots, timeout=_KILL_GRACE)
+        terminate_groups([s.proc for s in slots if s.proc is not None], timeout=5.0)
+        what = failure.filename or config.argv[0]
         reason = failure.strerror or str(failure)
-        raise ConfigError(f"cannot start {entry.key}: {config.argv[0]}: {reason}; check `start` in tako.toml")
+        raise ConfigError(f"cannot start {entry.key}: {what}: {reason}; check `start` in tako.toml")
 
     def _stop_many(self, entries: Iterable[_App], timeout: float) -> bool:
         slots: list[_Slot] = []
@@ -249,7 +256,7 @@ class AppRuntime:
                 entry.active = None
                 slots.extend(s for s in entry.slots if s.proc is not None)
                 entry.slots = []
-        _terminate(slots, timeout)
+        terminate_groups([s.proc for s in slots if s.proc is not None], timeout)
         return was_running
 
     def _spawn(self, key: str, config: _Config, slot: _Slot) -> None:
@@ -301,10 +308,15 @@ class AppRuntime:
                 lived = now - slot.started_at
                 slot.delay = self._policy.next_delay(slot.delay, lived)
                 slot.due_at = now + slot.delay
-                _kill_group(slot.proc.pid, signal.SIGKILL)
+                signal_group(slot.proc.pid, signal.SIGKILL)
                 log.warning(
                     "%s instance %d (pid %d) exited with %s after %.1fs; restarting in %.1fs",
-                    entry.key, slot.number, slot.proc.pid, code, lived, slot.delay,
+                    entry.key,
+                    slot.number,
+                    slot.proc.pid,
+                    code,
+                    lived,
+                    slot.delay,
                 )
                 slot.proc = None
             if now >= slot.due_at:
@@ -321,60 +333,3 @@ class AppRuntime:
 def _check_key(app: str) -> None:
     if not _APP_KEY.match(app):
         raise ConfigError(f"app {app!r} is not a valid app key; expected name/env, e.g. demo/production")
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_gone(proc: subprocess.Popen[bytes]) -> bool:
-    if proc.poll() is None:
-        return False
-    try:
-        os.killpg(proc.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return not _live_members(proc.pid)
-
-
-def _live_members(pgid: int) -> bool:
-    """Whether a non-zombie process is in the group (zombies wait for a reaper and do not count)."""
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():
-        return True
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
-def _wait_gone(procs: list[subprocess.Popen[bytes]], deadline: float) -> list[subprocess.Popen[bytes]]:
-    while True:
-        procs = [p for p in procs if not _group_gone(p)]
-        if not procs or time.monotonic() >= deadline:
-            return procs
-        time.sleep(_POLL)
-
-
-def _terminate(slots: list[_Slot], timeout: float) -> None:
-    procs = [s.proc for s in slots if s.proc is not None]
-    for proc in procs:
-        _kill_group(proc.pid, signal.SIGTERM)
-    left = _wait_gone(procs, time.monotonic() + timeout)
-    for proc in left:
-        log.warning("pid %d did not stop within %.1fs; sending SIGKILL", proc.pid, timeout)
-        _kill_group(proc.pid, signal.SIGKILL)
-    for proc in _wait_gone(left, time.monotonic() + _KILL_GRACE):
-        log.error("process group %d is still present after SIGKILL", proc.pid)
