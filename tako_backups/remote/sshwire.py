@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from typing import Union
+from typing import TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-PublicKey = Union[ed25519.Ed25519PublicKey, rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
-PrivateKey = Union[ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+PublicKey: TypeAlias = ed25519.Ed25519PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+PrivateKey: TypeAlias = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 ED25519 = "ssh-ed25519"
 RSA = "ssh-rsa"
@@ -60,10 +60,11 @@ class Reader:
         return self.take(self.uint32())
 
     def text(self) -> str:
-        try:
-            return self.string().decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise WireError("non-ASCII name") from exc
+        """An algorithm or key-type name: 1 to 64 printable ASCII characters."""
+        raw = self.string()
+        if not 0 < len(raw) <= 64 or any(not 0x21 <= byte <= 0x7E for byte in raw):
+            raise WireError("invalid algorithm name")
+        return raw.decode("ascii")
 
     def mpint(self) -> int:
         raw = self.string()

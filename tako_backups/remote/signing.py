@@ -1,0 +1,273 @@
+"""Signing and verifying Tako management RPC requests (client signs, tako-server verifies).
+
+A request carries four headers: the key's OpenSSH fingerprint, a unix timestamp, a random nonce,
+and the standard base64 of an armored SSHSIG (namespace ``tako-management-rpc-v0``, hash sha512)
+over ``tako-management-rpc-v0\\n{timestamp}\\n{nonce}\\n{body}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from tako_backups.errors import AuthError, ConfigError
+from tako_backups.remote import sshsig, sshwire
+from tako_backups.remote.authorized_keys import AuthorizedKey, parse_authorized_keys, parse_public_key
+from tako_backups.remote.replay import NonceCache
+from tako_backups.remote.sshsig import NAMESPACE, Signer
+
+__all__ = [
+    "NAMESPACE",
+    "HEADER_FINGERPRINT",
+    "HEADER_TIMESTAMP",
+    "HEADER_NONCE",
+    "HEADER_SIGNATURE",
+    "AuthorizedKey",
+    "EncryptedKeyError",
+    "FileSigner",
+    "RequestVerifier",
+    "Signer",
+    "fingerprint",
+    "parse_authorized_keys",
+    "parse_public_key",
+    "sign_request",
+    "signed_message",
+]
+
+HEADER_FINGERPRINT = "x-tako-key-fingerprint"
+HEADER_TIMESTAMP = "x-tako-timestamp"
+HEADER_NONCE = "x-tako-nonce"
+HEADER_SIGNATURE = "x-tako-signature"
+_HEADERS = (HEADER_FINGERPRINT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,15}")
+_FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+_MAX_SIGNATURE_HEADER = 32 * 1024
+
+
+class EncryptedKeyError(ConfigError):
+    """A private key file is protected by a passphrase (load it into ssh-agent instead)."""
+
+
+def fingerprint(public_key: bytes | sshwire.PublicKey) -> str:
+    """OpenSSH SHA-256 fingerprint (``SHA256:`` + unpadded base64) of a key object or key blob.
+
+    Raises ConfigError for key types SSH cannot carry.
+    """
+    if isinstance(public_key, bytes):
+        return sshwire.fingerprint_of_blob(public_key)
+    try:
+        return sshwire.fingerprint_of_blob(sshwire.public_key_blob(public_key))
+    except sshwire.WireError as exc:
+        raise ConfigError(f"Unsupported public key: {exc}") from exc
+
+
+def signed_message(timestamp: str, nonce: str, body: bytes) -> bytes:
+    """The message an RPC signature covers."""
+    return f"{NAMESPACE}\n{timestamp}\n{nonce}\n".encode() + body
+
+
+class FileSigner:
+    """A Signer backed by a private key file (OpenSSH or PEM format, no passphrase)."""
+
+    def __init__(self, path: Path, key: sshwire.PrivateKey) -> None:
+        self.path = path
+        self._key = key
+        try:
+            self._blob = sshwire.public_key_blob(key.public_key())
+        except sshwire.WireError as exc:
+            raise ConfigError(f"SSH key {path} is not supported: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> FileSigner:
+        """Load a private key file.
+
+        Raises EncryptedKeyError (a ConfigError) for passphrase-protected keys, and ConfigError
+        when the file is missing, unreadable, not a private key or of an unsupported type.
+        """
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ConfigError(f"SSH key {path} does not exist") from exc
+        except OSError as exc:
+            raise ConfigError(f"Cannot read SSH key {path}: {exc.strerror}") from exc
+        key: object
+        try:
+            if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+                key = serialization.load_ssh_private_key(data, password=None)
+            else:
+                key = serialization.load_pem_private_key(data, password=None)
+        except TypeError as exc:
+            raise EncryptedKeyError(
+                f"SSH key {path} is encrypted with a passphrase; add it to ssh-agent "
+                f"(ssh-add {path}) and tako will sign through the agent"
+            ) from exc
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            hint = (
+                "; pass the private key, not the .pub file" if data.startswith((b"ssh-", b"ecdsa-")) else ""
+            )
+            raise ConfigError(f"SSH key {path} is not a valid OpenSSH or PEM private key{hint}") from exc
+        if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise ConfigError(
+                f"SSH key {path} is of an unsupported type; use Ed25519, RSA or ECDSA (nistp256/384/521)"
+            )
+        return cls(path, key)
+
+    @property
+    def public_key_blob(self) -> bytes:
+        return self._blob
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    @property
+    def fingerprint(self) -> str:
+        return sshwire.fingerprint_of_blob(self._blob)
+
+    def sign(self, data: bytes) -> bytes:
+        """Sign data with the file's key; returns an SSH signature blob (RSA: rsa-sha2-512)."""
+        return sshwire.sign_with_private_key(self._key, data)
+
+    def __repr__(self) -> str:
+        return f"FileSigner(path={str(self.path)!r}, fingerprint={self.fingerprint!r})"
+
+
+def sign_request(
+    signer: Signer, body: bytes, *, timestamp: int | None = None, nonce: str | None = None
+) -> dict[str, str]:
+    """Return the four x-tako-* headers that authenticate body (nonce: 24 random bytes as hex).
+
+    Raises whatever the signer raises (AuthError from ssh-agent, ConfigError).
+    """
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = secrets.token_hex(24) if nonce is None else nonce
+    armored = sshsig.sign(signer, signed_message(stamp, nonce, body))
+    return {
+        HEADER_FINGERPRINT: sshwire.fingerprint_of_blob(signer.public_key_blob),
+        HEADER_TIMESTAMP: stamp,
+        HEADER_NONCE: nonce,
+        HEADER_SIGNATURE: base64.b64encode(armored.encode("ascii")).decode("ascii"),
+    }
+
+
+class _AuthorizedKeysFile:
+    """The authorized keys file, re-read whenever its inode, size or times change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, ...] | None = None
+        self._keys: dict[str, AuthorizedKey] = {}
+
+    def keys(self) -> dict[str, AuthorizedKey]:
+        with self._lock:
+            try:
+                st = self.path.stat()
+                stamp: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            except FileNotFoundError:
+                stamp = ()
+            except OSError as exc:
+                raise ConfigError(f"Cannot read authorized keys file {self.path}: {exc.strerror}") from exc
+            if stamp != self._stamp:
+                self._keys = {key.fingerprint: key for key in self._read()} if stamp else {}
+                self._stamp = stamp
+            return self._keys
+
+    def _read(self) -> list[AuthorizedKey]:
+        try:
+            return parse_authorized_keys(self.path.read_text(encoding="utf-8", errors="replace"))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise ConfigError(f"Cannot read authorized keys file {self.path}: {exc.strerror}") from exc
+
+
+class RequestVerifier:
+    """Checks signed RPC requests against an authorized keys file. Safe to share between threads."""
+
+    def __init__(
+        self,
+        authorized_keys_path: str | Path,
+        *,
+        skew: int = 300,
+        replay_window: int = 300,
+        max_nonces: int = 100_000,
+    ) -> None:
+        self._keys = _AuthorizedKeysFile(Path(authorized_keys_path))
+        self.skew = skew
+        self.replay_window = replay_window
+        self._nonces = NonceCache(max_nonces)
+
+    def authorized_keys(self) -> list[AuthorizedKey]:
+        """The keys currently authorized (re-reads the file when it changed)."""
+        return list(self._keys.keys().values())
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> AuthorizedKey:
+        """Check a request's x-tako-* headers against body; return the key that signed it.
+
+        The nonce is remembered only once the signature verifies. Raises AuthError with a short
+        reason (missing or duplicated header, bad timestamp, stale or future timestamp, bad nonce,
+        replayed nonce, unknown key, bad signature, wrong namespace), and ConfigError when the
+        authorized keys file exists but cannot be read.
+        """
+        now = time.time() if now is None else now
+        values = _auth_headers(headers)
+        fp, stamp, nonce, signature = (values[name] for name in _HEADERS)
+        if not _FINGERPRINT_RE.fullmatch(fp):
+            raise AuthError(f"Invalid {HEADER_FINGERPRINT} header (expected SHA256:<43 base64 chars>)")
+        if not _TIMESTAMP_RE.fullmatch(stamp):
+            raise AuthError(f"Invalid {HEADER_TIMESTAMP} header (expected unix seconds)")
+        offset = int(stamp) - int(now)
+        if offset < -self.skew:
+            raise AuthError(f"Request timestamp is {-offset} s old (limit {self.skew} s); check the clock")
+        if offset > self.skew:
+            raise AuthError(
+                f"Request timestamp is {offset} s in the future (limit {self.skew} s); check the clock"
+            )
+        if not _NONCE_RE.fullmatch(nonce):
+            raise AuthError(f"Invalid {HEADER_NONCE} header (expected 16-128 characters of A-Za-z0-9_-)")
+        if self._nonces.seen(nonce, now):
+            raise AuthError("Nonce was already used (replayed request)")
+        key = self._keys.keys().get(fp)
+        if key is None:
+            raise AuthError(f"Key {fp} is not authorized; add it with tako-server authorize-key")
+        sshsig.verify(_decode_signature_header(signature), signed_message(stamp, nonce, body), key.blob)
+        expires_at = max(now + self.replay_window, int(stamp) + self.skew)
+        if not self._nonces.add(nonce, expires_at, now):
+            raise AuthError("Nonce was already used (replayed request)")
+        return key
+
+
+def _auth_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _HEADERS:
+            if lower in found:
+                raise AuthError(f"Duplicate {lower} header")
+            found[lower] = value.strip()
+    for name in _HEADERS:
+        if not found.get(name):
+            raise AuthError(f"Missing {name} header; the request must be signed")
+    return found
+
+
+def _decode_signature_header(value: str) -> str:
+    if len(value) > _MAX_SIGNATURE_HEADER:
+        raise AuthError(f"{HEADER_SIGNATURE} header is too long")
+    try:
+        return base64.b64decode(value, validate=True).decode("ascii")
+    except (binascii.Error, ValueError) as exc:
+        raise AuthError(f"{HEADER_SIGNATURE} header is not base64 of an armored SSH signature") from exc
