@@ -28,7 +28,7 @@ def _fields(
     unknown = sorted(set(obj) - set(required) - set(optional))
     if unknown:
         raise FormatError(f"{what} has unknown field '{unknown[0]}'.")
-    for name, kind in required.items():
+    for name in required:
         if name not in obj:
             raise FormatError(f"{what} is missing field '{name}'.")
     for name, kind in {**required, **optional}.items():

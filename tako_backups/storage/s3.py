@@ -8,6 +8,7 @@ names only: no credential, no chained botocore traceback.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -28,12 +29,28 @@ _AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessD
                          "403", "InvalidToken", "ExpiredToken"})
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
+_session_lock = threading.Lock()
+_session: Any = None
+
+
+def _create_client(**kw: Any) -> Any:
+    """A botocore S3 client from one shared session (it caches the service model; sessions are not
+    thread-safe, so creation is serialized). Credentials go to the client, never to the session."""
+    global _session
+    import botocore.session
+
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.Session()
+        return _session.create_client("s3", **kw)
+
 
 class S3Store:
     """One bucket of an S3-compatible service. Implements :class:`~.base.ObjectStore`.
 
-    Retries (standard mode, ``max_attempts`` tries) are botocore's; what still fails maps to
-    ObjectNotFound, BucketNotFound, StorageAuthError or StorageError.
+    Retries are botocore's standard mode: ``max_retries`` retries after the first try (botocore's
+    ``max_attempts`` setting counts retries), with jittered exponential backoff. What still fails
+    maps to ObjectNotFound, BucketNotFound, StorageAuthError or StorageError.
     """
 
     def __init__(
@@ -47,21 +64,22 @@ class S3Store:
         force_path_style: bool = False,
         part_size: int = DEFAULT_PART_SIZE,
         max_concurrency: int = 4,
-        max_attempts: int = 5,
+        max_retries: int = 5,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
     ) -> None:
         """Bind a client to ``bucket`` at ``endpoint``. Makes no request.
 
         Raises ConfigError for an endpoint that is not https (or http on loopback), an empty
-        bucket or region, a part size below 5 MiB, or a concurrency or attempt count below 1.
+        bucket, a part size below 5 MiB, a concurrency below 1 or a negative retry count.
         """
         if not bucket.strip():
             raise ConfigError("Storage bucket name is empty; set the bucket in the storage settings.")
         if part_size < MIN_PART_SIZE:
-            raise ConfigError(f"S3 part size {part_size} is below the minimum of {MIN_PART_SIZE} bytes (5 MiB).")
-        if max_concurrency < 1 or max_attempts < 1:
-            raise ConfigError("S3 upload concurrency and attempt count must be at least 1.")
+            raise ConfigError(f"S3 part size {part_size} is below the minimum of {MIN_PART_SIZE} bytes "
+                              "(5 MiB).")
+        if max_concurrency < 1 or max_retries < 0:
+            raise ConfigError("S3 upload concurrency must be at least 1 and the retry count at least 0.")
         self.bucket = bucket
         self.endpoint = check_endpoint(endpoint)
         self.region = region.strip() or "us-east-1"
@@ -69,13 +87,12 @@ class S3Store:
         self.part_size = part_size
         self.max_concurrency = max_concurrency
 
-        import botocore.session
         from botocore.config import Config
 
         config = Config(
             region_name=self.region,
             signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "max_attempts": max_retries},
             s3={"addressing_style": "path" if force_path_style else "auto"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -87,8 +104,8 @@ class S3Store:
         )
         failure = ""
         try:
-            self._client: Any = botocore.session.Session().create_client(
-                "s3", endpoint_url=self.endpoint, region_name=self.region, config=config,
+            self._client: Any = _create_client(
+                endpoint_url=self.endpoint, region_name=self.region, config=config,
                 aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             )
         except Exception as exc:
@@ -152,7 +169,8 @@ class S3Store:
 
         Raises BucketNotFound, StorageAuthError or StorageError while iterating.
         """
-        pages = iter(self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix))
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
         while True:
             page = self._request_lazy(f"list '{prefix}'", None, lambda: next(pages, None))
             if page is None:
@@ -221,11 +239,13 @@ class S3Store:
             if code == "NoSuchUpload":
                 return ObjectNotFound(f"The upload of '{key}' no longer exists at {where}.")
             if code in _MISSING_OBJECT_CODES or (status == 404 and not code):
-                return ObjectNotFound(f"Object '{key}' does not exist in bucket '{self.bucket}' at {self.endpoint}.")
+                return ObjectNotFound(f"Object '{key}' does not exist in bucket '{self.bucket}' "
+                                      f"at {self.endpoint}.")
             if code in _AUTH_CODES or status == 403:
                 return StorageAuthError(
                     f"Storage endpoint {self.endpoint} refused the credentials ({code or status}) while "
-                    f"trying to {action}: check the access key id and secret for storage bucket '{self.bucket}'.")
+                    f"trying to {action}: check the access key id and secret for storage bucket "
+                    f"'{self.bucket}'.")
             detail = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
             return StorageError(f"Storage request failed while trying to {action} at {where}: {detail}.")
         if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):

@@ -69,7 +69,8 @@ def test_backup_settings_parse_and_hide_secrets() -> None:
                     "region": "auto", "access_key_id": "AKIDSECRETID",
                     "secret_access_key": "VERYSECRETVALUE", "force_path_style": True},
         "backup_keys": [{"id": "backup-key-0123456789abcdef", "key_base64": "A" * 43 + "="},
-                        {"id": "backup-key-1111111111111111", "key_base64": base64.b64encode(b"\x05" * 32).decode()}],
+                        {"id": "backup-key-1111111111111111",
+                         "key_base64": base64.b64encode(b"\x05" * 32).decode()}],
         "retention_days": 30,
     }
     binding = BackupBinding.from_dict(settings)

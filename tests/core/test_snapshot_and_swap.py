@@ -73,8 +73,10 @@ def test_snapshot_of_corrupt_database_names_the_file(tmp_path: Path) -> None:
 
 def test_swap_moves_trees_and_keeps_the_old_aside(tmp_path: Path) -> None:
     live, staged, aside = tmp_path / "data", tmp_path / "staged", tmp_path / "aside"
-    live.mkdir(); (live / "old").write_text("old")
-    staged.mkdir(); (staged / "new").write_text("new")
+    live.mkdir()
+    (live / "old").write_text("old")
+    staged.mkdir()
+    (staged / "new").write_text("new")
     swap_tree(live, staged, aside)
     assert (live / "new").read_text() == "new" and not (live / "old").exists()
     assert (aside / "old").read_text() == "old" and not staged.exists()
@@ -82,8 +84,10 @@ def test_swap_moves_trees_and_keeps_the_old_aside(tmp_path: Path) -> None:
 
 def test_swap_rolls_back_when_the_move_fails(tmp_path: Path, monkeypatch) -> None:
     live, staged, aside = tmp_path / "data", tmp_path / "staged", tmp_path / "aside"
-    live.mkdir(); (live / "old").write_text("old")
-    staged.mkdir(); (staged / "new").write_text("new")
+    live.mkdir()
+    (live / "old").write_text("old")
+    staged.mkdir()
+    (staged / "new").write_text("new")
     real_rename = os.rename
 
     def flaky(src, dst):  # type: ignore[no-untyped-def]

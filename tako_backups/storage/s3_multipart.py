@@ -1,0 +1,169 @@
+"""The streaming S3 upload: buffer a part, send parts on a small thread pool, complete in order.
+
+No botocore here: requests go through :meth:`S3Store._request`, which maps failures to
+StorageErrors. Memory is bounded by one buffered part plus ``max_concurrency`` parts in flight.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from ..errors import ObjectNotFound, StorageError
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+
+
+class S3Writer:
+    """An :class:`~.base.ObjectWriter` for S3. Small objects go up in one PUT at commit; larger
+    ones as a multipart upload whose parts upload while the caller keeps writing."""
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        self._store, self._key = store, key
+        self._part_size = store.part_size
+        self._buf = bytearray()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: set[Future[None]] = set()
+        self._etags: dict[int, str] = {}
+        self._next_part = 1
+        self._state = "open"
+
+    def __repr__(self) -> str:
+        return f"S3Writer(key={self._key!r}, state={self._state!r}, size={self._size})"
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Buffer ``data``; every full part starts uploading. Returns the byte count.
+
+        Raises StorageError when an earlier part failed or the upload is already finished.
+        """
+        self._check_open()
+        view = memoryview(data).cast("B")
+        total, pos, size = len(view), 0, self._part_size
+        try:
+            if self._buf:
+                pos = min(total, size - len(self._buf))
+                self._buf += view[:pos]
+                if len(self._buf) == size:
+                    part, self._buf = self._buf, bytearray()
+                    self._send(part)
+            while total - pos >= size:
+                self._send(bytes(view[pos:pos + size]))
+                pos += size
+            if pos < total:
+                self._buf += view[pos:]
+        except BaseException:
+            self._state = "failed"
+            raise
+        self._size += total
+        return total
+
+    def commit(self) -> int:
+        """Send what is buffered, wait for every part and complete the upload; returns the size.
+
+        On failure the upload is aborted (nothing visible, no parts left) and StorageError raised.
+        """
+        self._check_open()
+        try:
+            if self._upload_id is None:
+                body, self._buf = self._buf, bytearray()
+                self._store._request("put_object", f"upload '{self._key}'", self._key,
+                                     Key=self._key, Body=body)
+            else:
+                if self._buf:
+                    part, self._buf = self._buf, bytearray()
+                    self._send(part)
+                self._wait_until(0)
+                parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
+                self._store._request(
+                    "complete_multipart_upload", f"finish the upload of '{self._key}'", self._key,
+                    Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+        except BaseException:
+            self._state = "failed"
+            self._abort_quietly()
+            raise
+        self._state = "committed"
+        self._upload_id = None
+        self._shutdown()
+        return self._size
+
+    def abort(self) -> None:
+        """Drop the upload and its parts. No-op after commit or a previous abort.
+
+        Raises StorageError when the store refuses to abort the multipart upload.
+        """
+        if self._state in ("committed", "aborted"):
+            return
+        self._state = "aborted"
+        self._buf = bytearray()
+        for future in self._in_flight:
+            future.cancel()
+        self._shutdown()
+        self._in_flight = set()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            try:
+                self._store._request("abort_multipart_upload", f"abort the upload of '{self._key}'",
+                                     self._key, Key=self._key, UploadId=upload_id)
+            except ObjectNotFound:
+                pass
+
+    def __enter__(self) -> S3Writer:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.abort()
+        else:
+            self._abort_quietly()
+
+    def _abort_quietly(self) -> None:
+        try:
+            self.abort()
+        except StorageError:
+            pass
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise StorageError(f"Upload of '{self._key}' is already {self._state}; start a new one.")
+
+    def _send(self, part: bytes | bytearray) -> None:
+        if self._upload_id is None:
+            resp = self._store._request("create_multipart_upload", f"start the upload of '{self._key}'",
+                                        self._key, Key=self._key)
+            self._upload_id = resp["UploadId"]
+            self._pool = ThreadPoolExecutor(self._store.max_concurrency, thread_name_prefix="tako-s3-part")
+        if self._next_part > MAX_PARTS:
+            raise StorageError(f"Upload of '{self._key}' needs more than {MAX_PARTS} parts; "
+                               "use a larger part size.")
+        self._wait_until(self._store.max_concurrency - 1)
+        number, self._next_part = self._next_part, self._next_part + 1
+        assert self._pool is not None
+        self._in_flight.add(self._pool.submit(self._upload_part, number, part))
+
+    def _upload_part(self, number: int, part: bytes | bytearray) -> None:
+        resp = self._store._request(
+            "upload_part", f"upload part {number} of '{self._key}'", self._key,
+            Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part)
+        self._etags[number] = resp["ETag"]
+
+    def _wait_until(self, limit: int) -> None:
+        """Wait until at most ``limit`` parts are in flight; raise the first part failure seen."""
+        done = {f for f in self._in_flight if f.done()}
+        while True:
+            self._in_flight -= done
+            for future in done:
+                future.result()
+            if len(self._in_flight) <= limit:
+                return
+            done, _ = wait(self._in_flight, return_when=FIRST_COMPLETED)
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,83 @@
+"""Shared server and store fixtures.
+
+- ``seaweedfs`` / ``moto_server``: one real S3 server each per test session (loopback only).
+- ``seaweed_store`` / ``moto_store`` / ``memory_store``: a store on a fresh, empty bucket.
+- ``store``: the same, parametrized over memory, moto and SeaweedFS (the contract suite).
+- ``make_store``: a factory, ``make_store(kind, **s3_kwargs)``, for stores with tuned part sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tako_backups.storage.memory import MemoryStore
+from tako_backups.storage.s3 import S3Store
+from tests.servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = start_moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``make_store("memory" | "moto" | "seaweedfs", **kw)``: a store on an empty bucket of its own,
+    emptied after the test. ``kw`` goes to S3Store (part_size, max_concurrency, ...)."""
+    made: list[tuple[MotoServer | SeaweedFS, str]] = []
+
+    def make(kind: str, **kw: Any) -> Any:
+        if kind == "memory":
+            return MemoryStore()
+        server: MotoServer | SeaweedFS = request.getfixturevalue(
+            {"moto": "moto_server", "seaweedfs": "seaweedfs"}[kind])
+        bucket = server.lease_bucket()
+        made.append((server, bucket))
+        return S3Store(bucket, server.endpoint, "us-east-1", server.access_key, server.secret_key,
+                       force_path_style=True, **kw)
+
+    yield make
+    for server, bucket in made:
+        with contextlib.suppress(Exception):
+            server.release_bucket(bucket)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, make_store: Callable[..., Any]) -> Any:
+    """A fresh store of each kind in turn (memory, moto, seaweedfs)."""
+    return make_store(request.param)
+
+
+@pytest.fixture(params=S3_KINDS)
+def s3_store(request: pytest.FixtureRequest, make_store: Callable[..., Any]) -> S3Store:
+    """A fresh S3Store on moto, then on SeaweedFS."""
+    return make_store(request.param)
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def moto_store(make_store: Callable[..., Any]) -> S3Store:
+    return make_store("moto")
+
+
+@pytest.fixture
+def seaweed_store(make_store: Callable[..., Any]) -> S3Store:
+    """An S3Store on a fresh SeaweedFS bucket (the session's server)."""
+    return make_store("seaweedfs")
