@@ -1,0 +1,59 @@
+"""The ``tako`` command line.
+
+Command groups are registered in :data:`COMMANDS` below by module and attribute, and imported only
+when used, so ``tako --help`` stays fast and never loads boto3. To add a group, add one line.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .context import Globals
+from .frame import LazyCommand, TakoGroup
+
+COMMANDS: dict[str, LazyCommand] = {
+    "backups": LazyCommand("tako_backups.cli.backups", "backups_app",
+                           "Create, list, download and restore backups."),
+    "storages": LazyCommand("tako_backups.cli.storages", "storages_app",
+                            "Attach storage to environments and manage its credentials."),
+    "deploy": LazyCommand("tako_backups.cli.deploy", "deploy_app",
+                          "Check the project and deploy an environment."),
+}
+TakoGroup.lazy_commands = COMMANDS
+
+app = typer.Typer(cls=TakoGroup, name="tako", add_completion=False, no_args_is_help=True,
+                  help="Tako-compatible backups and storage for your apps.",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tako-backups {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: str | None = typer.Option(None, "-c", "--config", metavar="PATH",
+                                      help="tako.toml to use ('.toml' is added when missing; "
+                                           "default ./tako.toml)."),
+    json: bool = typer.Option(False, "--json", help="Print one JSON object as the result."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; change nothing."),
+    verbose: bool = typer.Option(False, "-v", "--verbose",
+                                 help="Show more detail (tracebacks for unexpected errors)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """Tako-compatible backups and storage for your apps."""
+    g = ctx.ensure_object(Globals)
+    g.config = config if config is not None else g.config
+    g.json = g.json or json
+    g.dry_run = g.dry_run or dry_run
+    g.verbose = g.verbose or verbose
+
+
+def main() -> None:
+    """Console script entry point (``tako``)."""
+    typer.main.get_command(app).main(prog_name="tako")

@@ -1,0 +1,130 @@
+"""All terminal output goes through :class:`Output`: plain text, or one JSON object with
+``--json``. Messages go to stdout; warnings, errors and progress bars to stderr.
+
+:class:`Output` also implements :class:`tako_backups.progress.Progress` with rich progress bars
+(bytes and bytes/s) when stderr is a terminal, and silence otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import typer
+
+_UNITS = ("KB", "MB", "GB", "TB", "PB")
+
+
+def format_size(size: int) -> str:
+    """Tako's sizes, base 1024: ``999 bytes``, ``1.50 KB``, ``2.00 MB``."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in _UNITS:
+        value /= 1024
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.2f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_local_time(unix_secs: int | float) -> str:
+    """A unix time as local ``YYYY-MM-DD HH:MM:SS``."""
+    return dt.datetime.fromtimestamp(unix_secs).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Output:
+    """Text or JSON output for one command run."""
+
+    def __init__(self, *, json_mode: bool = False, verbose: bool = False, dry_run: bool = False) -> None:
+        self.json_mode = json_mode
+        self.verbose = verbose
+        self.dry_run = dry_run
+        self.emitted = False
+        self._bar: Any = None
+        self._task: Any = None
+
+    def heading(self, text: str) -> None:
+        if not self.json_mode:
+            typer.echo(typer.style(text, bold=True))
+
+    def line(self, text: str = "") -> None:
+        if not self.json_mode:
+            typer.echo(text)
+
+    def success(self, text: str) -> None:
+        self.line(text)
+
+    def hint(self, text: str) -> None:
+        if not self.json_mode:
+            typer.echo(typer.style(text, dim=True))
+
+    def would(self, text: str) -> None:
+        """A dry-run step that was skipped: ``Would <text>``."""
+        self.line(f"Would {text}")
+
+    def warning(self, text: str) -> None:
+        typer.echo(f"{typer.style('warning:', fg='yellow', bold=True)} {text}", err=True)
+
+    def error(self, text: str) -> None:
+        typer.echo(f"{typer.style('error:', fg='red', bold=True)} {text}", err=True)
+
+    def detail(self, text: str) -> None:
+        if self.verbose:
+            typer.echo(text, err=True)
+
+    def result(self, command: str, data: dict[str, Any] | None = None) -> None:
+        """The command's final JSON object (``{"ok": true, "command": ..., **data}``); text mode
+        prints nothing here."""
+        if self.json_mode and not self.emitted:
+            self.emitted = True
+            typer.echo(json.dumps({"ok": True, "command": command, **(data or {})}))
+
+    def failure(self, message: str, details: list[str] | None = None) -> None:
+        """Report a failed command: ``error: ...`` lines on stderr and, with ``--json``, the
+        ``{"ok": false, "error": {...}}`` object on stdout."""
+        for item in details or []:
+            self.error(item)
+        self.error(message)
+        if self.json_mode and not self.emitted:
+            self.emitted = True
+            error: dict[str, Any] = {"message": message}
+            if details:
+                error["errors"] = list(details)
+            typer.echo(json.dumps({"ok": False, "error": error}))
+
+    # Progress protocol -------------------------------------------------------------------------
+
+    def _bars_enabled(self) -> bool:
+        return not self.json_mode and sys.stderr.isatty()
+
+    def start(self, description: str, total: int | None = None) -> None:
+        self.finish()
+        if not self._bars_enabled():
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+                             TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                             transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total)
+
+    def advance(self, amount: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, amount)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+            self._task = None

@@ -1,0 +1,227 @@
+"""``tako storages add | credentials | list``: attach storage to an environment and manage its
+credentials. Secret values are prompted with hidden input and never printed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+import typer
+
+from .context import Globals, get_globals, resolve_env
+
+storages_app = typer.Typer(name="storages", no_args_is_help=True,
+                           help="Attach storage to environments and manage its credentials.")
+
+
+class Provider(StrEnum):
+    s3 = "s3"
+    local = "local"
+
+
+def _read_credentials(access_key_id: str | None, secret_access_key: str | None,
+                      expires_on: str | None) -> tuple[str, str, str | None]:
+    """Flags, else hidden prompts on a terminal; the expiry normalized (prompted when omitted)."""
+    from ..project.expiry import EXPIRES_ON_HINT, normalize_expires_on
+    from .prompts import optional_text, value_or_prompt
+
+    key_id = value_or_prompt(access_key_id, "--access-key-id", "Access key id")
+    secret = value_or_prompt(secret_access_key, "--secret-access-key", "Secret access key")
+    return key_id, secret, normalize_expires_on(optional_text(expires_on, "Expires on", EXPIRES_ON_HINT))
+
+
+def _store_credentials(g: Globals, project: Any, env: str, resource: str,
+                       credentials: tuple[str, str, str | None]) -> None:
+    """Open (or create) the env key, encrypt the credentials and save secrets.json atomically."""
+    from ..project.secrets import load_secrets, open_env_key, save_secrets, set_storage_credentials
+    from .prompts import key_prompts
+
+    secrets = load_secrets(project.secrets_path)
+    key = open_env_key(secrets, env, key_prompts(), create=True)
+    set_storage_credentials(secrets, env, resource, key, *credentials)
+    save_secrets(secrets)
+    if key.created:
+        g.out.hint(f"Created the {env} key {key.key_id} ({key.source}).")
+
+
+@storages_app.command("add")
+def add(
+    ctx: typer.Context,
+    binding: str = typer.Argument(..., help="App storage binding name, e.g. uploads."),
+    env: str | None = typer.Option(None, "--env", help="Environment (default: production)."),
+    resource: str | None = typer.Option(None, "--resource",
+                                        help="Backing storage resource name (default: the binding name)."),
+    provider: Provider = typer.Option(Provider.s3, "--provider", help="Storage provider."),
+    bucket: str | None = typer.Option(None, "--bucket", help="Bucket name."),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="S3-compatible endpoint (https://...)."),
+    region: str | None = typer.Option(None, "--region", help="Region (default: auto)."),
+    access_key_id: str | None = typer.Option(None, "--access-key-id",
+                                             help="Access key id (prompted when omitted)."),
+    secret_access_key: str | None = typer.Option(None, "--secret-access-key",
+                                                 help="Secret access key (prompted when omitted)."),
+    expires_on: str | None = typer.Option(None, "--expires-on",
+                                          help="Credential expiry: YYYY-MM-DD, 'in 30 days' or never."),
+    force_path_style: bool = typer.Option(False, "--force-path-style", help="Use path-style bucket URLs."),
+    public_base_url: str | None = typer.Option(None, "--public-base-url",
+                                               help="Public base URL for objects."),
+) -> None:
+    """Attach a storage resource to this app."""
+    from ..errors import ConfigError
+    from ..project.storage_setup import S3Options, check_names, plan_binding
+    from ..project.tako_toml import load_project, read_text
+    from ..project.toml_edit import write_config
+
+    g = get_globals(ctx)
+    env = resolve_env(g, env)
+    check_names(env, binding)
+    project = load_project(g.config_path)
+    options = S3Options(bucket, endpoint, region, force_path_style, public_base_url)
+    if provider is Provider.local and (access_key_id or secret_access_key or expires_on):
+        raise ConfigError("S3 storage options cannot be used with local storage.")
+    edit = plan_binding(project, read_text(project.path, "tako.toml"), env, binding, provider.value,
+                        resource, options)
+    is_s3 = provider is Provider.s3
+    summary = {"app": project.name, "environment": env, "binding": binding, "resource": edit.resource_name,
+               "provider": provider.value, "dry_run": g.dry_run}
+    if g.dry_run:
+        g.out.would(f"write {project.path.name}: [envs.{env}].storages.{binding} = \"{edit.resource_name}\""
+                    + (f" and [storages.{edit.resource_name}]" if edit.resource is not None else ""))
+        if is_s3:
+            g.out.would(f"store credentials of '{edit.resource_name}' for {env} in {project.secrets_path}")
+        g.out.line("Dry run: nothing was written.")
+        g.out.result("storages add", summary)
+        return
+    if is_s3:
+        credentials = _read_credentials(access_key_id, secret_access_key, expires_on)
+        _store_credentials(g, project, env, edit.resource_name, credentials)
+    write_config(project.path, edit.new_text)
+    g.out.success(f"Attached storage {binding} to {env}.")
+    g.out.hint("Deploy to sync the storage binding to your server.")
+    g.out.result("storages add", summary)
+
+
+@storages_app.command("credentials")
+def credentials(
+    ctx: typer.Context,
+    resource: str = typer.Argument(..., help="Storage resource name from tako.toml."),
+    env: str | None = typer.Option(None, "--env", help="Environment (default: production)."),
+    access_key_id: str | None = typer.Option(None, "--access-key-id",
+                                             help="Access key id (prompted when omitted)."),
+    secret_access_key: str | None = typer.Option(None, "--secret-access-key",
+                                                 help="Secret access key (prompted when omitted)."),
+    expires_on: str | None = typer.Option(None, "--expires-on",
+                                          help="Credential expiry: YYYY-MM-DD, 'in 30 days' or never."),
+) -> None:
+    """Set or rotate the credentials of an S3 storage resource."""
+    from ..errors import ConfigError
+    from ..project.names import LOCAL_STORAGE
+    from ..project.tako_toml import load_project
+
+    g = get_globals(ctx)
+    env = resolve_env(g, env)
+    project = load_project(g.config_path)
+    if resource == LOCAL_STORAGE:
+        raise ConfigError("Only S3-compatible storage resources use credentials.")
+    if resource not in project.storages:
+        raise ConfigError(f"Storage resource '{resource}' is not declared in tako.toml.")
+    config = project.envs.get(env)
+    if config is None or (resource not in config.storages.values() and config.backup_storage != resource):
+        g.out.warning(f"Storage resource '{resource}' is not bound or used for backups in {env}; "
+                      "tako deploy rejects credentials nothing uses.")
+    if g.dry_run:
+        g.out.would(f"store credentials of '{resource}' for {env} in {project.secrets_path}")
+        g.out.line("Dry run: nothing was written.")
+        g.out.result("storages credentials", {"environment": env, "resource": resource, "dry_run": True})
+        return
+    stored = _read_credentials(access_key_id, secret_access_key, expires_on)
+    _store_credentials(g, project, env, resource, stored)
+    g.out.success(f"Updated storage credentials {resource} for {env}.")
+    g.out.result("storages credentials", {"environment": env, "resource": resource,
+                                          "expires_on": stored[2], "dry_run": False})
+
+
+@storages_app.command("list")
+def list_storages(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help="Only this environment (default: all)."),
+) -> None:
+    """Show storage resources, bindings, backup targets and credential expiry (never values)."""
+    from ..project.secrets import load_secrets
+    from ..project.tako_toml import load_project
+
+    g = get_globals(ctx)
+    project = load_project(g.config_path)
+    if env is not None:
+        project.env(env)
+    overview = storage_overview(project, load_secrets(project.secrets_path), env)
+    _render_overview(g, overview)
+    g.out.result("storages list", overview)
+
+
+def _credential_state(expires_on: str | None, now: dt.datetime) -> dict[str, Any]:
+    from ..project.expiry import expires_soon, is_expired
+
+    return {"set": True, "expires_on": expires_on, "expired": is_expired(expires_on, now),
+            "expires_soon": expires_soon(expires_on, now)}
+
+
+def storage_overview(project: Any, secrets: Any, only_env: str | None = None,
+                     now: dt.datetime | None = None) -> dict[str, Any]:
+    """Resources, and per env its bindings, backup target and credential status (no values)."""
+    now = now or dt.datetime.now(dt.UTC)
+    resources = {name: {"provider": r.provider, "bucket": r.bucket, "endpoint": r.endpoint,
+                        "region": r.region,
+                        "force_path_style": r.force_path_style, "public_base_url": r.public_base_url}
+                 for name, r in sorted(project.storages.items())}
+    names = sorted(set(project.envs) | {e for e, s in secrets.envs.items() if s.storages})
+    envs: dict[str, Any] = {}
+    for name in names if only_env is None else [only_env]:
+        config = project.envs.get(name)
+        stored = secrets.envs[name].storages if name in secrets.envs else {}
+        bindings = dict(config.storages) if config else {}
+        backup = config.backup_storage if config else None
+        wanted = sorted(({r for r in bindings.values() if r != "local"} | ({backup} if backup else set()))
+                        | set(stored))
+        creds = {}
+        for resource in wanted:
+            found = stored.get(resource)
+            creds[resource] = (_credential_state(found.access_key_id.expires_on, now) if found else
+                               {"set": False, "expires_on": None, "expired": False, "expires_soon": False})
+        envs[name] = {"storages": bindings, "backup": backup, "credentials": creds}
+    return {"app": project.name, "resources": resources, "environments": envs}
+
+
+def _render_overview(g: Globals, overview: dict[str, Any]) -> None:
+    out = g.out
+    out.heading("Storages")
+    out.line(overview["app"])
+    out.line("Resources:")
+    if not overview["resources"]:
+        out.line("  (none declared)")
+    for name, r in overview["resources"].items():
+        extras = (", path-style" if r["force_path_style"] else "") + \
+            (f", public {r['public_base_url']}" if r["public_base_url"] else "")
+        out.line(f"  {name}: {r['provider']}, bucket {r['bucket']} at {r['endpoint']}, "
+                 f"region {r['region']}{extras}")
+    for env, info in overview["environments"].items():
+        out.line(f"{env}:")
+        if not info["storages"] and not info["backup"] and not info["credentials"]:
+            out.line("  (no storages)")
+        for binding, resource in info["storages"].items():
+            out.line(f"  storage {binding} -> {resource}")
+        if info["backup"]:
+            out.line(f"  backup -> {info['backup']}")
+        for resource, state in info["credentials"].items():
+            out.line(f"  credentials {resource}: {_describe(state)}")
+
+
+def _describe(state: dict[str, Any]) -> str:
+    if not state["set"]:
+        return "missing"
+    date = state["expires_on"]
+    if date is None:
+        return "set, no expiry"
+    if state["expired"]:
+        return f"expired on {date}"
+    return f"set, expires on {date}" + (" (within 30 days)" if state["expires_soon"] else "")
