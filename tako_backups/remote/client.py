@@ -1,0 +1,237 @@
+"""The management RPC client: signs each call, tries the next key on 401, maps failures to errors.
+
+``RpcClient`` is synchronous (httpx.Client); ``AsyncRpcClient`` is the same over httpx.AsyncClient,
+for calling several servers at once. Both take an injected transport, so tests can run them
+against the server app in-process (``httpx.ASGITransport`` for the async client).
+
+Timeouts are Tako's: 5 s to connect, 5 s per call, 10 minutes for backup_now, restore_backup and
+deploy. Every failure is a RemoteError naming the server and its address; a server that refuses
+every key gives an AuthError. Request bodies (which may carry credentials) never appear in errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+
+from ..errors import AuthError, ConfigError, RemoteError
+from . import protocol
+from .signing import Signer, sign_request
+
+__all__ = ["AsyncRpcClient", "RpcClient", "ServerReplyError"]
+
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+class ServerReplyError(RemoteError):
+    """The server answered with ``{"status": "error"}``; ``reply_message`` is its own text."""
+
+    def __init__(self, server: str, reply_message: str, status_code: int) -> None:
+        super().__init__(f"Server '{server}': {reply_message}")
+        self.server = server
+        self.reply_message = reply_message
+        self.status_code = status_code
+
+
+class _Signers:
+    """Signers from an iterable, pulled lazily (ssh-agent is asked only when needed) and kept."""
+
+    def __init__(self, source: Iterable[Signer]) -> None:
+        self._source: Iterator[Signer] | None = iter(source)
+        self._seen: list[Signer] = []
+
+    def __iter__(self) -> Iterator[Signer]:
+        index = 0
+        while True:
+            if index < len(self._seen):
+                yield self._seen[index]
+                index += 1
+                continue
+            if self._source is None:
+                return
+            try:
+                signer = next(self._source)
+            except StopIteration:
+                self._source = None
+                return
+            self._seen.append(signer)
+
+
+class _RpcBase:
+    def __init__(self, server_name: str, host: str, port: int = protocol.DEFAULT_PORT,
+                 signers: Iterable[Signer] = (), *, scheme: str = "http") -> None:
+        self.server_name = server_name
+        self.host = host
+        self.port = port
+        self._signers = _Signers(signers)
+        self._host_part = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        self.url = f"{scheme}://{self._host_part}:{port}{protocol.RPC_PATH}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as shown in messages (IPv6 hosts in brackets)."""
+        return f"{self._host_part}:{self.port}"
+
+    def _timeout(self, command: str, timeout: float | None) -> httpx.Timeout:
+        seconds = protocol.timeout_for(command) if timeout is None else timeout
+        return httpx.Timeout(seconds, connect=min(protocol.CONNECT_TIMEOUT, seconds))
+
+    def _interpret(self, response: httpx.Response) -> Any:
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = None
+        status = reply.get("status") if isinstance(reply, dict) else None
+        if status == "ok" and response.status_code == 200 and "data" in reply:
+            return reply["data"]
+        if status == "error" and isinstance(reply.get("message"), str):
+            if response.status_code == 401:
+                raise AuthError(f"Server '{self.server_name}' ({self.address}) rejected the request: "
+                                f"{reply['message']}")
+            raise ServerReplyError(self.server_name, reply["message"], response.status_code)
+        raise RemoteError(f"Server '{self.server_name}' ({self.address}) sent an invalid reply "
+                          f"(HTTP {response.status_code}); is it a tako-server?")
+
+    def _rejection(self, response: httpx.Response) -> str:
+        try:
+            message = response.json().get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return message if isinstance(message, str) else f"HTTP {response.status_code}"
+
+    def _rejected(self, rejections: list[str]) -> Exception:
+        if not rejections:
+            return ConfigError(f"No SSH key to sign requests to server '{self.server_name}'; create one "
+                               "with ssh-keygen -t ed25519 or set key_path for the server.")
+        return AuthError(f"Server '{self.server_name}' ({self.address}) rejected every key "
+                         f"({'; '.join(rejections)}); add yours with tako-server authorize-key")
+
+    def _transport_error(self, command: str, exc: httpx.HTTPError, timeout: httpx.Timeout) -> RemoteError:
+        where = f"Server '{self.server_name}' ({self.address})"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return RemoteError(f"{where} is unreachable: no answer within {timeout.connect:g} s.")
+        if isinstance(exc, httpx.ConnectError):
+            return RemoteError(f"{where} is unreachable: {_connect_reason(exc)}.")
+        if isinstance(exc, httpx.TimeoutException):
+            return RemoteError(f"{where} did not answer {command} within {timeout.read:g} s.")
+        return RemoteError(f"{where} failed during {command}: {type(exc).__name__}.")
+
+    def _sign(self, signer: Signer, body: bytes, rejections: list[str]) -> dict[str, str] | None:
+        try:
+            return sign_request(signer, body)
+        except (AuthError, ConfigError) as exc:
+            rejections.append(f"{signer.description}: {exc}")
+            return None
+
+
+class RpcClient(_RpcBase):
+    """A synchronous client for one server. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, server_name: str, host: str, port: int = protocol.DEFAULT_PORT,
+                 signers: Iterable[Signer] = (), *, transport: httpx.BaseTransport | None = None,
+                 scheme: str = "http") -> None:
+        super().__init__(server_name, host, port, signers, scheme=scheme)
+        self._http = httpx.Client(transport=transport, trust_env=False)
+
+    def call(self, command: str, payload: dict[str, Any] | None = None, *,
+             timeout: float | None = None) -> Any:
+        """Send ``command`` with ``payload`` and return the reply's ``data``.
+
+        Signs with each signer in turn until one is accepted (``hello``/``server_info`` go
+        unsigned). Raises RemoteError (unreachable, timeout, invalid reply), ServerReplyError (the
+        server's error message), AuthError (every key rejected), ConfigError (no key at all).
+        """
+        body = protocol.encode_request(command, payload)
+        limits = self._timeout(command, timeout)
+        if command in protocol.PUBLIC_COMMANDS:
+            return self._interpret(self._post(command, body, {}, limits))
+        rejections: list[str] = []
+        for signer in self._signers:
+            headers = self._sign(signer, body, rejections)
+            if headers is None:
+                continue
+            response = self._post(command, body, headers, limits)
+            if response.status_code == 401:
+                rejections.append(f"{signer.description}: {self._rejection(response)}")
+                continue
+            return self._interpret(response)
+        raise self._rejected(rejections)
+
+    def _post(self, command: str, body: bytes, headers: dict[str, str],
+              limits: httpx.Timeout) -> httpx.Response:
+        try:
+            return self._http.post(self.url, content=body, timeout=limits,
+                                   headers={"content-type": "application/json", **headers})
+        except httpx.HTTPError as exc:
+            raise self._transport_error(command, exc, limits) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncRpcClient(_RpcBase):
+    """The asynchronous twin of :class:`RpcClient` (same errors). Use ``async with``."""
+
+    def __init__(self, server_name: str, host: str, port: int = protocol.DEFAULT_PORT,
+                 signers: Iterable[Signer] = (), *, transport: httpx.AsyncBaseTransport | None = None,
+                 scheme: str = "http") -> None:
+        super().__init__(server_name, host, port, signers, scheme=scheme)
+        self._http = httpx.AsyncClient(transport=transport, trust_env=False)
+
+    async def call(self, command: str, payload: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> Any:
+        """As :meth:`RpcClient.call`."""
+        body = protocol.encode_request(command, payload)
+        limits = self._timeout(command, timeout)
+        if command in protocol.PUBLIC_COMMANDS:
+            return self._interpret(await self._post(command, body, {}, limits))
+        rejections: list[str] = []
+        for signer in self._signers:
+            headers = self._sign(signer, body, rejections)
+            if headers is None:
+                continue
+            response = await self._post(command, body, headers, limits)
+            if response.status_code == 401:
+                rejections.append(f"{signer.description}: {self._rejection(response)}")
+                continue
+            return self._interpret(response)
+        raise self._rejected(rejections)
+
+    async def _post(self, command: str, body: bytes, headers: dict[str, str],
+                    limits: httpx.Timeout) -> httpx.Response:
+        try:
+            return await self._http.post(self.url, content=body, timeout=limits,
+                                         headers={"content-type": "application/json", **headers})
+        except httpx.HTTPError as exc:
+            raise self._transport_error(command, exc, limits) from None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRpcClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _connect_reason(exc: BaseException) -> str:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED:
+            return "connection refused"
+        seen = seen.__cause__ or seen.__context__
+    text = _ERRNO_PREFIX.sub("", str(exc)).strip() or type(exc).__name__
+    if "connection refused" in text.lower():
+        return "connection refused"
+    return text[:1].lower() + text[1:]

@@ -1,0 +1,154 @@
+"""``tako-server``: serve the management RPC, or authorize a client key.
+
+    tako-server serve [--data-dir /opt/tako] [--host 127.0.0.1] [--port 9844]
+    tako-server authorize-key PUBKEY_FILE [--data-dir /opt/tako]
+
+``serve`` resumes the apps it runs, starts the scheduler (first check at once), then serves
+``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes the requests in flight,
+stops the scheduler and the apps, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from .. import __version__
+from ..errors import ConfigError, TakoError
+from ..remote.protocol import DEFAULT_PORT
+from ..remote.signing import parse_authorized_keys, parse_public_key
+from .paths import DEFAULT_DATA_DIR, ServerPaths
+from .state import write_private
+
+__all__ = ["authorize_key", "main"]
+
+log = logging.getLogger("tako_backups.server")
+
+GRACEFUL_SHUTDOWN_SECONDS = 60
+DATA_DIR_HELP = f"server data root (default {DEFAULT_DATA_DIR})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tako-server`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(Path(args.data_dir), args.host, args.port, args.log_level)
+        print(authorize_key(Path(args.pubkey_file), Path(args.data_dir)))
+        return 0
+    except TakoError as exc:
+        print(f"tako-server: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tako-server", description="Tako-compatible management server.")
+    parser.add_argument("--version", action="version", version=f"tako-server {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_cmd = sub.add_parser("serve", help="serve the signed management RPC (POST /rpc)")
+    serve_cmd.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    auth_cmd = sub.add_parser("authorize-key", help="allow an SSH public key to call the management RPC")
+    auth_cmd.add_argument("pubkey_file", metavar="PUBKEY_FILE", help="an OpenSSH public key file (.pub)")
+    auth_cmd.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
+    return parser
+
+
+def authorize_key(pubkey_file: Path, data_dir: Path) -> str:
+    """Append the key in ``pubkey_file`` to ``management-authorized-keys`` (0600, no duplicates).
+
+    Returns the message to print. Raises ConfigError for an unreadable file, a line that is not a
+    supported public key, or a keys file that cannot be written.
+    """
+    try:
+        text = pubkey_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"Cannot read public key file {pubkey_file}: {reason}.") from None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if len(lines) != 1:
+        raise ConfigError(f"{pubkey_file} must hold exactly one public key line (found {len(lines)}).")
+    key = parse_public_key(lines[0])
+    paths = ServerPaths(data_dir)
+    target = paths.authorized_keys
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {target}: {exc.strerror}.") from None
+    if any(k.fingerprint == key.fingerprint for k in parse_authorized_keys(current)):
+        return f"Key {key.fingerprint} is already authorized in {target}."
+    if current and not current.endswith("\n"):
+        current += "\n"
+    try:
+        write_private(target, (current + key.line + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {target}: {exc.strerror}.") from None
+    label = f" ({key.comment})" if key.comment else ""
+    return f"Authorized {key.key_type} key {key.fingerprint}{label} in {target}."
+
+
+def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
+    """Run the server until SIGTERM/SIGINT. Returns 0 after a clean stop.
+
+    Raises ConfigError when the data dir cannot be prepared or its config.json is invalid.
+    """
+    import uvicorn
+
+    from .app import create_app
+    from .auth import RequestAuth
+    from .runtime import AppRuntime
+    from .scheduler import Scheduler
+    from .service import BackupService
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = ServerPaths(data_dir)
+    paths.prepare()
+    paths.recover_interrupted_restores()
+    name = paths.server_name()
+    runtime = AppRuntime(paths.logs_dir)
+    service = BackupService(paths, name, runtime=runtime)
+    app = create_app(service, RequestAuth.from_file(paths.authorized_keys))
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, server_header=False)
+    server = uvicorn.Server(config)
+    stopping = {"requested": False}
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping["requested"] = True
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    scheduler = Scheduler(service)
+    log.info("tako-server %s: server %r, data dir %s", __version__, name, data_dir)
+    listen_failed = False
+    try:
+        service.resume_apps()
+        scheduler.start()
+        if not stopping["requested"]:
+            server.run()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        listen_failed = exc.code not in (0, None)
+    finally:
+        log.info("stopping: scheduler, running backups and restores, then apps")
+        scheduler.stop(timeout=0)
+        if not service.locks.close(timeout=GRACEFUL_SHUTDOWN_SECONDS):
+            log.warning("a backup or restore is still running; stopping the apps anyway")
+        runtime.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if listen_failed or (not server.started and not stopping["requested"]):
+        raise ConfigError(f"Could not listen on {host}:{port} (see the log above); is another server "
+                          "running there?")
+    log.info("tako-server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

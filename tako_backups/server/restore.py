@@ -1,0 +1,107 @@
+"""Restore one backup over an app's live data, following Tako's steps.
+
+Stage (download, checksum, decrypt, extract into ``tmp/restore/``), stop the app, drop the
+channels/cache files and the workflows ``-wal``/``-shm``, swap the trees by renames, start the app
+again when its instance count is above 0. Until the swap, the live tree is untouched and a stopped
+app is started again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+
+from ..core.pipeline import restore_into
+from ..core.swap import clean_restored_tree, remove_tree, swap_tree
+from ..errors import RestoreError, TakoError
+from ..models import BackupInfo, BackupKey
+from ..remote.protocol import parse_app
+from ..storage.base import ObjectStore
+from .paths import DATA_DIR_MODE, ServerPaths
+from .runtime import AppRuntime
+
+__all__ = ["restore_over_live"]
+
+log = logging.getLogger(__name__)
+
+
+def restore_over_live(
+    *, app: str, info: BackupInfo, store: ObjectStore, keys: Iterable[BackupKey], paths: ServerPaths,
+    runtime: AppRuntime | None, start_after: bool,
+) -> None:
+    """Replace ``app``'s live data with backup ``info``.
+
+    ``start_after``: the app's instance count is above 0, so it is started once the restored tree
+    is in place. Raises IntegrityError, KeyNotFoundError, UnsafeArchiveError, FormatError or
+    StorageError from staging, RestoreError for a full disk or a failed swap (the live tree is
+    then untouched), and RestoreError when the restored app does not start again.
+    """
+    name, env = parse_app(app)
+    live = paths.data_dir(name, env)
+    paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = paths.restore_work / f"{name}.{env}.{info.id}.{secrets.token_hex(4)}"
+    try:
+        try:
+            tree = restore_into(store, info, keys, staging)
+            os.chmod(tree, DATA_DIR_MODE)
+        except OSError as exc:
+            raise _write_error(exc, info, paths) from None
+        was_running = runtime.stop(app) if runtime is not None else False
+        log.info("restoring %s from %s (app %s)", app, info.id, "stopped" if was_running else "not running")
+        try:
+            clean_restored_tree(tree)
+            live.parent.mkdir(parents=True, exist_ok=True)
+            swap_tree(live, tree, staging / "aside")
+        except BaseException as exc:
+            aside = staging / "aside"
+            stranded = aside.exists() and not live.exists()
+            if was_running and runtime is not None and not stranded:
+                _start_again(runtime, app)
+            if isinstance(exc, OSError) and stranded:
+                raise RestoreError(
+                    f"Could not swap in the restored data of app '{app}' ({exc.strerror}) nor move the "
+                    f"previous data back: it is kept at {aside}; restart tako-server to move it back."
+                ) from None
+            if isinstance(exc, OSError):
+                raise RestoreError(
+                    f"Could not swap in the restored data of app '{app}': {exc.strerror}. "
+                    "The live data was not touched."
+                ) from None
+            raise
+    finally:
+        if (staging / "aside").exists() and not live.exists():
+            log.error("the previous data of %s is at %s; tako-server moves it back at its next start",
+                      app, staging / "aside")
+        else:
+            remove_tree(staging)
+    if start_after and runtime is not None and runtime.status(app).configured:
+        try:
+            runtime.start(app)
+        except TakoError as exc:
+            raise RestoreError(
+                f"Restored app '{app}' from {info.id}, but the app did not start again: {exc}"
+            ) from None
+
+
+def _start_again(runtime: AppRuntime, app: str) -> None:
+    try:
+        runtime.start(app)
+    except TakoError as exc:
+        log.error("could not start %s again after a failed restore: %s", app, exc)
+
+
+def _write_error(exc: OSError, info: BackupInfo, paths: ServerPaths) -> RestoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RestoreError(
+            f"Not enough disk space under {paths.restore_work} to restore backup {info.id} "
+            f"({info.size_bytes} bytes encrypted); free up space and try again. "
+            "The live data was not touched."
+        )
+    where = f" ({exc.filename})" if exc.filename else ""
+    return RestoreError(
+        f"Could not write the restored files of backup {info.id}{where}: {exc.strerror or exc}. "
+        "The live data was not touched."
+    )

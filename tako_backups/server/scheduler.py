@@ -1,0 +1,104 @@
+"""Daily backups: Tako's due rule and a thread that checks every app hourly (first check at start).
+
+An app is due when it has no backups, its newest is at least 86,400 s old, or its index cannot be
+read; ``next_backup_at`` is the newest's ``created_at`` + 86,400, or now when there is none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import BusyError, TakoError
+from ..models import BackupInfo
+
+__all__ = ["BACKUP_INTERVAL", "CHECK_INTERVAL", "Scheduler", "is_due", "next_backup_at"]
+
+log = logging.getLogger(__name__)
+
+BACKUP_INTERVAL = 86_400
+CHECK_INTERVAL = 3_600.0
+
+
+def next_backup_at(newest: BackupInfo | None, now: int) -> int:
+    """When the next scheduled backup is due (unix seconds)."""
+    return now if newest is None else newest.created_at_unix_secs + BACKUP_INTERVAL
+
+
+def is_due(newest: BackupInfo | None, now: int) -> bool:
+    """Due when there is no backup yet or the newest is at least a day old."""
+    return newest is None or now - newest.created_at_unix_secs >= BACKUP_INTERVAL
+
+
+class ScheduledApps(Protocol):
+    """What the scheduler needs from the service."""
+
+    def enabled_apps(self) -> list[str]: ...
+
+    def is_due(self, app: str, now: int) -> bool: ...
+
+    def scheduled_backup(self, app: str) -> BackupInfo: ...
+
+
+class Scheduler:
+    """Checks every app with backups enabled each ``interval`` seconds, in a thread."""
+
+    def __init__(self, apps: ScheduledApps, interval: float = CHECK_INTERVAL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._apps = apps
+        self.interval = interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread; its first check runs at once."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="tako-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop after the backup in progress (waiting up to ``timeout`` s); True when it ended."""
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def run_once(self) -> list[BackupInfo]:
+        """Check every enabled app once and back up the due ones; returns the backups taken.
+
+        Never raises: failures are logged, a busy app is skipped until the next check.
+        """
+        taken: list[BackupInfo] = []
+        try:
+            apps = self._apps.enabled_apps()
+        except TakoError as exc:
+            log.error("scheduler could not list apps: %s", exc)
+            return taken
+        for app in apps:
+            if self._stop.is_set():
+                break
+            try:
+                if not self._apps.is_due(app, int(self._clock())):
+                    continue
+                taken.append(self._apps.scheduled_backup(app))
+            except BusyError:
+                log.info("scheduled backup of %s skipped: a backup or restore is running", app)
+            except TakoError as exc:
+                log.error("scheduled backup of %s failed: %s", app, exc)
+            except Exception:
+                log.exception("scheduled backup of %s failed unexpectedly", app)
+        return taken
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for info in self.run_once():
+                log.info("scheduled backup %s of %s/%s done", info.id, info.app, info.environment)
+            self._stop.wait(self.interval)

@@ -1,0 +1,286 @@
+"""The server's backup, restore and deploy service: what each RPC command does, driving the core.
+
+Every method takes the app id ``{name}/{env}`` and returns plain JSON-ready data in Tako's reply
+shapes. Failures are TakoErrors whose messages name the app, the backup or the file involved and
+never carry credentials. Backups, restores and deploys of one app hold that app's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+from .. import __version__
+from ..core import catalog, layout, pipeline
+from ..errors import FormatError, NotFoundError, TakoError
+from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo, StorageBinding
+from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, RuntimeSettings, parse_app
+from ..storage.base import ObjectStore
+from .locks import AppLocks
+from .paths import ServerPaths
+from .restore import restore_over_live
+from .runtime import AppRuntime
+from .scheduler import is_due, next_backup_at
+from .state import AppState, StateStore
+
+__all__ = ["DOWNLOAD_URL_SECONDS", "BackupService", "StoreFactory"]
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_URL_SECONDS = 900
+StoreFactory = Callable[[StorageBinding], ObjectStore]
+
+
+def s3_store_factory(binding: StorageBinding) -> ObjectStore:
+    from ..storage.s3 import S3Store
+
+    return cast(ObjectStore, S3Store.from_binding(binding))
+
+
+class BackupService:
+    """Runs the management commands for every app under one server data root. Thread-safe."""
+
+    def __init__(
+        self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
+        state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
+        locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
+        deploy_lock_wait: float = 300.0,
+    ) -> None:
+        self.paths = paths
+        self.server_name = server_name
+        self.runtime = runtime
+        self.state = state or StateStore(paths.state_dir)
+        self.locks = locks or AppLocks()
+        self._store_factory = store_factory
+        self._stores: dict[StorageBinding, ObjectStore] = {}
+        self._stores_lock = threading.Lock()
+        self._clock = clock
+        self._deploy_lock_wait = deploy_lock_wait
+
+    # ----- unsigned commands -----
+
+    def hello(self) -> dict[str, Any]:
+        return {"server": self.server_name, "protocol": PROTOCOL}
+
+    def server_info(self) -> dict[str, Any]:
+        return {"server": self.server_name, "protocol": PROTOCOL, "version": __version__,
+                "commands": sorted(COMMANDS), "unsigned_commands": sorted(PUBLIC_COMMANDS)}
+
+    # ----- backup commands -----
+
+    def backup_now(self, app: str, backup: BackupBinding | None) -> dict[str, Any]:
+        """Store ``backup`` (when given) and take a backup now; returns the new BackupInfo.
+
+        Raises BusyError, NotFoundError (no settings), StorageError, SnapshotError, ConfigError.
+        """
+        parse_app(app)
+        with self.locks.hold(app):
+            if backup is not None:
+                self._store_settings(app, backup)
+            return self._take_backup(app, self._settings(app)).to_dict()
+
+    def list_backups(self, app: str) -> dict[str, Any]:
+        """``{"app", "backups"}``, newest first. Raises NotFoundError or StorageError."""
+        settings = self._settings(app)
+        store, prefix = self._location(app, settings)
+        try:
+            index = catalog.read_index(store, prefix)
+        except FormatError:
+            index = catalog.rebuild_index(store, prefix)
+        return {"app": app, "backups": [b.to_dict() for b in index.backups]}
+
+    def backup_status(self, app: str) -> dict[str, Any]:
+        """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}``.
+
+        An app without backup settings reports ``enabled: false``. Raises StorageError.
+        """
+        parse_app(app)
+        state = self.state.load(app)
+        if state is None or state.backup is None:
+            return {"app": app, "enabled": False, "retention_days": DEFAULT_RETENTION_DAYS,
+                    "last_backup": None, "next_backup_at_unix_secs": None}
+        now = int(self._clock())
+        newest = self._newest(app, state.backup)
+        return {"app": app, "enabled": True, "retention_days": state.backup.retention_days,
+                "last_backup": None if newest is None else newest.to_dict(),
+                "next_backup_at_unix_secs": next_backup_at(newest, now)}
+
+    def backup_download_url(self, app: str, backup_id: str) -> dict[str, Any]:
+        """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s).
+
+        Raises NotFoundError (app settings or backup id) or StorageError.
+        """
+        settings = self._settings(app)
+        store, prefix = self._location(app, settings)
+        info = catalog.find_backup(store, prefix, backup_id)
+        url = store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
+        return {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
+
+    def restore_backup(self, app: str, backup_id: str) -> dict[str, Any]:
+        """Restore ``backup_id`` over the app's live data; returns the restored BackupInfo.
+
+        Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, UnsafeArchiveError,
+        FormatError, StorageError or RestoreError (see :func:`restore_over_live`).
+        """
+        parse_app(app)
+        with self.locks.hold(app):
+            state = self.state.load(app)
+            settings = self._settings(app, state)
+            store, prefix = self._location(app, settings)
+            info = catalog.find_backup(store, prefix, backup_id)
+            runtime_settings = state.runtime if state is not None else None
+            restore_over_live(
+                app=app, info=info, store=store, keys=settings.backup_keys, paths=self.paths,
+                runtime=self.runtime,
+                start_after=runtime_settings is not None and runtime_settings.instances > 0,
+            )
+            log.info("restored %s from %s", app, info.id)
+            return info.to_dict()
+
+    # ----- deploy -----
+
+    def deploy(self, app: str, backup: BackupBinding | None,
+               runtime: RuntimeSettings | None) -> dict[str, Any]:
+        """Store the app's settings, (re)start it when it has a start command and instances > 0,
+        then take the post-deploy backup. Returns Tako's finalize reply; a failed backup is
+        reported there and never fails the deploy.
+
+        Raises BusyError (another backup or restore kept the app busy too long), ConfigError
+        (settings could not be stored, or the app could not start).
+        """
+        name, env = parse_app(app)
+        with self.locks.hold(app, wait=self._deploy_lock_wait):
+            self.paths.ensure_data_dir(name, env)
+            self.state.save(app, AppState(backup=backup, runtime=runtime))
+            self._apply_runtime(app, runtime)
+            return {"status": "finalized", "backup": self._post_deploy_backup(app, backup)}
+
+    def _post_deploy_backup(self, app: str, backup: BackupBinding | None) -> dict[str, Any]:
+        if backup is None:
+            return {"status": "disabled"}
+        try:
+            info = self._take_backup(app, backup)
+        except TakoError as exc:
+            log.warning("post-deploy backup of %s failed: %s", app, exc)
+            return {"status": "failed", "message": str(exc)}
+        return {"status": "created", "id": info.id, "size_bytes": info.size_bytes}
+
+    def _apply_runtime(self, app: str, settings: RuntimeSettings | None) -> None:
+        if self.runtime is None:
+            return
+        if settings is None or settings.instances == 0:
+            self.runtime.stop(app)
+            return
+        name, env = parse_app(app)
+        self.runtime.configure(app, list(settings.start), settings.instances,
+                               self.paths.data_dir(name, env), env=settings.env)
+        self.runtime.restart(app)
+
+    def resume_apps(self) -> None:
+        """Configure and start every app whose stored runtime has instances > 0 (at server start).
+
+        Never raises: an app that cannot start is logged and skipped.
+        """
+        if self.runtime is None:
+            return
+        for app in self.state.apps():
+            try:
+                state = self.state.load(app)
+                if state is not None and state.runtime is not None and state.runtime.instances > 0:
+                    self.paths.ensure_data_dir(*parse_app(app))
+                    self._apply_runtime(app, state.runtime)
+            except TakoError as exc:
+                log.error("could not start %s: %s", app, exc)
+
+    # ----- scheduler hooks -----
+
+    def enabled_apps(self) -> list[str]:
+        """Apps with backup settings (those whose settings cannot be read are logged and left out)."""
+        apps = []
+        for app in self.state.apps():
+            try:
+                state = self.state.load(app)
+            except TakoError as exc:
+                log.error("skipping %s: %s", app, exc)
+                continue
+            if state is not None and state.backup is not None:
+                apps.append(app)
+        return apps
+
+    def is_due(self, app: str, now: int) -> bool:
+        """Tako's rule: no backups, newest at least a day old, or an unreadable index.
+
+        Raises NotFoundError or StorageError.
+        """
+        settings = self._settings(app)
+        store, prefix = self._location(app, settings)
+        try:
+            index = catalog.read_index(store, prefix)
+        except FormatError:
+            return True
+        return is_due(_first(index), now)
+
+    def scheduled_backup(self, app: str) -> BackupInfo:
+        """Take a backup with the stored settings. Raises BusyError when the app is busy."""
+        with self.locks.hold(app):
+            return self._take_backup(app, self._settings(app))
+
+    # ----- helpers -----
+
+    def _settings(self, app: str, state: AppState | None = None) -> BackupBinding:
+        state = state if state is not None else self.state.load(app)
+        if state is None or state.backup is None:
+            raise NotFoundError(
+                f"App '{app}' has no backup settings on this server; run tako backups now or "
+                "tako deploy first."
+            )
+        return state.backup
+
+    def _store_settings(self, app: str, backup: BackupBinding) -> None:
+        state = self.state.load(app) or AppState()
+        self.state.save(app, state.with_backup(backup))
+
+    def _take_backup(self, app: str, settings: BackupBinding) -> BackupInfo:
+        name, env = parse_app(app)
+        data = self.paths.ensure_data_dir(name, env)
+        self.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = self._store(settings.storage)
+        try:
+            result = pipeline.backup(
+                store, data_root=data, work_root=self.paths.backup_work, app=name, env=env,
+                server=self.server_name, key=settings.active_key,
+                retention_days=settings.retention_days, now=int(self._clock()),
+            )
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+        log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
+                 result.info.size_bytes, len(result.pruned))
+        return result.info
+
+    def _newest(self, app: str, settings: BackupBinding) -> BackupInfo | None:
+        store, prefix = self._location(app, settings)
+        try:
+            return _first(catalog.read_index(store, prefix))
+        except FormatError:
+            return None
+
+    def _location(self, app: str, settings: BackupBinding) -> tuple[ObjectStore, str]:
+        name, env = parse_app(app)
+        return self._store(settings.storage), layout.backup_prefix(name, env, self.server_name)
+
+    def _store(self, binding: StorageBinding) -> ObjectStore:
+        with self._stores_lock:
+            store = self._stores.get(binding)
+            if store is None:
+                if len(self._stores) >= 32:
+                    self._stores.clear()
+                store = self._stores[binding] = self._store_factory(binding)
+            return store
+
+
+def _first(index: BackupIndex) -> BackupInfo | None:
+    return index.backups[0] if index.backups else None

@@ -1,0 +1,178 @@
+"""The RPC client: against the real server app in-process (ASGITransport), and against canned
+transports and sockets for the failure paths (unreachable, timeout, invalid replies)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tako_backups.errors import AuthError, ConfigError, RemoteError
+from tako_backups.remote.client import AsyncRpcClient, RpcClient, ServerReplyError
+from tako_backups.remote.signing import FileSigner, RequestVerifier
+from tako_backups.server.app import create_app
+from tako_backups.server.auth import RequestAuth
+from tako_backups.server.cli import authorize_key
+from tako_backups.server.paths import ServerPaths
+from tako_backups.server.service import BackupService
+from tako_backups.storage.memory import MemoryStore
+from tests.server.helpers import APP, NO_SETTINGS, binding, make_key
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[FileSigner, FileSigner]:
+    folder = tmp_path_factory.mktemp("client-keys")
+    return make_key(folder / "id_ed25519", "me@laptop"), make_key(folder / "old_key", "old@laptop")
+
+
+@pytest.fixture
+def app(tmp_path: Path, keys: tuple[FileSigner, FileSigner]) -> Any:
+    paths = ServerPaths(tmp_path / "tako")
+    paths.prepare()
+    authorize_key(Path(f"{keys[0].path}.pub"), paths.root)
+    store = MemoryStore()
+    data = paths.ensure_data_dir("demo", "production")
+    (data / "app" / "hello.txt").write_text("hi\n")
+    return create_app(BackupService(paths, "la", store_factory=lambda b: store),
+                      RequestAuth.from_file(paths.authorized_keys))
+
+
+def run_async(app: Any, signers: Any, command: str, payload: dict[str, Any] | None = None) -> Any:
+    async def go() -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with AsyncRpcClient("la", "127.0.0.1", 9844, signers, transport=transport) as client:
+            return await client.call(command, payload)
+
+    return asyncio.run(go())
+
+
+def test_hello_needs_no_key(app: Any) -> None:
+    assert run_async(app, [], "hello") == {"server": "la", "protocol": "tako-management-rpc-v0"}
+
+
+def test_signed_call_round_trip(app: Any, keys: tuple[FileSigner, FileSigner]) -> None:
+    me, _ = keys
+    info = run_async(app, [me], "backup_now", {"app": APP, "backup": binding().to_dict()})
+    listed = run_async(app, [me], "list_backups", {"app": APP})
+    assert listed == {"app": APP, "backups": [info]}
+
+
+def test_next_key_is_tried_after_401_and_later_keys_are_not_loaded(
+        app: Any, keys: tuple[FileSigner, FileSigner]) -> None:
+    me, old = keys
+    pulled: list[str] = []
+
+    def signers() -> Iterator[FileSigner]:
+        for signer in (old, me, old):
+            pulled.append(signer.description)
+            yield signer
+
+    status = run_async(app, signers(), "backup_status", {"app": APP})
+    assert status["enabled"] is False
+    assert pulled == [str(old.path), str(me.path)]
+
+
+def test_every_key_rejected_is_an_auth_error(app: Any, keys: tuple[FileSigner, FileSigner]) -> None:
+    _, old = keys
+    with pytest.raises(AuthError) as rejected:
+        run_async(app, [old], "list_backups", {"app": APP})
+    assert str(rejected.value) == (
+        f"Server 'la' (127.0.0.1:9844) rejected every key ({old.path}: Key {old.fingerprint} is not "
+        "authorized; add it with tako-server authorize-key); add yours with tako-server authorize-key")
+
+
+def test_no_key_at_all_is_a_config_error(app: Any) -> None:
+    with pytest.raises(ConfigError, match="^No SSH key to sign requests to server 'la'; create one"):
+        run_async(app, [], "list_backups", {"app": APP})
+
+
+def test_server_error_reply_keeps_the_server_message(app: Any, keys: tuple[FileSigner, FileSigner]) -> None:
+    with pytest.raises(ServerReplyError) as failed:
+        run_async(app, [keys[0]], "list_backups", {"app": APP})
+    assert str(failed.value) == f"Server 'la': {NO_SETTINGS}"
+    error = failed.value
+    assert (error.server, error.reply_message, error.status_code) == ("la", NO_SETTINGS, 400)
+
+
+# ----- the synchronous client over canned transports and sockets -----
+
+def test_sync_client_signs_and_uses_tako_timeouts(tmp_path: Path,
+                                                  keys: tuple[FileSigner, FileSigner]) -> None:
+    me, _ = keys
+    authorized = tmp_path / "authorized"
+    authorized.write_text(Path(f"{me.path}.pub").read_text())
+    verifier = RequestVerifier(authorized)
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        command = json.loads(request.content)["command"]
+        if command != "hello":
+            verifier.verify(request.headers, request.content)
+        seen.append((command, request.extensions["timeout"]))
+        assert request.url == httpx.URL("http://127.0.0.1:9844/rpc")
+        return httpx.Response(200, json={"status": "ok", "data": {"command": command}})
+
+    with RpcClient("la", "127.0.0.1", 9844, [me], transport=httpx.MockTransport(handler)) as client:
+        for command in ("hello", "list_backups", "backup_now", "restore_backup", "deploy"):
+            assert client.call(command, {"app": APP} if command != "hello" else None) == {"command": command}
+    timeouts = {command: (t["connect"], t["read"]) for command, t in seen}
+    assert timeouts == {"hello": (5.0, 5.0), "list_backups": (5.0, 5.0), "backup_now": (5.0, 600.0),
+                        "restore_backup": (5.0, 600.0), "deploy": (5.0, 600.0)}
+
+
+@pytest.mark.parametrize(("status", "content"), [
+    (200, b"<html>hello</html>"), (502, b"Bad Gateway"), (200, b'{"status": "ok"}'), (200, b'["ok"]'),
+])
+def test_invalid_reply_names_the_server(keys: tuple[FileSigner, FileSigner], status: int,
+                                        content: bytes) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=content))
+    secret = binding().storage.secret_access_key
+    with RpcClient("la", "127.0.0.1", 9844, [keys[0]], transport=transport) as client, \
+            pytest.raises(RemoteError) as failed:
+        client.call("backup_now", {"app": APP, "backup": binding().to_dict()})
+    assert str(failed.value) == (f"Server 'la' (127.0.0.1:9844) sent an invalid reply (HTTP {status}); "
+                                 "is it a tako-server?")
+    assert secret not in str(failed.value)
+
+
+def test_unreachable_server_names_server_and_address() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with RpcClient("la", "127.0.0.1", port) as client, pytest.raises(RemoteError) as failed:
+        client.call("hello")
+    assert str(failed.value) == f"Server 'la' (127.0.0.1:{port}) is unreachable: connection refused."
+
+
+def test_silent_server_times_out(keys: tuple[FileSigner, FileSigner]) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    thread.start()
+    try:
+        with RpcClient("la", "127.0.0.1", port, [keys[0]]) as client, pytest.raises(RemoteError) as failed:
+            client.call("list_backups", {"app": APP}, timeout=0.3)
+        assert str(failed.value) == (
+            f"Server 'la' (127.0.0.1:{port}) did not answer list_backups within 0.3 s.")
+    finally:
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_ipv6_host_is_bracketed() -> None:
+    client = RpcClient("v6", "::1", 9844)
+    assert client.url == "http://[::1]:9844/rpc"
+    assert client.address == "[::1]:9844"
+    client.close()

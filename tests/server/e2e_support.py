@@ -1,0 +1,135 @@
+"""A real `tako-server serve` subprocess on 127.0.0.1, and ways to look at the apps it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tako_backups.errors import RemoteError
+from tako_backups.remote.client import RpcClient
+from tako_backups.remote.signing import FileSigner
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTES_APP = ROOT / "examples" / "notes-app" / "app.py"
+SERVER = [sys.executable, "-m", "tako_backups.server.cli"]
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log_path: Path
+
+    def client(self, signer: FileSigner) -> RpcClient:
+        return RpcClient("la", "127.0.0.1", self.port, [signer])
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+                raise AssertionError(f"tako-server did not stop on SIGTERM:\n{self.log_tail()}") from None
+        return int(self.process.returncode)
+
+
+def start_server(data_dir: Path, signer: FileSigner) -> RunningServer:
+    """Authorize ``signer`` with the CLI, start `tako-server serve`, return once hello answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "config.json").write_text(json.dumps({"server_name": "la"}))
+    done = subprocess.run([*SERVER, "authorize-key", f"{signer.path}.pub", "--data-dir", str(data_dir)],
+                          env=server_env(), capture_output=True, text=True, check=True)
+    assert done.stdout.startswith(f"Authorized ssh-ed25519 key {signer.fingerprint}"), done.stdout
+    port = free_port()
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [*SERVER, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+            env=server_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = RunningServer(process, port, data_dir, log_path)
+    client = server.client(signer)
+
+    def ready() -> bool:
+        assert process.poll() is None, f"tako-server exited early:\n{server.log_tail()}"
+        try:
+            return bool(client.call("hello") == {"server": "la", "protocol": "tako-management-rpc-v0"})
+        except RemoteError:
+            return False
+
+    try:
+        wait_for(ready, "tako-server to answer hello")
+    finally:
+        client.close()
+    return server
+
+
+def app_pids(app_dir: Path) -> list[int]:
+    """Live (non-zombie) processes whose TAKO_DATA_DIR is ``app_dir``."""
+    needle = f"TAKO_DATA_DIR={app_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and stat[stat.rfind(")") + 2] != "Z":
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def notes(db: Path, limit: int | None = None) -> list[tuple[int, str]]:
+    """The notes rows (id, body) in id order, read-only."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        sql = "SELECT id, body FROM notes ORDER BY id" + ("" if limit is None else f" LIMIT {int(limit)}")
+        return [(int(i), str(b)) for i, b in conn.execute(sql)]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def integrity(db: Path) -> str:
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
