@@ -156,14 +156,19 @@ def test_retention_prunes_old_backups_in_tako_order(memory_store: MemoryStore, d
                                                     tmp_path: Path, key: BackupKey) -> None:
     day = 86_400
     now = 1_800_000_000
-    old = _backup(memory_store, dataset, tmp_path / "w", key, now=now - 31 * day).info
+    oldest = _backup(memory_store, dataset, tmp_path / "w", key, now=now - 35 * day).info
+    old = _backup(memory_store, dataset, tmp_path / "w", key, now=now - 34 * day).info
+    floor = _backup(memory_store, dataset, tmp_path / "w", key, now=now - 33 * day).info
     edge = _backup(memory_store, dataset, tmp_path / "w", key, now=now - 30 * day).info
     memory_store.fail_deletes.add(old.manifest_key)  # delete errors are ignored
     new = _backup(memory_store, dataset, tmp_path / "w", key, now=now).info
     index = catalog.read_index(memory_store, PREFIX)
-    assert [b.id for b in index.backups] == [new.id, edge.id]
+    # 30 days keeps `edge`; the floor of 3 intact backups keeps `floor` too.
+    assert [b.id for b in index.backups] == [new.id, edge.id, floor.id]
+    assert oldest.archive_key not in memory_store.objects
     assert old.archive_key not in memory_store.objects
-    assert edge.archive_key in memory_store.objects
+    assert old.manifest_key in memory_store.objects
+    assert edge.archive_key in memory_store.objects and floor.archive_key in memory_store.objects
 
 
 def test_malformed_index_is_rebuilt_from_manifests(memory_store: MemoryStore, dataset: Path,
