@@ -85,6 +85,7 @@ class BackupInfo:
     archive_key: str
     manifest_key: str
     encryption: EncryptionInfo
+    extras: BackupExtras | None = None
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupInfo:
@@ -92,12 +93,13 @@ class BackupInfo:
             "id": str, "app": str, "environment": str, "server": str,
             "created_at_unix_secs": int, "size_bytes": int, "sha256_hex": str,
             "archive_key": str, "manifest_key": str, "encryption": dict,
-        })
+        }, {"extras": dict})
         return cls(
             id=d["id"], app=d["app"], environment=d["environment"], server=d["server"],
             created_at_unix_secs=d["created_at_unix_secs"], size_bytes=d["size_bytes"],
             sha256_hex=d["sha256_hex"], archive_key=d["archive_key"],
             manifest_key=d["manifest_key"], encryption=EncryptionInfo.from_dict(d["encryption"]),
+            extras=BackupExtras.from_dict(d["extras"]) if "extras" in d else None,
         )
 
     @classmethod
@@ -110,10 +112,41 @@ class BackupInfo:
             "created_at_unix_secs": self.created_at_unix_secs, "size_bytes": self.size_bytes,
             "sha256_hex": self.sha256_hex, "archive_key": self.archive_key,
             "manifest_key": self.manifest_key, "encryption": self.encryption.to_dict(),
+            **({"extras": self.extras.to_dict()} if self.extras is not None else {}),
         }
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+
+
+REASONS = ("manual", "scheduled", "post-deploy", "pre-restore", "reencrypt")
+
+
+@dataclass(frozen=True)
+class BackupExtras:
+    """Our additions to a manifest, under one ``extras`` key; Tako's fields stay as they are.
+
+    ``files``/``bytes`` count regular files in the archive (SQLite snapshots included) so a
+    drill can compare what it extracted; ``reason`` says why the backup was taken.
+    """
+
+    files: int
+    bytes: int
+    sqlite_files: list[str] = field(default_factory=list)
+    reason: str = "manual"
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupExtras:
+        d = _fields(obj, "Backup manifest extras",
+                    {"files": int, "bytes": int, "sqlite_files": list, "reason": str})
+        if not all(isinstance(n, str) for n in d["sqlite_files"]):
+            raise FormatError("Backup manifest extras field 'sqlite_files' has the wrong type.")
+        return cls(files=d["files"], bytes=d["bytes"], sqlite_files=list(d["sqlite_files"]),
+                   reason=d["reason"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "bytes": self.bytes, "sqlite_files": list(self.sqlite_files),
+                "reason": self.reason}
 
 
 def sort_newest_first(backups: list[BackupInfo]) -> list[BackupInfo]:

@@ -88,3 +88,13 @@ def test_backup_settings_reject_short_key_and_no_keys() -> None:
         BackupBinding.from_dict({**base, "backup_keys": [{"id": "k", "key_base64": "AAAA"}]})
     with pytest.raises(FormatError, match="need at least one backup key"):
         BackupBinding.from_dict({**base, "backup_keys": []})
+
+
+def test_manifest_extras_round_trip_and_stay_optional() -> None:
+    extras = {"files": 3, "bytes": 120, "sqlite_files": ["app/app.db"], "reason": "pre-restore"}
+    info = BackupInfo.from_dict({**MANIFEST, "extras": extras})
+    assert info.extras is not None and info.extras.reason == "pre-restore"
+    assert json.loads(info.to_json()) == {**MANIFEST, "extras": extras}
+    assert "extras" not in BackupInfo.from_dict(MANIFEST).to_dict()
+    with pytest.raises(FormatError, match="extras is missing field 'reason'"):
+        BackupInfo.from_dict({**MANIFEST, "extras": {"files": 1, "bytes": 1, "sqlite_files": []}})
