@@ -118,4 +118,11 @@ async def _read_body(request: HttpRequest, limit: int) -> bytes:
 
 
 def _error(status_code: int, message: str) -> JSONResponse:
-    return JSONResponse(protocol.error_reply(message), status_code=status_code)
+    return JSONResponse(protocol.error_reply(_printable(message)), status_code=status_code)
+
+
+def _printable(message: str, limit: int = 1000) -> str:
+    """One printable line: a message may echo a signed client's value (lone surrogates, newlines)."""
+    text = message if len(message) <= limit else message[:limit] + "..."
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

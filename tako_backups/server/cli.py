@@ -103,6 +103,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
 
     from .app import create_app
     from .auth import RequestAuth
+    from .restore import recover_interrupted_restores
     from .runtime import AppRuntime
     from .scheduler import Scheduler
     from .service import BackupService
@@ -110,7 +111,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = ServerPaths(data_dir)
     paths.prepare()
-    paths.recover_interrupted_restores()
+    recover_interrupted_restores(paths)
     name = paths.server_name()
     runtime = AppRuntime(paths.logs_dir)
     service = BackupService(paths, name, runtime=runtime)

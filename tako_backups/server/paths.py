@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError
 
 __all__ = ["DEFAULT_DATA_DIR", "DATA_DIR_MODE", "ServerPaths"]
 
@@ -112,34 +111,3 @@ class ServerPaths:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{self.config_file} field 'server_name' must be a non-empty string.")
         return name.strip()
-
-    def recover_interrupted_restores(self) -> None:
-        """Clean ``tmp/`` after a crash. A restore that died between its two renames left the
-        live tree at ``aside/`` with no live tree in place: that tree is moved back first."""
-        for staging in sorted(self.restore_work.glob("*")):
-            aside = staging / "aside"
-            parts = staging.name.split(".")
-            if aside.is_dir() and len(parts) >= 3 and _is_app(parts[0], parts[1]):
-                live = self.data_dir(parts[0], parts[1])
-                if live.is_dir() and _holds_no_files(live):
-                    shutil.rmtree(live)  # only the empty skeleton made since then
-                if not live.exists() and live.parent.is_dir():
-                    os.rename(aside, live)
-                    log.warning("moved %s back to %s after an interrupted restore", aside, live)
-            shutil.rmtree(staging, ignore_errors=True)
-        for work in self.backup_work.glob("*"):
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def _is_app(name: str, env: str) -> bool:
-    from ..remote.protocol import parse_app
-
-    try:
-        parse_app(f"{name}/{env}")
-    except FormatError:
-        return False
-    return True
-
-
-def _holds_no_files(tree: Path) -> bool:
-    return not any(p.is_file() or p.is_symlink() for p in tree.rglob("*"))

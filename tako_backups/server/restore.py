@@ -3,7 +3,9 @@
 Stage (download, checksum, decrypt, extract into ``tmp/restore/``), stop the app, drop the
 channels/cache files and the workflows ``-wal``/``-shm``, swap the trees by renames, start the app
 again when its instance count is above 0. Until the swap, the live tree is untouched and a stopped
-app is started again.
+app is started again. The staged tree is flushed to disk before the app stops, so the swap itself
+is two renames. :func:`recover_interrupted_restores` finishes or undoes a restore that a crash cut
+short, at the next start.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable
+from pathlib import Path
 
 from ..core.pipeline import restore_into
-from ..core.swap import clean_restored_tree, remove_tree, swap_tree
-from ..errors import RestoreError, TakoError
+from ..core.swap import clean_restored_tree, fsync_dir, remove_tree, swap_tree, sync_filesystem
+from ..errors import FormatError, RestoreError, TakoError
 from ..models import BackupInfo, BackupKey
 from ..remote.protocol import parse_app
 from ..storage.base import ObjectStore
 from .paths import DATA_DIR_MODE, ServerPaths
 from .runtime import AppRuntime
 
-__all__ = ["restore_over_live"]
+__all__ = ["recover_interrupted_restores", "restore_over_live"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ def restore_over_live(
         try:
             tree = restore_into(store, info, keys, staging)
             os.chmod(tree, DATA_DIR_MODE)
+            sync_filesystem(tree)
         except OSError as exc:
             raise _write_error(exc, info, paths) from None
         was_running = runtime.stop(app) if runtime is not None else False
@@ -105,3 +109,72 @@ def _write_error(exc: OSError, info: BackupInfo, paths: ServerPaths) -> RestoreE
         f"Could not write the restored files of backup {info.id}{where}: {exc.strerror or exc}. "
         "The live data was not touched."
     )
+
+
+def recover_interrupted_restores(paths: ServerPaths) -> list[str]:
+    """Finish or undo the restores a crash cut short, and empty ``tmp/``; run at start, before apps.
+
+    Each ``tmp/restore/{name}.{env}.{id}.{hex}/`` tells where its restore stopped:
+
+    - no ``aside/``: the live tree was never touched; the staging is removed;
+    - ``aside/`` and ``tree/``: it died between the two renames (or a swap could not roll back);
+      the old tree goes back into place (over an empty skeleton made since, never over files);
+    - ``aside/`` without ``tree/``: the swap was done; the old tree is removed.
+
+    A staging folder whose ``aside/`` cannot be put back safely is kept and an error logged, so
+    no tree is ever deleted unless a whole copy of it is live. Returns what was done, one line
+    each (also logged). Never raises.
+    """
+    done: list[str] = []
+    for staging in sorted(paths.restore_work.glob("*")):
+        try:
+            done.append(_recover_one(paths, staging))
+        except OSError as exc:
+            done.append(f"kept {staging}: {exc.strerror or exc}")
+            log.error("could not recover the interrupted restore at %s: %s", staging, exc)
+    for work in sorted(paths.backup_work.glob("*")):
+        remove_tree(work)
+        done.append(f"removed {work}")
+    return done
+
+
+def _recover_one(paths: ServerPaths, staging: Path) -> str:
+    aside, tree = staging / "aside", staging / "tree"
+    if not aside.is_dir():
+        remove_tree(staging)
+        return f"removed {staging}"
+    live = _live_for(paths, staging.name)
+    if live is None:
+        log.error("kept %s: its name names no app, so its previous data has nowhere to go", staging)
+        return f"kept {staging}"
+    if tree.exists() or not live.exists():
+        if live.is_dir() and not _holds_no_files(live):
+            log.error("kept %s: %s holds files again, so the previous data in %s was not moved back; "
+                      "compare them and keep one", staging, live, aside)
+            return f"kept {staging}"
+        if live.is_dir():
+            remove_tree(live)
+        live.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(aside, live)
+        fsync_dir(live.parent)
+        log.warning("moved %s back to %s after an interrupted restore", aside, live)
+        remove_tree(staging)
+        return f"moved {aside} back to {live}"
+    remove_tree(staging)
+    log.warning("finished an interrupted restore of %s: removed the previous data at %s", live, aside)
+    return f"removed {staging}"
+
+
+def _live_for(paths: ServerPaths, staging_name: str) -> Path | None:
+    parts = staging_name.split(".")
+    if len(parts) < 3:
+        return None
+    try:
+        name, env = parse_app(f"{parts[0]}/{parts[1]}")
+    except FormatError:
+        return None
+    return paths.data_dir(name, env)
+
+
+def _holds_no_files(tree: Path) -> bool:
+    return not any(p.is_file() or p.is_symlink() for p in tree.rglob("*"))

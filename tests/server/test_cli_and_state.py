@@ -14,6 +14,7 @@ from tako_backups.remote.protocol import RuntimeSettings
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.cli import main
 from tako_backups.server.paths import ServerPaths
+from tako_backups.server.restore import recover_interrupted_restores
 from tako_backups.server.state import AppState, StateStore
 from tests.server.e2e_support import SERVER, server_env
 from tests.server.helpers import APP, binding
@@ -111,6 +112,6 @@ def test_interrupted_restore_is_recovered_at_start(tmp_path: Path) -> None:
     live.rename(staging / "aside")  # died between the two renames of the swap
     leftover = paths.backup_work / "b1-XyZ12345"
     leftover.mkdir()
-    paths.recover_interrupted_restores()
+    recover_interrupted_restores(paths)
     assert (live / "app" / "keep.txt").read_text() == "the live data"
     assert list(paths.restore_work.iterdir()) == [] and list(paths.backup_work.iterdir()) == []

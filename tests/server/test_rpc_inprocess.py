@@ -15,6 +15,7 @@ import tako_backups.core.extract as extract_module
 from tako_backups.core.layout import backup_prefix
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.paths import ServerPaths
+from tako_backups.server.restore import recover_interrupted_restores
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import StateStore
 from tako_backups.storage.memory import MemoryStore
@@ -390,7 +391,7 @@ def test_swap_that_cannot_roll_back_keeps_the_old_tree_for_recovery(
     assert (staging / "aside" / "app" / "uploads" / "a.txt").read_text() == "live edit"
     monkeypatch.setattr(os, "rename", real_rename)
     paths.ensure_data_dir("demo", "production")  # e.g. a scheduled backup ran in the meantime
-    paths.recover_interrupted_restores()
+    recover_interrupted_restores(paths)
     assert (data / "app" / "uploads" / "a.txt").read_text() == "live edit"
     assert list(paths.restore_work.iterdir()) == []
 
