@@ -7,7 +7,7 @@ import secrets
 import time
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-_ID_RE = re.compile(r"^b[0-9]+-[A-Za-z0-9_-]{8}$")
+_ID_RE = re.compile(r"b[0-9]+-[A-Za-z0-9_-]{8}")
 ARCHIVE_SUFFIX = ".tar.zst.enc"
 MANIFEST_SUFFIX = ".json"
 INDEX_NAME = "index.json"
@@ -36,7 +36,7 @@ def new_backup_id(now: int | None = None) -> str:
 
 
 def is_backup_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))
 
 
 def archive_key(prefix: str, backup_id: str) -> str:

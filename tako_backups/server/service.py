@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from .. import __version__
 from ..core import catalog, layout, pipeline
-from ..errors import FormatError, NotFoundError, TakoError
+from ..errors import FormatError, NotFoundError, StorageError, TakoError
 from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo, StorageBinding
 from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, RuntimeSettings, parse_app
 from ..storage.base import ObjectStore
@@ -59,6 +59,7 @@ class BackupService:
         self._stores_lock = threading.Lock()
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
+        self.started_at = time.time()
 
     # ----- unsigned commands -----
 
@@ -248,11 +249,13 @@ class BackupService:
         data = self.paths.ensure_data_dir(name, env)
         self.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._store(settings.storage)
+        now = int(self._clock())
+        self._clean_leftovers(app, store, layout.backup_prefix(name, env, self.server_name), now)
         try:
             result = pipeline.backup(
                 store, data_root=data, work_root=self.paths.backup_work, app=name, env=env,
                 server=self.server_name, key=settings.active_key,
-                retention_days=settings.retention_days, now=int(self._clock()),
+                retention_days=settings.retention_days, now=now,
             )
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
@@ -260,6 +263,18 @@ class BackupService:
         log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
                  result.info.size_bytes, len(result.pruned))
         return result.info
+
+    def _clean_leftovers(self, app: str, store: ObjectStore, prefix: str, now: int) -> None:
+        """Abort uploads and delete manifest-less archives that a crashed or failed run left: those
+        begun before this server started, or over a day ago. Failures are only logged."""
+        try:
+            left = catalog.clean_leftovers(store, prefix, started_before=max(self.started_at, now - 86_400))
+        except StorageError as exc:
+            log.warning("could not clean up after earlier backups of %s: %s", app, exc)
+            return
+        if left.uploads_aborted or left.archives_deleted:
+            log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
+                     "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)
 
     def _newest(self, app: str, settings: BackupBinding) -> BackupInfo | None:
         store, prefix = self._location(app, settings)

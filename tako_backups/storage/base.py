@@ -24,6 +24,15 @@ class ObjectInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class PendingUpload:
+    """An unfinished multipart upload: what a crashed or failed writer can leave behind."""
+
+    key: str
+    upload_id: str
+    started_at: float  # unix seconds, by the store's clock
+
+
 class ObjectWriter(Protocol):
     """A streaming upload. Nothing is visible under the key until :meth:`commit` returns.
 
@@ -69,6 +78,13 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
+
+    def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        """Unfinished multipart uploads whose key starts with ``prefix`` (their parts cost storage
+        but no object is visible)."""
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        """Abort ``upload`` and drop its parts; an upload that no longer exists is not an error."""
 
     def presigned_get_url(self, key: str, expires_in: int) -> str:
         """A URL that downloads the object with a plain GET for ``expires_in`` seconds."""

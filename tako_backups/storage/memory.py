@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import quote
 
 from ..errors import ObjectNotFound, StorageError
-from .base import ObjectInfo
+from .base import ObjectInfo, PendingUpload
 
 
 class MemoryWriter:
@@ -17,6 +19,8 @@ class MemoryWriter:
         self._store, self._key = store, key
         self._parts: list[bytes] = []
         self._done = False
+        self.upload = PendingUpload(key, uuid.uuid4().hex, time.time())
+        store._track(self)
 
     def write(self, data: bytes | memoryview) -> int:
         if self._done:
@@ -30,12 +34,14 @@ class MemoryWriter:
         self._done = True
         data = b"".join(self._parts)
         self._parts = []
+        self._store._forget(self)
         self._store.put_bytes(self._key, data)
         return len(data)
 
     def abort(self) -> None:
         self._done = True
         self._parts = []
+        self._store._forget(self)
 
     def __enter__(self) -> MemoryWriter:
         return self
@@ -53,6 +59,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self.fail_puts: set[str] = set()
         self.fail_deletes: set[str] = set()
+        self._writers: dict[str, MemoryWriter] = {}
 
     def open_writer(self, key: str) -> MemoryWriter:
         return MemoryWriter(self, key)
@@ -87,6 +94,26 @@ class MemoryStore:
             raise StorageError(f"Delete of '{key}' failed (injected).")
         with self._lock:
             self.objects.pop(key, None)
+
+    def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
+        """Writers opened and not yet committed or aborted (the memory store's unfinished uploads)."""
+        with self._lock:
+            uploads = [w.upload for w in self._writers.values() if w.upload.key.startswith(prefix)]
+        return iter(sorted(uploads, key=lambda u: (u.key, u.started_at)))
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        with self._lock:
+            writer = self._writers.get(upload.upload_id)
+        if writer is not None:
+            writer.abort()
+
+    def _track(self, writer: MemoryWriter) -> None:
+        with self._lock:
+            self._writers[writer.upload.upload_id] = writer
+
+    def _forget(self, writer: MemoryWriter) -> None:
+        with self._lock:
+            self._writers.pop(writer.upload.upload_id, None)
 
     def presigned_get_url(self, key: str, expires_in: int) -> str:
         return f"memory://{quote(key)}?expires_in={expires_in}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -200,3 +201,28 @@ def test_presigned_url_downloads_the_object_with_plain_get(s3_store: S3Store) ->
     resp = httpx.get(url, timeout=10)
     assert resp.status_code == 200
     assert resp.content == data
+
+
+def test_unfinished_uploads_are_listed_by_prefix_and_can_be_aborted(small_part_store: Any,
+                                                                   request: pytest.FixtureRequest) -> None:
+    store = small_part_store
+    before = time.time()
+    writer = store.open_writer("_tako/backups/a/pending.bin")
+    writer.write(os.urandom(PART + 1))  # S3: the first part is on its way, the upload exists
+    other = store.open_writer("_tako/backups/b/other.bin")
+    other.write(os.urandom(PART + 1))
+    pending = list(store.list_uploads("_tako/backups/a/"))
+    assert [u.key for u in pending] == ["_tako/backups/a/pending.bin"]
+    assert pending[0].started_at <= time.time() + 1
+    if request.node.callspec.params["small_part_store"] != "moto":  # moto reports a fixed 2010 date
+        assert pending[0].started_at >= before - 2
+    store.abort_upload(pending[0])
+    store.abort_upload(pending[0])  # already gone: fine
+    assert list(store.list_uploads("_tako/backups/a/")) == []
+    with pytest.raises(StorageError):
+        writer.commit()
+    assert store.head("_tako/backups/a/pending.bin") is None
+    assert [u.key for u in store.list_uploads("")] == ["_tako/backups/b/other.bin"]
+    other.abort()
+    assert list(store.list_uploads("")) == []
+    assert pending_uploads(store) == []
