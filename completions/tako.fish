@@ -11,14 +11,14 @@ function __tako_path
             case '-*'; continue
         end
         set -l candidate (string trim -- "$path $t")
-        if contains -- $candidate 'deploy' 'storages' 'storages add' 'storages credentials' 'storages list'
+        if contains -- $candidate 'backups' 'backups download' 'backups extract' 'backups list' 'backups now' 'backups restore' 'backups status' 'backups verify' 'demo' 'deploy' 'storages' 'storages add' 'storages credentials' 'storages list'
             set path $candidate
         end
     end
     echo $path
 end
 complete -c tako -f
-complete -c tako -n "test (__tako_path) = ''" -a 'deploy storages'
+complete -c tako -n "test (__tako_path) = ''" -a 'backups demo deploy storages'
 complete -c tako -n "test (__tako_path) = ''" -l config
 complete -c tako -n "test (__tako_path) = ''" -l dry-run
 complete -c tako -n "test (__tako_path) = ''" -l help
@@ -27,6 +27,95 @@ complete -c tako -n "test (__tako_path) = ''" -l verbose
 complete -c tako -n "test (__tako_path) = ''" -l version
 complete -c tako -n "test (__tako_path) = ''" -s c
 complete -c tako -n "test (__tako_path) = ''" -s v
+complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract'
+complete -c tako -n "test (__tako_path) = 'backups'" -l help
+complete -c tako -n "test (__tako_path) = 'backups'" -s c
+complete -c tako -n "test (__tako_path) = 'backups'" -l config
+complete -c tako -n "test (__tako_path) = 'backups'" -l json
+complete -c tako -n "test (__tako_path) = 'backups'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups'" -s v
+complete -c tako -n "test (__tako_path) = 'backups'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups download'" -l env
+complete -c tako -n "test (__tako_path) = 'backups download'" -l help
+complete -c tako -n "test (__tako_path) = 'backups download'" -l output
+complete -c tako -n "test (__tako_path) = 'backups download'" -l server
+complete -c tako -n "test (__tako_path) = 'backups download'" -s c
+complete -c tako -n "test (__tako_path) = 'backups download'" -l config
+complete -c tako -n "test (__tako_path) = 'backups download'" -l json
+complete -c tako -n "test (__tako_path) = 'backups download'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups download'" -s v
+complete -c tako -n "test (__tako_path) = 'backups download'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l env
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l force
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l help
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l into
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l manifest
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l server
+complete -c tako -n "test (__tako_path) = 'backups extract'" -s c
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l config
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l json
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups extract'" -s v
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups list'" -l env
+complete -c tako -n "test (__tako_path) = 'backups list'" -l help
+complete -c tako -n "test (__tako_path) = 'backups list'" -l server
+complete -c tako -n "test (__tako_path) = 'backups list'" -s c
+complete -c tako -n "test (__tako_path) = 'backups list'" -l config
+complete -c tako -n "test (__tako_path) = 'backups list'" -l json
+complete -c tako -n "test (__tako_path) = 'backups list'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups list'" -s v
+complete -c tako -n "test (__tako_path) = 'backups list'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups now'" -l env
+complete -c tako -n "test (__tako_path) = 'backups now'" -l help
+complete -c tako -n "test (__tako_path) = 'backups now'" -l server
+complete -c tako -n "test (__tako_path) = 'backups now'" -s c
+complete -c tako -n "test (__tako_path) = 'backups now'" -l config
+complete -c tako -n "test (__tako_path) = 'backups now'" -l json
+complete -c tako -n "test (__tako_path) = 'backups now'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups now'" -s v
+complete -c tako -n "test (__tako_path) = 'backups now'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l env
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l help
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l server
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l yes
+complete -c tako -n "test (__tako_path) = 'backups restore'" -s y
+complete -c tako -n "test (__tako_path) = 'backups restore'" -s c
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l config
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l json
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups restore'" -s v
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups status'" -l env
+complete -c tako -n "test (__tako_path) = 'backups status'" -l help
+complete -c tako -n "test (__tako_path) = 'backups status'" -l server
+complete -c tako -n "test (__tako_path) = 'backups status'" -s c
+complete -c tako -n "test (__tako_path) = 'backups status'" -l config
+complete -c tako -n "test (__tako_path) = 'backups status'" -l json
+complete -c tako -n "test (__tako_path) = 'backups status'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups status'" -s v
+complete -c tako -n "test (__tako_path) = 'backups status'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l env
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l help
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l manifest
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l server
+complete -c tako -n "test (__tako_path) = 'backups verify'" -s c
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l config
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l json
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups verify'" -s v
+complete -c tako -n "test (__tako_path) = 'backups verify'" -l verbose
+complete -c tako -n "test (__tako_path) = 'demo'" -l dir
+complete -c tako -n "test (__tako_path) = 'demo'" -l help
+complete -c tako -n "test (__tako_path) = 'demo'" -l keep
+complete -c tako -n "test (__tako_path) = 'demo'" -l s3-port
+complete -c tako -n "test (__tako_path) = 'demo'" -l server-port
+complete -c tako -n "test (__tako_path) = 'demo'" -s c
+complete -c tako -n "test (__tako_path) = 'demo'" -l config
+complete -c tako -n "test (__tako_path) = 'demo'" -l json
+complete -c tako -n "test (__tako_path) = 'demo'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'demo'" -s v
+complete -c tako -n "test (__tako_path) = 'demo'" -l verbose
 complete -c tako -n "test (__tako_path) = 'deploy'" -l env
 complete -c tako -n "test (__tako_path) = 'deploy'" -l help
 complete -c tako -n "test (__tako_path) = 'deploy'" -l yes

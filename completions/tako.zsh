@@ -3,7 +3,7 @@
 _tako() {
     local path="" word candidate i
     local -a candidates known
-    known=("deploy" "storages" "storages add" "storages credentials" "storages list")
+    known=("backups" "backups download" "backups extract" "backups list" "backups now" "backups restore" "backups status" "backups verify" "demo" "deploy" "storages" "storages add" "storages credentials" "storages list")
     for ((i = 2; i < CURRENT; i++)); do
         word="${words[i]}"
         case "$word" in -c|--config) ((i++)); continue ;; -*) continue ;; esac
@@ -11,7 +11,16 @@ _tako() {
         if (( ${known[(Ie)$candidate]} )); then path="$candidate"; fi
     done
     case "$path" in
-        "") candidates=(deploy storages --config --dry-run --help --json --verbose --version -c -v) ;;
+        "") candidates=(backups demo deploy storages --config --dry-run --help --json --verbose --version -c -v) ;;
+        "backups") candidates=(now list status download restore verify extract --help -c --config --json --dry-run -v --verbose) ;;
+        "backups download") candidates=(--env --help --output --server -c --config --json --dry-run -v --verbose) ;;
+        "backups extract") candidates=(--env --force --help --into --manifest --server -c --config --json --dry-run -v --verbose) ;;
+        "backups list") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
+        "backups now") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
+        "backups restore") candidates=(--env --help --server --yes -y -c --config --json --dry-run -v --verbose) ;;
+        "backups status") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
+        "backups verify") candidates=(--env --help --manifest --server -c --config --json --dry-run -v --verbose) ;;
+        "demo") candidates=(--dir --help --keep --s3-port --server-port -c --config --json --dry-run -v --verbose) ;;
         "deploy") candidates=(--env --help --yes -y -c --config --json --dry-run -v --verbose) ;;
         "storages") candidates=(add credentials list --help -c --config --json --dry-run -v --verbose) ;;
         "storages add") candidates=(--access-key-id --bucket --endpoint --env --expires-on --force-path-style --help --provider --public-base-url --region --resource --secret-access-key -c --config --json --dry-run -v --verbose) ;;

@@ -17,6 +17,8 @@ COMMANDS: dict[str, LazyCommand] = {
                            "Create, list, download and restore backups."),
     "storages": LazyCommand("tako_backups.cli.storages", "storages_app",
                             "Attach storage to environments and manage its credentials."),
+    "demo": LazyCommand("tako_backups.cli.demo", "demo_app",
+                        "Run a real backup and restore against local servers (loopback only)."),
     "deploy": LazyCommand("tako_backups.cli.deploy", "deploy_app",
                           "Check the project and deploy an environment."),
 }

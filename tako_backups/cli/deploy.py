@@ -1,4 +1,5 @@
-"""``tako deploy``: run every deploy-time check, then deploy to the env's servers.
+"""``tako deploy``: run every deploy-time check, then deploy to the env's servers (the ``deploy``
+RPC: backup settings, the runtime from tako.toml's ``start``, then the post-deploy backup).
 
 ``--dry-run`` contacts nothing and writes nothing: it prints the target servers, whether backups
 are enabled and whether a backup key would be created.
@@ -6,13 +7,16 @@ are enabled and whether a backup key would be created.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .context import Globals, get_globals, resolve_env
 
-deploy_app = typer.Typer(name="deploy", help="Check the project and deploy an environment.")
+if TYPE_CHECKING:
+    from .output import Output
+
+deploy_app = typer.Typer(name="deploy", add_completion=False, help="Check the project and deploy an environment.")
 
 
 @deploy_app.command()
@@ -25,6 +29,7 @@ def deploy(
     from ..project.deploy_plan import plan_deploy
 
     g = get_globals(ctx)
+    explicit = env is not None
     env = resolve_env(g, env)
     plan = plan_deploy(g.config_path, env)
     for warning in plan.checks.warnings:
@@ -32,19 +37,61 @@ def deploy(
     if g.dry_run:
         _render_dry_run(g, plan)
         return
-    deploy_to_servers(g, plan, assume_yes=yes)
+    deploy_to_servers(g, plan, assume_yes=yes or explicit)
 
 
 def deploy_to_servers(g: Globals, plan: Any, *, assume_yes: bool) -> None:
-    """The remote part of a deploy (one call, supplied with tako-server support).
+    """The remote part of a deploy: confirm a production deploy on a terminal (unless
+    ``assume_yes``), create the env's backup key when backups are enabled and it has none, then send
+    ``deploy`` with the decrypted backup settings and the runtime (tako.toml's ``start``, one
+    instance) to every server at once and print each finalize result.
 
-    It will create the env's backup key when needed (``ensure_backup_keys``), build the decrypted
-    settings (``backup_binding_for``) and send them to each of ``plan.servers``. Until then it
-    raises TakoError.
+    A failed post-deploy backup is reported, not an error. Raises Interrupted when the
+    confirmation is declined, ConfigError when the env key or credentials cannot be opened, and
+    the server's error (one server) or ServersFailed (several) when a deploy call fails.
     """
-    from ..errors import TakoError
+    from ..project.backup_keys import backup_binding_for, ensure_backup_keys
+    from ..remote import protocol
+    from .prompts import key_prompts
+    from .replies import finalize_line, parse_finalize
+    from .targets import call_servers, raise_failures
 
-    raise TakoError("tako deploy needs tako-server support (coming).")
+    project, env = plan.project, plan.env
+    out = g.out
+    _confirm_production(out, env, assume_yes)
+    out.heading("Deploy")
+    out.line(f"{project.name} ({env})")
+    prompts = key_prompts()
+    if ensure_backup_keys(project, plan.secrets, env, prompts):
+        out.hint(f"Created backup key {plan.secrets.envs[env].backup_keys[-1].id} for {env}.")
+    binding = backup_binding_for(project, plan.secrets, env, prompts)
+    runtime = None if project.start is None else {"start": list(project.start), "instances": 1}
+    payload = {"app": protocol.app_id(project.name, env),
+               "backup": None if binding is None else binding.to_dict(), "runtime": runtime}
+    count = len(plan.servers)
+    spinner = "Deploying" if count == 1 else f"Deploying to {count} servers"
+    outcomes = call_servers(plan.servers, protocol.DEPLOY, payload, parse_finalize, out=out, spinner=spinner)
+    for outcome in outcomes:
+        if outcome.error is None:
+            out.line(finalize_line(outcome.name, outcome.data))
+    raise_failures(outcomes, "Deploy failed on {failed} of {total} servers.")
+    out.result("deploy", {"dry_run": False, "app": project.name, "environment": env,
+                          "results": [{"server": o.name, "result": o.data.to_dict()} for o in outcomes],
+                          "warnings": list(plan.checks.warnings)})
+
+
+def _confirm_production(out: Output, env: str, assume_yes: bool) -> None:
+    """Tako asks before deploying to production on a terminal. Raises Interrupted when declined."""
+    from ..errors import Interrupted
+    from .context import PRODUCTION
+    from .prompts import can_prompt, confirm
+
+    if env != PRODUCTION or assume_yes or not can_prompt():
+        return
+    out.warning("You are deploying to production.")
+    typer.echo("Pass --yes/-y to skip this prompt.", err=True)
+    if not confirm("Deploy to production now?"):
+        raise Interrupted("Deployment cancelled.")
 
 
 def _render_dry_run(g: Globals, plan: Any) -> None:

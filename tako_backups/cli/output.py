@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -128,3 +130,19 @@ class Output:
             self._bar.stop()
             self._bar = None
             self._task = None
+
+    @contextlib.contextmanager
+    def spinner(self, description: str) -> Iterator[None]:
+        """While the block runs: a live spinner, ``description`` and the elapsed time on stderr
+        (a terminal only, never with ``--json``); it is erased when the block ends."""
+        if not self._bars_enabled():
+            yield
+            return
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        live = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True)
+        live.add_task(description, total=None)
+        with live:
+            yield

@@ -11,7 +11,7 @@ import typer
 
 from .context import Globals, get_globals, resolve_env
 
-storages_app = typer.Typer(name="storages", no_args_is_help=True,
+storages_app = typer.Typer(name="storages", no_args_is_help=True, add_completion=False,
                            help="Attach storage to environments and manage its credentials.")
 
 

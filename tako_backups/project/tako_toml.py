@@ -1,11 +1,12 @@
 """``tako.toml``: find it, load it with tomlkit, and turn it into a checked :class:`Project`.
 
-Only the parts this tool uses are modelled (name, ``[envs.*]``, ``[storages.*]``); every other key
-is left to Tako and preserved untouched by edits (see :mod:`.toml_edit`).
+Only the parts this tool uses are modelled (name, ``start``, ``[envs.*]``, ``[storages.*]``); every
+other key is left to Tako and preserved untouched by edits (see :mod:`.toml_edit`).
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ class Project:
     name: str
     envs: dict[str, EnvConfig]
     storages: dict[str, StorageResource]
+    start: tuple[str, ...] | None = None
 
     @property
     def app_dir(self) -> Path:
@@ -144,7 +146,34 @@ def project_from_document(document: Any, path: Path) -> Project:
     name = _app_name(data.get("name"), path)
     storages = check_storages(data.get("storages"))
     envs = check_envs(data.get("envs"), storages)
-    return Project(path=path, name=name, envs=envs, storages=storages)
+    return Project(path=path, name=name, envs=envs, storages=storages, start=start_command(data.get("start")))
+
+
+_START_EXAMPLE = 'e.g. start = ["python", "app.py"] or start = "python app.py"'
+
+
+def start_command(value: Any) -> tuple[str, ...] | None:
+    """tako.toml's top-level ``start`` as argv: a command line (split like a POSIX shell) or an
+    array of strings; None when absent. Raises ConfigError for any other value or an empty command.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"tako.toml key 'start' is not a valid command line ({exc}); "
+                              f"{_START_EXAMPLE}.") from None
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        argv = list(value)
+    else:
+        raise ConfigError("tako.toml key 'start' must be a command string or an array of strings, "
+                          f"{_START_EXAMPLE}.")
+    if not argv or not all(argv):
+        raise ConfigError(f"tako.toml key 'start' must name a command (no empty parts), {_START_EXAMPLE}.")
+    if any("\0" in item for item in argv):
+        raise ConfigError("tako.toml key 'start' contains a NUL character.")
+    return tuple(argv)
 
 
 def _plain(document: Any) -> dict[str, Any]:

@@ -92,13 +92,3 @@ def test_failed_checks_are_all_listed_and_exit_1(app_dir: Path, tako: Callable[.
     )
 
 
-def test_real_deploy_runs_the_checks_then_needs_tako_server(
-    app_dir: Path, tako: Callable[..., Result], servers: None
-) -> None:
-    set_backup_credentials(tako)
-    result = tako("deploy", "--env", "production")
-    assert (result.exit_code, result.stderr) == (
-        1,
-        "error: tako deploy needs tako-server support (coming).\n",
-    )
-    assert "backup_keys" not in (app_dir / ".tako" / "secrets.json").read_text()

@@ -1,0 +1,270 @@
+"""``tako backups now | list (ls) | status | download <id> | restore <id>``.
+
+Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
+them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
+signed call; the others send only the app id. ``now`` fails when any server fails, ``list`` and
+``status`` only when every server fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from .context import Globals, get_globals
+
+if TYPE_CHECKING:
+    from .targets import Target
+
+backups_app = typer.Typer(name="backups", no_args_is_help=True, add_completion=False,
+                          help="Create, list, download and restore backups.")
+
+ENV_HELP = "Environment (default: production)."
+SERVER_HELP = "Only this server (one of the environment's servers)."
+ID_HELP = "Backup id from `tako backups list`."
+
+
+def _heading(g: Globals, text: str) -> None:
+    g.out.heading("Backups")
+    g.out.line(text)
+
+
+def _check_id(backup_id: str) -> None:
+    from ..core.layout import is_backup_id
+    from ..errors import ConfigError
+
+    if not is_backup_id(backup_id):
+        raise ConfigError(f"'{backup_id}' is not a backup id (expected b<unix seconds>-<8 chars>, "
+                          "see `tako backups list`).")
+
+
+def _summary(target: Target) -> dict[str, object]:
+    return {"app": target.app, "environment": target.env}
+
+
+@backups_app.command("now")
+def now(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+) -> None:
+    """Create a backup immediately."""
+    from ..errors import ConfigError
+    from ..models import BackupInfo
+    from ..project.backup_keys import (
+        backup_binding_for,
+        backups_enabled,
+        ensure_backup_keys,
+        needs_backup_key,
+    )
+    from ..project.secrets import load_secrets
+    from ..remote import protocol
+    from .prompts import key_prompts
+    from .replies import created_line
+    from .targets import call_servers, raise_failures, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    project, name = target.project, target.env
+    if not backups_enabled(project, name):
+        raise ConfigError(f"Backups are not enabled for environment '{name}'. Add "
+                          f'`backup = {{ storage = "<resource>" }}` under [envs.{name}] in tako.toml.')
+    secrets = load_secrets(project.secrets_path)
+    _heading(g, target.title)
+    names = [s.name for s in target.servers]
+    if g.dry_run:
+        creates_key = needs_backup_key(project, secrets, name)
+        if creates_key:
+            g.out.would(f"create a backup key for {name} in {project.secrets_path}")
+        for entry in names:
+            g.out.would(f"create a backup on {entry}")
+        g.out.line("Dry run: nothing was written or contacted.")
+        g.out.result("backups now", {**_summary(target), "dry_run": True, "servers": names,
+                                     "backup_key_would_be_created": creates_key})
+        return
+    prompts = key_prompts()
+    if ensure_backup_keys(project, secrets, name, prompts):
+        g.out.hint(f"Created backup key {secrets.envs[name].backup_keys[-1].id} for {name}.")
+    binding = backup_binding_for(project, secrets, name, prompts)
+    assert binding is not None
+    spinner = "Creating backup" if len(names) == 1 else f"Creating backups on {len(names)} servers"
+    outcomes = call_servers(target.servers, protocol.BACKUP_NOW,
+                            {"app": target.app_id, "backup": binding.to_dict()}, BackupInfo.from_dict,
+                            out=g.out, spinner=spinner)
+    for outcome in outcomes:
+        if outcome.error is None:
+            g.out.line(created_line(outcome.name, outcome.data))
+    raise_failures(outcomes, "Failed to back up {failed} of {total} servers.")
+    g.out.result("backups now", {**_summary(target), "results": [
+        {"server": o.name, "backup": o.data.to_dict()} for o in outcomes]})
+
+
+def list_backups(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+) -> None:
+    """List backups, newest first."""
+    from ..remote import protocol
+    from .replies import backup_line, parse_list
+    from .targets import call_servers, failure_text, raise_failures, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    _heading(g, target.title)
+    outcomes = call_servers(target.servers, protocol.LIST_BACKUPS, {"app": target.app_id}, parse_list)
+    if all(o.error is not None for o in outcomes):
+        raise_failures(outcomes, "Failed to query backups from all target servers.")
+    for outcome in outcomes:
+        if outcome.error is not None:
+            g.out.warning(failure_text(outcome))
+            continue
+        if len(outcomes) > 1:
+            g.out.line(outcome.name)
+        if not outcome.data:
+            g.out.line("No backups found.")
+        for info in outcome.data:
+            g.out.line(backup_line(info))
+    g.out.result("backups list", {
+        **_summary(target),
+        "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data]}
+                    for o in outcomes if o.error is None],
+        "errors": [{"server": o.name, "message": failure_text(o)} for o in outcomes if o.error is not None],
+    })
+
+
+backups_app.command("list")(list_backups)
+backups_app.command("ls", hidden=True)(list_backups)
+
+
+@backups_app.command("status")
+def status(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+) -> None:
+    """Show whether backups are enabled, the last one and the next one."""
+    from ..remote import protocol
+    from .replies import parse_status, status_line
+    from .targets import call_servers, failure_text, raise_failures, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    _heading(g, target.title)
+    outcomes = call_servers(target.servers, protocol.BACKUP_STATUS, {"app": target.app_id}, parse_status)
+    if all(o.error is not None for o in outcomes):
+        raise_failures(outcomes, "Failed to query backup status from all target servers.")
+    for outcome in outcomes:
+        if outcome.error is not None:
+            g.out.warning(failure_text(outcome))
+        else:
+            g.out.line(status_line(outcome.name, outcome.data))
+    g.out.result("backups status", {
+        **_summary(target),
+        "results": [{"server": o.name, "status": o.data.to_dict()} for o in outcomes if o.error is None],
+        "errors": [{"server": o.name, "message": failure_text(o)} for o in outcomes if o.error is not None],
+    })
+
+
+@backups_app.command("download")
+def download(
+    ctx: typer.Context,
+    backup_id: str = typer.Argument(..., help=ID_HELP),
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help="The server to download from."),
+    output: Path | None = typer.Option(None, "--output", metavar="PATH",
+                                       help="Archive path (default ./<id>.tar.zst.enc); the manifest, "
+                                            "needed to decrypt it, is saved as <PATH>.json."),
+) -> None:
+    """Download a backup archive (still encrypted) and its manifest."""
+    from ..errors import RemoteError
+    from ..remote import protocol
+    from .download import check_free, manifest_path_for, save_backup
+    from .output import format_size
+    from .replies import parse_download
+    from .targets import call_servers, download_transport, raise_failures, require_single, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    entry = require_single(target, "Pass --server to choose a backup source.")
+    _check_id(backup_id)
+    path = output.expanduser() if output is not None else Path(f"{backup_id}.tar.zst.enc")
+    manifest = manifest_path_for(path)
+    check_free(path)
+    _heading(g, f"{target.title} from {entry.name}")
+    result = {**_summary(target), "server": entry.name, "path": str(path), "manifest_path": str(manifest)}
+    if g.dry_run:
+        g.out.would(f"download {backup_id} from {entry.name} to {path} (manifest {manifest})")
+        g.out.line("Dry run: nothing was written or contacted.")
+        g.out.result("backups download", {**result, "dry_run": True})
+        return
+    outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL,
+                            {"app": target.app_id, "backup_id": backup_id}, parse_download)
+    raise_failures(outcomes, "")
+    link = outcomes[0].data
+    if link.backup.id != backup_id:
+        raise RemoteError(f"Server '{entry.name}' sent the manifest of {link.backup.id} when asked for "
+                          f"{backup_id}.")
+    save_backup(link.url, link.backup, path, g.out, transport=download_transport())
+    g.out.line(f"Saved {path} ({format_size(link.backup.size_bytes)})")
+    g.out.result("backups download", {**result, "backup": link.backup.to_dict()})
+
+
+@backups_app.command("restore")
+def restore(
+    ctx: typer.Context,
+    backup_id: str = typer.Argument(..., help=ID_HELP),
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help="The server to restore on."),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Restore app data from a backup: stops the app, replaces its data, starts it again."""
+    from ..models import BackupInfo
+    from ..remote import protocol
+    from .output import format_size
+    from .targets import call_servers, raise_failures, require_single, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    entry = require_single(target, "Pass --server to choose where to restore.")
+    _check_id(backup_id)
+    if not g.dry_run and not yes:
+        _confirm_restore(target, entry.name, backup_id)
+    _heading(g, f"{target.title} on {entry.name}")
+    summary = {**_summary(target), "server": entry.name}
+    if g.dry_run:
+        g.out.would(f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}")
+        g.out.line("Dry run: nothing was restored or contacted.")
+        g.out.result("backups restore", {**summary, "dry_run": True, "backup_id": backup_id})
+        return
+    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, {"app": target.app_id, "backup_id": backup_id},
+                            BackupInfo.from_dict, out=g.out, spinner="Restoring backup")
+    raise_failures(outcomes, "")
+    info = outcomes[0].data
+    g.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)})")
+    g.out.result("backups restore", {**summary, "backup": info.to_dict()})
+
+
+def _confirm_restore(target: Target, server: str, backup_id: str) -> None:
+    """Ask on a terminal. Raises ConfigError without one, Interrupted when declined."""
+    from ..errors import ConfigError, Interrupted
+    from .prompts import can_prompt, confirm
+
+    if not can_prompt():
+        raise ConfigError(f"Restoring {target.app} ({target.env}) on {server} replaces its live data; "
+                          "pass --yes to confirm (there is no terminal to ask on).")
+    typer.echo("This stops the app and replaces its data directory.", err=True)
+    if not confirm(f"Restore {target.app} in {target.env} on {server} from {backup_id}?"):
+        raise Interrupted("Restore cancelled.")
+
+
+def _register_offline() -> None:
+    from .offline import extract, verify
+
+    backups_app.command("verify")(verify)
+    backups_app.command("extract")(extract)
+
+
+_register_offline()

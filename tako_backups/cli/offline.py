@@ -1,0 +1,173 @@
+"""``tako backups verify`` and ``tako backups extract``: no server needed.
+
+The source is a downloaded archive (its manifest beside it as ``<archive>.json``, or
+``--manifest``), or a backup id read straight from the bucket with the env's storage
+credentials. Keys come from ``.tako/secrets.json`` for ``--env``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import typer
+
+from .context import Globals, get_globals, resolve_env
+
+SOURCE_HELP = "A downloaded <id>.tar.zst.enc, or a backup id to read from the bucket."
+
+
+@dataclass
+class Source:
+    info: Any
+    keys: list[Any]
+    label: str
+    _opener: Any
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        with self._opener() as stream:
+            yield stream
+
+
+def _load_source(g: Globals, source: str, manifest: Path | None, env: str | None,
+                 server: str | None) -> Source:
+    from ..core.layout import is_backup_id
+    from ..errors import ConfigError, FormatError, IntegrityError
+    from ..models import BackupInfo
+    from ..project.backup_keys import backup_keys_for
+    from ..project.secrets import load_secrets
+    from ..project.tako_toml import load_project
+    from .prompts import key_prompts
+
+    path = Path(source)
+    if not path.exists() and is_backup_id(source):
+        return _bucket_source(g, source, env, server)
+    if not path.is_file():
+        raise ConfigError(f"Archive '{source}' not found (pass a downloaded <id>.tar.zst.enc or a "
+                          "backup id).")
+    manifest_path = manifest or path.with_name(path.name + ".json")
+    if not manifest_path.is_file():
+        raise ConfigError(f"Manifest {manifest_path} not found; pass --manifest (tako backups download "
+                          "saves it as <archive>.json; it holds the GCM tag).")
+    try:
+        info = BackupInfo.from_json(manifest_path.read_bytes())
+    except FormatError as exc:
+        raise FormatError(f"{manifest_path}: {exc}") from None
+    size = path.stat().st_size
+    if size != info.size_bytes:
+        raise IntegrityError(f"Archive {path} is {size} bytes but its manifest says {info.size_bytes}: "
+                             "the file is incomplete or not this backup.")
+    name = resolve_env(g, env)
+    project = load_project(g.config_path)
+    keys = backup_keys_for(load_secrets(project.secrets_path), name, key_prompts())
+    return Source(info, keys, str(path), lambda: open(path, "rb"))
+
+
+def _bucket_source(g: Globals, backup_id: str, env: str | None, server: str | None) -> Source:
+    from ..core.catalog import find_backup
+    from ..core.layout import backup_prefix
+    from ..errors import ConfigError
+    from ..project.backup_keys import backup_binding_for
+    from ..project.secrets import load_secrets
+    from ..storage.s3 import S3Store
+    from .prompts import key_prompts
+    from .targets import require_single, resolve_target
+
+    target = resolve_target(g, env, server)
+    entry = require_single(target, "Pass --server to choose which server's backups to read.")
+    binding = backup_binding_for(target.project, load_secrets(target.project.secrets_path),
+                                 target.env, key_prompts())
+    if binding is None:
+        raise ConfigError(f"Backups are not enabled for environment '{target.env}', so there is no "
+                          "bucket to read; pass a downloaded archive instead.")
+    store = S3Store.from_binding(binding.storage)
+    info = find_backup(store, backup_prefix(target.app, target.env, entry.name), backup_id)
+    return Source(info, list(binding.backup_keys), f"{backup_id} (bucket {binding.storage.bucket})",
+                  lambda: store.open_read(info.archive_key))
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    return {"backup_id": report.backup_id, "files": report.files, "bytes": report.bytes,
+            "sqlite_files": report.sqlite_files, "seconds": round(report.seconds, 3)}
+
+
+def verify(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Manifest JSON (default <archive>.json)."),
+    env: str | None = typer.Option(None, "--env", help="Environment whose keys to use (default: production)."),
+    server: str | None = typer.Option(None, "--server", help="Server whose backups to read (backup id)."),
+) -> None:
+    """Check a backup offline: size, SHA-256, GCM tag, extraction, SQLite integrity_check."""
+    from ..core.verify import verify_backup
+    from .output import format_size
+
+    g = get_globals(ctx)
+    src = _load_source(g, source, manifest, env, server)
+    with src.open() as stream:
+        report = verify_backup(stream, src.info, src.keys, Path(tempfile.gettempdir()), g.out)
+    g.out.line(f"Verified {src.info.id}: checksum, tag and {len(report.sqlite_files)} SQLite "
+               f"integrity checks ok")
+    g.out.line(f"{report.files} files, {format_size(report.bytes)}, restored in {report.seconds:.2f}s")
+    g.out.result("backups verify", _report_dict(report))
+
+
+def extract(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    into: Path = typer.Option(..., "--into", help="Folder to extract into (app/ and tako/)."),
+    force: bool = typer.Option(False, "--force", help="Replace app/ and tako/ in a non-empty folder."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Manifest JSON (default <archive>.json)."),
+    env: str | None = typer.Option(None, "--env", help="Environment whose keys to use (default: production)."),
+    server: str | None = typer.Option(None, "--server", help="Server whose backups to read (backup id)."),
+) -> None:
+    """Verify a backup like `verify`, then place its app/ and tako/ in --into."""
+    from ..core.verify import extract_verified
+    from ..errors import ConfigError
+    from .output import format_size
+
+    g = get_globals(ctx)
+    into = into.resolve()
+    if into.exists() and not into.is_dir():
+        raise ConfigError(f"--into {into} is not a folder.")
+    if into.is_dir() and any(into.iterdir()) and not force:
+        raise ConfigError(f"{into} is not empty; pass --force to replace its app/ and tako/.")
+    src = _load_source(g, source, manifest, env, server)
+    if g.dry_run:
+        g.out.would(f"verify {src.label} and extract it into {into}")
+        return
+    into.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".tako-extract-", dir=into.parent))
+    try:
+        with src.open() as stream:
+            report = extract_verified(stream, src.info, src.keys, scratch, g.out)
+        _place(scratch, into)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    g.out.line(f"Extracted {src.info.id} into {into}: {report.files} files, {format_size(report.bytes)}, "
+               f"{len(report.sqlite_files)} SQLite files checked")
+    g.out.result("backups extract", {**_report_dict(report), "into": str(into)})
+
+
+def _place(scratch: Path, into: Path) -> None:
+    """Move the verified app/ and tako/ into ``into`` (replacing old ones only after)."""
+    into.mkdir(exist_ok=True)
+    for top in ("app", "tako"):
+        final = into / top
+        aside = None
+        if final.exists() or final.is_symlink():
+            aside = scratch / f"old-{top}"
+            os.rename(final, aside)
+        try:
+            os.rename(scratch / top, final)
+        except OSError:
+            if aside is not None:
+                os.rename(aside, final)
+            raise

@@ -1,0 +1,177 @@
+"""The servers a command talks to, and calling them.
+
+:func:`resolve_target` turns ``--env``/``--server`` into the app, env and servers (config.toml
+entries); :func:`call_servers` sends one signed RPC to each of them at once and keeps every
+server's answer or error apart (:class:`Outcome`); :func:`raise_failures` turns failed servers into
+the one error the command exits with.
+
+Each client gets its own key iterator (``key_path`` of the server, else Tako's key discovery).
+Tests replace :func:`rpc_transport` and :func:`download_transport` to run against the server app
+in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from ..errors import ConfigError, FormatError, RemoteError, TakoError
+from ..remote import protocol
+from ..remote.client import AsyncRpcClient
+from ..remote.keys import iter_signers
+
+if TYPE_CHECKING:
+    from ..project.servers import ServerEntry
+    from ..project.tako_toml import Project
+    from .context import Globals
+    from .output import Output
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Target:
+    """An app's env and the servers a command runs on."""
+
+    project: Project
+    env: str
+    servers: list[ServerEntry]
+
+    @property
+    def app(self) -> str:
+        return self.project.name
+
+    @property
+    def app_id(self) -> str:
+        """``{name}/{env}``, the ``app`` of every RPC."""
+        return protocol.app_id(self.project.name, self.env)
+
+    @property
+    def title(self) -> str:
+        return f"{self.project.name} ({self.env})"
+
+
+@dataclass
+class Outcome:
+    """One server's answer (``data``) or error."""
+
+    server: ServerEntry
+    data: Any = None
+    error: TakoError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+
+class ServersFailed(RemoteError):
+    """Several servers failed; ``details`` holds each one's error (printed before the message)."""
+
+    def __init__(self, message: str, details: list[str]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def resolve_target(g: Globals, env: str | None, server: str | None) -> Target:
+    """Load tako.toml and config.toml and pick the env's servers (or only ``server``).
+
+    Prints the "Using production environment" warning when ``env`` is None. Raises ConfigError for
+    a missing or invalid file, an env tako.toml does not declare (or ``development``), an env
+    without servers, or a server that config.toml or the env does not list.
+    """
+    from ..project.names import DEVELOPMENT_ENV
+    from ..project.servers import load_servers, servers_for_env
+    from ..project.tako_toml import load_project
+    from .context import resolve_env
+
+    name = resolve_env(g, env)
+    project = load_project(g.config_path)
+    if name == DEVELOPMENT_ENV:
+        raise ConfigError(f"Environment '{name}' is reserved for local development and has no servers; "
+                          "pass --env with a deployed environment.")
+    return Target(project, name, servers_for_env(project, load_servers(), name, only=server))
+
+
+def require_single(target: Target, message: str) -> ServerEntry:
+    """The one server of ``target``. Raises ConfigError(``message``) when there are several."""
+    if len(target.servers) != 1:
+        raise ConfigError(message)
+    return target.servers[0]
+
+
+def rpc_transport(server: ServerEntry) -> httpx.AsyncBaseTransport | None:
+    """The transport for RPCs to ``server``: None means a real connection (tests replace this)."""
+    return None
+
+
+def download_transport() -> httpx.BaseTransport | None:
+    """The transport for presigned downloads: None means a real connection (tests replace this)."""
+    return None
+
+
+def client_for(server: ServerEntry) -> AsyncRpcClient:
+    """A client for ``server`` signing with its ``key_path``, else with the discovered keys."""
+    key_path = str(server.key_path) if server.key_path is not None else None
+    return AsyncRpcClient(server.name, server.host, server.management_port, iter_signers(key_path),
+                          transport=rpc_transport(server))
+
+
+def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str, Any],
+                 parse: Callable[[Any], T], *, out: Output | None = None,
+                 spinner: str | None = None) -> list[Outcome]:
+    """Send ``command`` to every server at once; one :class:`Outcome` per server, in order.
+
+    ``parse`` checks each reply (a FormatError becomes that server's RemoteError). With ``out``
+    and ``spinner`` a spinner runs on a terminal meanwhile. A TakoError (unreachable, timeout,
+    refused key, the server's own error) is kept in its outcome; nothing else is caught.
+    """
+
+    async def one(server: ServerEntry) -> Outcome:
+        try:
+            async with client_for(server) as client:
+                reply = await client.call(command, payload)
+            return Outcome(server, data=_parsed(server, command, reply, parse))
+        except TakoError as exc:
+            return Outcome(server, error=exc)
+
+    async def every() -> list[Outcome]:
+        return list(await asyncio.gather(*(one(server) for server in servers)))
+
+    if out is not None and spinner is not None:
+        with out.spinner(spinner):
+            return asyncio.run(every())
+    return asyncio.run(every())
+
+
+def _parsed(server: ServerEntry, command: str, reply: Any, parse: Callable[[Any], T]) -> T:
+    try:
+        return parse(reply)
+    except FormatError as exc:
+        raise RemoteError(f"Server '{server.name}' ({server.host}:{server.management_port}) sent an "
+                          f"invalid {command} reply: {exc}") from None
+
+
+def failure_text(outcome: Outcome) -> str:
+    """The one-line error of a failed server, naming the server."""
+    assert outcome.error is not None
+    message = outcome.error.message
+    return message if f"'{outcome.name}'" in message else f"Server '{outcome.name}': {message}"
+
+
+def raise_failures(outcomes: Sequence[Outcome], summary: str) -> None:
+    """Raise for the failed outcomes, if any: with one server its own error; with several a
+    :class:`ServersFailed` whose details list each failure and whose message is ``summary``
+    (``{failed}`` and ``{total}`` are filled in)."""
+    failed = [o for o in outcomes if o.error is not None]
+    if not failed:
+        return
+    if len(outcomes) == 1:
+        error = failed[0].error
+        assert error is not None
+        raise error
+    raise ServersFailed(summary.format(failed=len(failed), total=len(outcomes)),
+                        [failure_text(o) for o in failed])

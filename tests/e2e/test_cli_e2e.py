@@ -1,0 +1,220 @@
+"""End to end through the `tako` CLI: real `tako-server serve` processes on 127.0.0.1, a real
+SeaweedFS bucket, the notes app running, and the developer's key found in ~/.ssh.
+
+deploy -> backups now -> list -> status -> download -> damage the live data -> restore, then two
+servers in one env (one of them going down), then a key the server never authorized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tako_backups.cli.output import format_local_time, format_size
+from tako_backups.core.verify import extract_verified
+from tako_backups.models import BackupInfo
+from tako_backups.project.backup_keys import backup_keys_for
+from tako_backups.project.secrets import load_secrets
+from tako_backups.remote.signing import FileSigner
+from tests.e2e.support import Developer, start_named_server
+from tests.server.e2e_support import NOTES_APP, RunningServer, app_pids, integrity, notes, wait_for
+from tests.server.helpers import make_key
+from tests.servers import SeaweedFS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("home")
+    (folder / ".ssh").mkdir(mode=0o700)
+    make_key(folder / ".ssh" / "id_ed25519", "dev@laptop")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def signer(home: Path) -> FileSigner:
+    return FileSigner.load(home / ".ssh" / "id_ed25519")
+
+
+@pytest.fixture(scope="module")
+def la(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
+    running = start_named_server(tmp_path_factory.mktemp("la") / "tako", signer, "la")
+    yield running
+    assert running.terminate() == 0, running.log_tail()
+
+
+@pytest.fixture(scope="module")
+def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
+    name = seaweedfs.lease_bucket()
+    yield name
+    seaweedfs.release_bucket(name)
+
+
+@pytest.fixture
+def dev(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Developer:
+    developer = Developer(home, tmp_path / "tako-home", tmp_path / "app")
+    developer.tako_home.mkdir()
+    developer.app_dir.mkdir()
+    for name, value in developer.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("TAKO_SECRETS_PASSPHRASE", raising=False)
+    monkeypatch.chdir(developer.app_dir)
+    return developer
+
+
+def set_credentials(dev: Developer, seaweedfs: SeaweedFS) -> None:
+    result = dev.tako("storages", "credentials", "backups", "--env", "production",
+                      "--access-key-id", seaweedfs.access_key, "--secret-access-key", seaweedfs.secret_key,
+                      "--expires-on", "never")
+    assert result.exit_code == 0, result.output
+
+
+def listed(dev: Developer, *args: str) -> dict[str, list[BackupInfo]]:
+    reply = dev.json("backups", "list", "--env", "production", *args)
+    return {r["server"]: [BackupInfo.from_dict(b) for b in r["backups"]] for r in reply["results"]}
+
+
+def line(info: BackupInfo) -> str:
+    return f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
+
+
+def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningServer, seaweedfs: SeaweedFS,
+                                                    bucket: str, tmp_path: Path) -> None:
+    dev.write_servers({"la": la})
+    dev.write_project("notes", ["la"], seaweedfs, bucket, start=[sys.executable, str(NOTES_APP)])
+    set_credentials(dev, seaweedfs)
+    live = la.data_dir / "apps" / "notes" / "production" / "data" / "app"
+
+    deployed = dev.tako("deploy", "--env", "production")
+    assert deployed.exit_code == 0, deployed.output
+    secrets = load_secrets(dev.app_dir / ".tako" / "secrets.json")
+    [key] = backup_keys_for(secrets, "production")
+    [first] = listed(dev)["la"]
+    assert deployed.stdout == (f"Deploy\nnotes (production)\nCreated backup key {key.id} for production.\n"
+                               f"la: deployed, backup {first.id} ({format_size(first.size_bytes)})\n")
+    assert deployed.stderr == ""
+    wait_for(lambda: len(notes(live / "notes.db")) >= 25, "the deployed notes app to write rows")
+
+    made = dev.tako("backups", "now", "--env", "production")
+    assert made.exit_code == 0, made.output
+    both = listed(dev)["la"]
+    [info] = [b for b in both if b.id != first.id]
+    assert made.stdout == f"Backups\nnotes (production)\nla: {info.id} ({format_size(info.size_bytes)})\n"
+    assert (info.app, info.environment, info.server) == ("notes", "production", "la")
+
+    shown = dev.tako("backups", "list", "--env", "production")
+    assert shown.exit_code == 0, shown.output
+    assert [b.id for b in both] == [b.id for b in sorted(both, key=lambda b: (b.created_at_unix_secs, b.id),
+                                                         reverse=True)]
+    assert shown.stdout == "Backups\nnotes (production)\n" + "".join(f"{line(b)}\n" for b in both)
+
+    status = dev.tako_process("backups", "status")
+    assert status.returncode == 0, status.stderr
+    newest = both[0]
+    assert status.stderr == "warning: Using production environment\n"
+    assert status.stdout == (f"Backups\nnotes (production)\nla: enabled, last {newest.id} at "
+                             f"{format_local_time(newest.created_at_unix_secs)}, next "
+                             f"{format_local_time(newest.created_at_unix_secs + 86_400)}, 30d retention\n")
+
+    fetched = dev.tako("backups", "download", info.id, "--env", "production")
+    assert fetched.exit_code == 0, fetched.output
+    archive = dev.app_dir / f"{info.id}.tar.zst.enc"
+    assert fetched.stdout == (f"Backups\nnotes (production) from la\n"
+                              f"Saved {archive.name} ({format_size(info.size_bytes)})\n")
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == info.sha256_hex
+    assert json.loads((dev.app_dir / f"{archive.name}.json").read_text()) == info.to_dict()
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    with open(archive, "rb") as stream:
+        extract_verified(stream, info, [key], saved)
+    saved_rows = notes(saved / "app" / "notes.db")
+    uploads = sorted((saved / "app" / "uploads").glob("note-*.txt"))
+    assert len(saved_rows) >= 25 and uploads
+    again = dev.tako("backups", "download", info.id, "--env", "production")
+    assert (again.exit_code, again.stderr) == (
+        1, f"error: {archive.name} already exists; remove it or pass --output with another path.\n")
+
+    pids_before = app_pids(live)
+    assert len(pids_before) == 1
+    (live / "uploads" / uploads[0].name).write_text("garbage\n")
+    (live / "garbage.bin").write_bytes(os.urandom(4096))
+
+    restored = dev.tako("backups", "restore", info.id, "--env", "production", "--yes")
+    assert restored.exit_code == 0, restored.output
+    assert restored.stdout == (f"Backups\nnotes (production) on la\n"
+                               f"Restored notes from {info.id} ({format_size(info.size_bytes)})\n")
+    assert restored.stderr == ""
+    pids_after = app_pids(live)
+    assert len(pids_after) == 1 and not set(pids_before) & set(pids_after)
+    assert not (live / "garbage.bin").exists()
+    assert (live / "uploads" / uploads[0].name).read_bytes() == uploads[0].read_bytes()
+    assert integrity(live / "notes.db") == "ok"
+    assert notes(live / "notes.db", limit=len(saved_rows)) == saved_rows
+    wait_for(lambda: len(notes(live / "notes.db")) > len(saved_rows) + 5, "the restored app to write again")
+    assert app_pids(live) == pids_after
+
+
+def test_two_servers_in_one_env(dev: Developer, la: RunningServer, signer: FileSigner, seaweedfs: SeaweedFS,
+                                bucket: str, tmp_path: Path) -> None:
+    ny = start_named_server(tmp_path / "ny", signer, "ny")
+    try:
+        dev.write_servers({"la": la, "ny": ny})
+        dev.write_project("pair", ["la", "ny"], seaweedfs, bucket)
+        set_credentials(dev, seaweedfs)
+        for server in (la, ny):
+            live = server.data_dir / "apps" / "pair" / "production" / "data" / "app"
+            live.mkdir(parents=True, exist_ok=True)
+            (live / "hello.txt").write_text(f"hello from {server.data_dir.parent.name}\n")
+
+        made = dev.tako("backups", "now", "--env", "production")
+        assert made.exit_code == 0, made.output
+        key_id = load_secrets(dev.app_dir / ".tako" / "secrets.json").envs["production"].backup_keys[-1].id
+        found = listed(dev)
+        [on_la], [on_ny] = found["la"], found["ny"]
+        assert (on_la.server, on_ny.server) == ("la", "ny")
+        assert made.stdout == (f"Backups\npair (production)\nCreated backup key {key_id} for production.\n"
+                               f"la: {on_la.id} ({format_size(on_la.size_bytes)})\n"
+                               f"ny: {on_ny.id} ({format_size(on_ny.size_bytes)})\n")
+
+        download = dev.tako("backups", "download", on_la.id, "--env", "production")
+        assert download.exit_code == 1
+        assert download.stderr == "error: Pass --server to choose a backup source.\n"
+        assert not list(dev.app_dir.glob("*.enc*"))
+
+        assert ny.terminate() == 0, ny.log_tail()
+        down = f"Server 'ny' (127.0.0.1:{ny.port}) is unreachable: connection refused."
+        shown = dev.tako("backups", "list", "--env", "production")
+        assert shown.exit_code == 0, shown.output
+        assert shown.stdout == f"Backups\npair (production)\nla\n{line(on_la)}\n"
+        assert shown.stderr == f"warning: {down}\n"
+
+        partial = dev.tako("backups", "now", "--env", "production")
+        assert partial.exit_code == 1
+        [newest] = [b for b in listed(dev, "--server", "la")["la"] if b.id != on_la.id]
+        assert partial.stdout == ("Backups\npair (production)\n"
+                                  f"la: {newest.id} ({format_size(newest.size_bytes)})\n")
+        assert partial.stderr == f"error: {down}\nerror: Failed to back up 1 of 2 servers.\n"
+    finally:
+        ny.terminate()
+
+
+def test_unauthorized_key_is_one_line_naming_authorize_key(dev: Developer, la: RunningServer,
+                                                           seaweedfs: SeaweedFS, bucket: str,
+                                                           tmp_path: Path) -> None:
+    stranger = make_key(tmp_path / "stranger", "stranger@elsewhere")
+    dev.write_servers({"la": la}, key_path=stranger.path)
+    dev.write_project("notes", ["la"], seaweedfs, bucket)
+    result = dev.tako("backups", "list", "--env", "production")
+    assert (result.exit_code, result.stdout) == (1, "Backups\nnotes (production)\n")
+    assert result.stderr == (
+        f"error: Server 'la' (127.0.0.1:{la.port}) rejected every key ({stranger.path}: Key "
+        f"{stranger.fingerprint} is not authorized; add it with tako-server authorize-key); add yours with "
+        "tako-server authorize-key\n")
