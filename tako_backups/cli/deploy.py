@@ -16,7 +16,8 @@ from .context import Globals, get_globals, resolve_env
 if TYPE_CHECKING:
     from .output import Output
 
-deploy_app = typer.Typer(name="deploy", add_completion=False, help="Check the project and deploy an environment.")
+deploy_app = typer.Typer(name="deploy", add_completion=False,
+                         help="Check the project and deploy an environment.")
 
 
 @deploy_app.command()

@@ -21,6 +21,8 @@ import typer
 from .context import Globals, get_globals, resolve_env
 
 SOURCE_HELP = "A downloaded <id>.tar.zst.enc, or a backup id to read from the bucket."
+ENV_HELP = "Environment whose keys to use (default: production)."
+MANIFEST_HELP = "Manifest JSON (default <archive>.json)."
 
 
 @dataclass
@@ -101,8 +103,8 @@ def _report_dict(report: Any) -> dict[str, Any]:
 def verify(
     ctx: typer.Context,
     source: str = typer.Argument(..., help=SOURCE_HELP),
-    manifest: Path | None = typer.Option(None, "--manifest", help="Manifest JSON (default <archive>.json)."),
-    env: str | None = typer.Option(None, "--env", help="Environment whose keys to use (default: production)."),
+    manifest: Path | None = typer.Option(None, "--manifest", help=MANIFEST_HELP),
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
     server: str | None = typer.Option(None, "--server", help="Server whose backups to read (backup id)."),
 ) -> None:
     """Check a backup offline: size, SHA-256, GCM tag, extraction, SQLite integrity_check."""
@@ -124,8 +126,8 @@ def extract(
     source: str = typer.Argument(..., help=SOURCE_HELP),
     into: Path = typer.Option(..., "--into", help="Folder to extract into (app/ and tako/)."),
     force: bool = typer.Option(False, "--force", help="Replace app/ and tako/ in a non-empty folder."),
-    manifest: Path | None = typer.Option(None, "--manifest", help="Manifest JSON (default <archive>.json)."),
-    env: str | None = typer.Option(None, "--env", help="Environment whose keys to use (default: production)."),
+    manifest: Path | None = typer.Option(None, "--manifest", help=MANIFEST_HELP),
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
     server: str | None = typer.Option(None, "--server", help="Server whose backups to read (backup id)."),
 ) -> None:
     """Verify a backup like `verify`, then place its app/ and tako/ in --into."""
