@@ -161,6 +161,14 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     wait_for(lambda: len(notes(live / "notes.db")) > len(saved_rows) + 5, "the restored app to write again")
     assert app_pids(live) == pids_after
 
+    # Offline, straight from the bucket with the env's credentials and keys (no server involved).
+    checked = dev.tako("backups", "verify", info.id, "--env", "production")
+    assert checked.exit_code == 0, checked.output
+    assert f"Verified {info.id}: checksum, tag and 1 SQLite integrity checks ok" in checked.stdout
+    pulled = dev.tako("backups", "extract", info.id, "--into", str(tmp_path / "pulled"), "--env", "production")
+    assert pulled.exit_code == 0, pulled.output
+    assert notes(tmp_path / "pulled" / "app" / "notes.db") == saved_rows
+
 
 def test_two_servers_in_one_env(dev: Developer, la: RunningServer, signer: FileSigner, seaweedfs: SeaweedFS,
                                 bucket: str, tmp_path: Path) -> None:
