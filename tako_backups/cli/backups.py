@@ -1,5 +1,8 @@
 """``tako backups now | list (ls) | status | download <id> | restore <id>``.
 
+Beyond Tako (see :mod:`.confidence` and :mod:`.key_commands`): ``drill``, ``undo``, ``reindex``,
+``restore --preview`` / ``--no-safety-backup`` and ``keys rotate | reencrypt | retire``.
+
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
 signed call; the others send only the app id. ``now`` fails when any server fails, ``list`` and
@@ -108,6 +111,7 @@ def list_backups(
 ) -> None:
     """List backups, newest first."""
     from ..remote import protocol
+    from .confidence import list_note
     from .replies import backup_line, parse_list
     from .targets import call_servers, failure_text, raise_failures, resolve_target
 
@@ -127,9 +131,11 @@ def list_backups(
             g.out.line("No backups found.")
         for info in outcome.data:
             g.out.line(backup_line(info))
+        list_note(g, outcome)
     g.out.result("backups list", {
         **_summary(target),
-        "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data]}
+        "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data],
+                     **({"index_rebuilt": True} if o.data.index_rebuilt else {})}
                     for o in outcomes if o.error is None],
         "errors": [{"server": o.name, "message": failure_text(o)} for o in outcomes if o.error is not None],
     })
@@ -147,6 +153,7 @@ def status(
 ) -> None:
     """Show whether backups are enabled, the last one and the next one."""
     from ..remote import protocol
+    from .confidence import status_notes
     from .replies import parse_status, status_line
     from .targets import call_servers, failure_text, raise_failures, resolve_target
 
@@ -161,6 +168,7 @@ def status(
             g.out.warning(failure_text(outcome))
         else:
             g.out.line(status_line(outcome.name, outcome.data))
+            status_notes(g, outcome.name, outcome.data)
     g.out.result("backups status", {
         **_summary(target),
         "results": [{"server": o.name, "status": o.data.to_dict()} for o in outcomes if o.error is None],
@@ -219,10 +227,16 @@ def restore(
     env: str | None = typer.Option(None, "--env", help=ENV_HELP),
     server: str | None = typer.Option(None, "--server", help="The server to restore on."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+    preview: bool = typer.Option(False, "--preview",
+                                 help="Only show what would change (files, SQLite row counts)."),
+    no_safety_backup: bool = typer.Option(False, "--no-safety-backup",
+                                          help="Do not back up the current data first (undo needs it)."),
 ) -> None:
-    """Restore app data from a backup: stops the app, replaces its data, starts it again."""
-    from ..models import BackupInfo
+    """Restore app data from a backup: stops the app, replaces its data, starts it again.
+
+    The server first backs up the data it replaces (`tako backups undo` restores it)."""
     from ..remote import protocol
+    from .confidence import parse_restored, run_preview, safety_line
     from .output import format_size
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
@@ -230,6 +244,9 @@ def restore(
     target = resolve_target(g, env, server)
     entry = require_single(target, "Pass --server to choose where to restore.")
     _check_id(backup_id)
+    if preview:
+        run_preview(g, target, entry, backup_id)
+        return
     if not g.dry_run and not yes:
         _confirm_restore(target, entry.name, backup_id)
     _heading(g, f"{target.title} on {entry.name}")
@@ -239,12 +256,17 @@ def restore(
         g.out.line("Dry run: nothing was restored or contacted.")
         g.out.result("backups restore", {**summary, "dry_run": True, "backup_id": backup_id})
         return
-    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, {"app": target.app_id, "backup_id": backup_id},
-                            BackupInfo.from_dict, out=g.out, spinner="Restoring backup")
+    payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id}
+    if no_safety_backup:
+        payload["safety_backup"] = False
+    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload, parse_restored, out=g.out,
+                            spinner="Restoring backup", whole_reply=True)
     raise_failures(outcomes, "")
-    info = outcomes[0].data
+    info, safety = outcomes[0].data
     g.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)})")
-    g.out.result("backups restore", {**summary, "backup": info.to_dict()})
+    if safety is not None:
+        g.out.line(str(safety_line(safety)))
+    g.out.result("backups restore", {**summary, "backup": info.to_dict(), "safety_backup_id": safety})
 
 
 def _confirm_restore(target: Target, server: str, backup_id: str) -> None:
@@ -267,4 +289,15 @@ def _register_offline() -> None:
     backups_app.command("extract")(extract)
 
 
+def _register_beyond() -> None:
+    from .confidence import drill, reindex, undo
+    from .key_commands import keys_app
+
+    backups_app.command("drill")(drill)
+    backups_app.command("undo")(undo)
+    backups_app.command("reindex")(reindex)
+    backups_app.add_typer(keys_app)
+
+
 _register_offline()
+_register_beyond()

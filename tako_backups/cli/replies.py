@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.drill import DrillResult
 from ..errors import FormatError
 from ..models import BackupInfo
 from .output import format_local_time, format_size
@@ -16,17 +17,29 @@ from .output import format_local_time, format_size
 
 @dataclass(frozen=True)
 class BackupStatus:
-    """``backup_status``'s reply."""
+    """``backup_status``'s reply; ``overdue`` is None from a server that does not drill (Tako's),
+    whose reply has none of our fields (``last_drill``, ``last_ok_drill``, ``overdue``,
+    ``index_rebuilt``)."""
 
     enabled: bool
     retention_days: int | None
     last_backup: BackupInfo | None
     next_backup_at_unix_secs: int | None
+    last_drill: DrillResult | None = None
+    last_ok_drill: DrillResult | None = None
+    overdue: bool | None = None
+    index_rebuilt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "retention_days": self.retention_days,
-                "last_backup": None if self.last_backup is None else self.last_backup.to_dict(),
-                "next_backup_at_unix_secs": self.next_backup_at_unix_secs}
+        out: dict[str, Any] = {
+            "enabled": self.enabled, "retention_days": self.retention_days,
+            "last_backup": None if self.last_backup is None else self.last_backup.to_dict(),
+            "next_backup_at_unix_secs": self.next_backup_at_unix_secs}
+        if self.overdue is not None:
+            out.update(last_drill=None if self.last_drill is None else self.last_drill.to_dict(),
+                       last_ok_drill=None if self.last_ok_drill is None else self.last_ok_drill.to_dict(),
+                       overdue=self.overdue, index_rebuilt=self.index_rebuilt)
+        return out
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,26 @@ def _optional_int(value: Any, what: str) -> int | None:
     raise FormatError(f"{what} must be a whole number or null.")
 
 
-def parse_list(data: Any) -> list[BackupInfo]:
-    """``{"app", "backups": [BackupInfo...]}`` -> the backups, newest first as sent."""
-    backups = _object(data, "The backup list").get("backups")
+class BackupList(list[BackupInfo]):
+    """:func:`parse_list`'s result: the backups, and whether the server had to rebuild its
+    ``index.json`` from the manifests to list them (our server's ``index_rebuilt``)."""
+
+    index_rebuilt: bool = False
+
+
+def parse_list(data: Any) -> BackupList:
+    """``{"app", "backups": [BackupInfo...], "index_rebuilt"?}`` -> the backups, newest first as
+    sent."""
+    obj = _object(data, "The backup list")
+    backups = obj.get("backups")
     if not isinstance(backups, list):
         raise FormatError("The backup list has no 'backups' list.")
-    return [BackupInfo.from_dict(item) for item in backups]
+    rebuilt = obj.get("index_rebuilt", False)
+    if not isinstance(rebuilt, bool):
+        raise FormatError("The backup list field 'index_rebuilt' must be true or false.")
+    found = BackupList(BackupInfo.from_dict(item) for item in backups)
+    found.index_rebuilt = rebuilt
+    return found
 
 
 def parse_status(data: Any) -> BackupStatus:
@@ -86,12 +113,18 @@ def parse_status(data: Any) -> BackupStatus:
     if not isinstance(enabled, bool):
         raise FormatError("The backup status field 'enabled' must be true or false.")
     last = obj.get("last_backup")
+    overdue, rebuilt = obj.get("overdue"), obj.get("index_rebuilt", False)
+    if not (overdue is None or isinstance(overdue, bool)) or not isinstance(rebuilt, bool):
+        raise FormatError("The backup status fields 'overdue' and 'index_rebuilt' must be true or false.")
+    drills = [None if obj.get(k) is None else DrillResult.from_dict(obj[k])
+              for k in ("last_drill", "last_ok_drill")]
     return BackupStatus(
         enabled=enabled,
         retention_days=_optional_int(obj.get("retention_days"), "The backup status field 'retention_days'"),
         last_backup=None if last is None else BackupInfo.from_dict(last),
         next_backup_at_unix_secs=_optional_int(obj.get("next_backup_at_unix_secs"),
                                                "The backup status field 'next_backup_at_unix_secs'"),
+        last_drill=drills[0], last_ok_drill=drills[1], overdue=overdue, index_rebuilt=rebuilt,
     )
 
 

@@ -122,18 +122,22 @@ def client_for(server: ServerEntry) -> AsyncRpcClient:
 
 def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str, Any],
                  parse: Callable[[Any], T], *, out: Output | None = None,
-                 spinner: str | None = None) -> list[Outcome]:
+                 spinner: str | None = None, whole_reply: bool = False) -> list[Outcome]:
     """Send ``command`` to every server at once; one :class:`Outcome` per server, in order.
 
-    ``parse`` checks each reply (a FormatError becomes that server's RemoteError). With ``out``
-    and ``spinner`` a spinner runs on a terminal meanwhile. A TakoError (unreachable, timeout,
-    refused key, the server's own error) is kept in its outcome; nothing else is caught.
+    ``parse`` checks each reply's ``data`` (the whole reply object with ``whole_reply``, for
+    fields our server adds next to it); a FormatError becomes that server's RemoteError. With
+    ``out`` and ``spinner`` a spinner runs on a terminal meanwhile. A TakoError (unreachable,
+    timeout, refused key, the server's own error) is kept in its outcome; nothing else is caught.
     """
 
     async def one(server: ServerEntry) -> Outcome:
         try:
             async with client_for(server) as client:
-                reply = await client.call(command, payload)
+                if whole_reply:
+                    reply = await client.call_reply(command, payload)
+                else:
+                    reply = await client.call(command, payload)
             return Outcome(server, data=_parsed(server, command, reply, parse))
         except TakoError as exc:
             return Outcome(server, error=exc)

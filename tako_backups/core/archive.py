@@ -1,7 +1,14 @@
 """Write a data root as a PAX tar stream compressed as one zstd frame.
 
-The tar goes straight into a caller's sink (the encryptor): nothing is staged on disk except one
-SQLite snapshot at a time.
+The tar goes straight into a caller's sink (the encryptor): nothing is staged on disk except the
+SQLite snapshots, one at a time. Headers come from :meth:`tarfile.TarInfo.tobuf`, so the bytes
+are those :mod:`tarfile` writes, but file bodies are read with ``readv`` into one reusable
+buffer that feeds zstd in large blocks (tarfile's stream mode re-copies every block through
+small buffers, which made it the bottleneck). zstd compresses on its own worker threads.
+
+Each SQLite snapshot (``VACUUM INTO``) runs on a helper thread while the files after it are
+archived; the database enters the tar when its snapshot is ready, so its member may come later
+than its directory order. Extraction does not depend on member order.
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ import os
 import stat
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol, cast
 
 import zstandard
 
@@ -20,7 +28,11 @@ from ..progress import NO_PROGRESS, Progress
 from .snapshot import Entry, snapshot_sqlite, walk
 
 ZSTD_LEVEL = 3
+ZSTD_JOB_SIZE = 1 << 20
 COPY_BUFFER = 1 << 20
+BLOCK = 512
+RECORD = 20 * BLOCK
+_ZEROS = bytes(COPY_BUFFER)
 
 
 class Sink(Protocol):
@@ -32,11 +44,17 @@ class ArchiveStats:
     files: int = 0
     sqlite_files: int = 0
     bytes: int = 0
+    sqlite_names: list[str] = field(default_factory=list)
 
 
 def compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
-    """zstd at ``level`` with worker threads on every core (one frame)."""
-    return zstandard.ZstdCompressor(level=level, threads=-1)
+    """zstd at ``level`` with worker threads on every core, still one frame.
+
+    Jobs of 2 MiB (instead of zstd's 8 MiB at level 3) keep the workers' buffers near 20 MiB
+    instead of 80 MiB, for about 0.1 % more output and no loss of speed.
+    """
+    params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=ZSTD_JOB_SIZE)
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def write_archive(
@@ -45,24 +63,152 @@ def write_archive(
     """Stream ``data_root``'s ``app/`` and ``tako/`` into ``sink`` as tar (PAX) + zstd.
 
     ``scratch`` is an existing private directory for SQLite snapshots; each snapshot is deleted
-    as soon as it has been archived. Raises SnapshotError when a database cannot be copied.
+    as soon as it has been archived. ``sink.write`` is called from this thread with compressed
+    chunks of about 1 MiB. Raises SnapshotError when a database cannot be copied, and whatever
+    ``sink.write`` or reading a file raises (OSError).
     """
     stats = ArchiveStats()
-    zw = compressor().stream_writer(sink, closefd=False, write_size=COPY_BUFFER)
-    with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER,
-                      copybufsize=COPY_BUFFER) as tar:
+    zw = compressor().stream_writer(cast(IO[bytes], sink), closefd=False, write_size=COPY_BUFFER)
+    tar = TarWriter(zw)
+    snapshots = _SnapshotAhead(scratch)
+    try:
         seen_top = set()
         for entry in walk(data_root):
             if "/" not in entry.arcname:
                 seen_top.add(entry.arcname)
-            _add(tar, entry, scratch, stats, progress)
+            if entry.kind == "sqlite":
+                if snapshots.pending:
+                    _add_snapshot(tar, *snapshots.finish(), stats, progress)
+                snapshots.start(entry)
+            else:
+                _add(tar, entry, stats, progress)
+            if snapshots.ready:
+                _add_snapshot(tar, *snapshots.finish(), stats, progress)
+        if snapshots.pending:
+            _add_snapshot(tar, *snapshots.finish(), stats, progress)
         for top in ("app", "tako"):
             if top not in seen_top:
                 info = tarfile.TarInfo(top)
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
+                tar.add_header(info)
+        tar.close()
+    finally:
+        snapshots.close()
     zw.close()
     return stats
+
+
+class TarWriter:
+    """Writes tar members to ``out`` through one reusable buffer, flushed in 1 MiB blocks.
+
+    The stream ends like tarfile's: two zero blocks, then zeros up to a 10240-byte record.
+    """
+
+    def __init__(self, out: Sink, buffer_size: int = COPY_BUFFER) -> None:
+        self._out = out
+        self._buf = bytearray(buffer_size)
+        self._view = memoryview(self._buf)
+        self._fill = 0
+        self.offset = 0
+
+    def add_header(self, info: tarfile.TarInfo) -> None:
+        """Write ``info``'s PAX header (extended records included when needed)."""
+        self._put(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+
+    def add_body(self, fd: int, size: int, progress: Progress = NO_PROGRESS) -> None:
+        """Copy exactly ``size`` bytes from ``fd``, zero-filling a file that shrank, then pad."""
+        left = size
+        while left:
+            if self._fill == len(self._buf):
+                self._flush()
+            room = min(left, len(self._buf) - self._fill)
+            got = os.readv(fd, [self._view[self._fill:self._fill + room]])
+            if got == 0:
+                self._zeros(left)
+                progress.advance(left)
+                break
+            self._fill += got
+            self.offset += got
+            left -= got
+            progress.advance(got)
+        self._zeros(-size % BLOCK)
+
+    def close(self) -> None:
+        """End-of-archive blocks and record padding, then hand over what is buffered."""
+        self._zeros(2 * BLOCK)
+        self._zeros(-self.offset % RECORD)
+        self._flush()
+
+    def _put(self, data: bytes) -> None:
+        view, pos = memoryview(data), 0
+        while pos < len(view):
+            if self._fill == len(self._buf):
+                self._flush()
+            n = min(len(view) - pos, len(self._buf) - self._fill)
+            self._view[self._fill:self._fill + n] = view[pos:pos + n]
+            self._fill += n
+            pos += n
+        self.offset += len(view)
+
+    def _zeros(self, count: int) -> None:
+        while count > 0:
+            n = min(count, len(_ZEROS))
+            self._put(_ZEROS[:n] if n < len(_ZEROS) else _ZEROS)
+            count -= n
+
+    def _flush(self) -> None:
+        if self._fill:
+            self._out.write(self._view[:self._fill])
+            self._fill = 0
+
+
+class _SnapshotAhead:
+    """At most one ``VACUUM INTO`` at a time, run on a helper thread (sqlite3 releases the GIL)."""
+
+    def __init__(self, scratch: Path) -> None:
+        self._scratch = scratch
+        self._pool: ThreadPoolExecutor | None = None
+        self._job: tuple[Entry, Path, Future[None]] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._job is not None
+
+    @property
+    def ready(self) -> bool:
+        return self._job is not None and self._job[2].done()
+
+    def start(self, entry: Entry) -> None:
+        assert self._job is None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="tako-snapshot")
+        fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".sqlite")
+        os.close(fd)
+        os.unlink(tmp)
+        self._job = (entry, Path(tmp), self._pool.submit(snapshot_sqlite, entry.path, Path(tmp)))
+
+    def finish(self) -> tuple[Entry, Path]:
+        """Wait for the snapshot; the caller archives and deletes it. Raises SnapshotError."""
+        assert self._job is not None
+        entry, path, future = self._job
+        self._job = None
+        try:
+            future.result()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return entry, path
+
+    def close(self) -> None:
+        """Wait for a snapshot still running and delete it (after a failure elsewhere)."""
+        if self._job is not None:
+            _entry, path, future = self._job
+            self._job = None
+            future.exception()
+            path.unlink(missing_ok=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def _tarinfo(entry: Entry, size: int = 0) -> tarfile.TarInfo:
@@ -75,12 +221,11 @@ def _tarinfo(entry: Entry, size: int = 0) -> tarfile.TarInfo:
     return info
 
 
-def _add(tar: tarfile.TarFile, entry: Entry, scratch: Path, stats: ArchiveStats,
-         progress: Progress) -> None:
+def _add(tar: TarWriter, entry: Entry, stats: ArchiveStats, progress: Progress) -> None:
     if entry.kind == "dir":
         info = _tarinfo(entry)
         info.type = tarfile.DIRTYPE
-        tar.addfile(info)
+        tar.add_header(info)
     elif entry.kind == "symlink":
         info = _tarinfo(entry)
         info.type = tarfile.SYMTYPE
@@ -88,48 +233,32 @@ def _add(tar: tarfile.TarFile, entry: Entry, scratch: Path, stats: ArchiveStats,
             info.linkname = os.readlink(entry.path)
         except FileNotFoundError:
             return
-        tar.addfile(info)
-    elif entry.kind == "sqlite":
-        fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".sqlite")
-        os.close(fd)
-        os.unlink(tmp)
-        try:
-            snapshot_sqlite(entry.path, Path(tmp))
-            _add_file(tar, entry, Path(tmp), stats, progress)
-            stats.sqlite_files += 1
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        tar.add_header(info)
     else:
         _add_file(tar, entry, entry.path, stats, progress)
 
 
-def _add_file(tar: tarfile.TarFile, entry: Entry, source: Path, stats: ArchiveStats,
+def _add_snapshot(tar: TarWriter, entry: Entry, snapshot: Path, stats: ArchiveStats,
+                  progress: Progress) -> None:
+    try:
+        _add_file(tar, entry, snapshot, stats, progress)
+        stats.sqlite_files += 1
+        stats.sqlite_names.append(entry.arcname)
+    finally:
+        snapshot.unlink(missing_ok=True)
+
+
+def _add_file(tar: TarWriter, entry: Entry, source: Path, stats: ArchiveStats,
               progress: Progress) -> None:
     try:
-        f = open(source, "rb")
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        info = _tarinfo(entry, size)
-        tar.addfile(info, _Exact(f, size, progress))
+    try:
+        size = os.fstat(fd).st_size
+        tar.add_header(_tarinfo(entry, size))
+        tar.add_body(fd, size, progress)
+    finally:
+        os.close(fd)
     stats.files += 1
     stats.bytes += size
-
-
-class _Exact:
-    """Reads exactly ``size`` bytes: zero-pads a file that shrank while being read."""
-
-    def __init__(self, f: BinaryIO, size: int, progress: Progress) -> None:
-        self._f, self._left, self._progress = f, size, progress
-
-    def read(self, n: int = -1) -> bytes:
-        if self._left <= 0:
-            return b""
-        n = self._left if n < 0 else min(n, self._left)
-        data = self._f.read(n)
-        if len(data) < n:
-            data += b"\0" * (n - len(data))
-        self._left -= len(data)
-        self._progress.advance(len(data))
-        return data

@@ -96,6 +96,11 @@ class DecryptingReader:
         self._size = 0
         self._eof = False
 
+    @property
+    def bytes_read(self) -> int:
+        """Ciphertext bytes read from the source so far."""
+        return self._size
+
     def readable(self) -> bool:
         return True
 

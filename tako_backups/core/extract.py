@@ -16,6 +16,7 @@ import posixpath
 import re
 import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -179,8 +180,8 @@ def extract_stream(source: BinaryIO, dest: Path, progress: Progress = NO_PROGRES
     space = SpaceGuard(dest)
     try:
         stream = source if isinstance(source, ChunkReader) else ChunkReader.over(source, COPY_BUFFER)
-        with tarfile.TarFile(fileobj=stream, mode="r") as tar:  # type: ignore[call-overload]
-            for member in tar:
+        with tarfile.TarFile(fileobj=stream, mode="r") as tar:  # type: ignore[arg-type]
+            for member in _members(tar):
                 norm = check_member(member, symlinks)
                 if norm in seen and not member.isdir():
                     raise UnsafeArchiveError(
@@ -230,6 +231,14 @@ def _set_owner(path: Path, member: tarfile.TarInfo) -> None:
             os.lchown(path, member.uid, member.gid)
         except OSError:
             pass
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members one by one, without tarfile's list of every member read so far (which grows
+    with the archive's file count)."""
+    while (member := tar.next()) is not None:
+        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every TarInfo here
+        yield member
 
 
 def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path,

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO, cast
 
 from ..errors import FormatError, KeyNotFoundError
-from ..models import BackupIndex, BackupInfo, BackupKey
+from ..models import REASONS, BackupExtras, BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
-from . import catalog, layout, retention
-from .archive import ArchiveStats, write_archive
-from .crypto import DecryptingReader, EncryptingWriter
+from . import catalog, layout
+from .archive import ArchiveStats, Sink, write_archive
+from .chunk_reader import ChunkReader
+from .crypto import DecryptingReader, EncryptingWriter, Sealed
 from .extract import extract_stream
+from .pipes import Prefetcher, ThreadedWriter, limit_heap_growth
+
+CHUNK = 1 << 20
+QUEUE_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -28,14 +34,19 @@ class BackupResult:
 def backup(
     store: ObjectStore, *, data_root: Path, work_root: Path, app: str, env: str, server: str,
     key: BackupKey, retention_days: int, now: int | None = None,
-    progress: Progress = NO_PROGRESS,
+    progress: Progress = NO_PROGRESS, reason: str = "manual",
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket.
 
-    Writes in Tako's order: archive, manifest, retention pruning, index. ``work_root`` receives
+    Writes the archive, the manifest, the merged index, then deletes what retention dropped
+    (see :func:`catalog.record_backup`). ``work_root`` receives
     a ``{id}/`` folder for SQLite snapshots, removed afterwards. Nothing is visible on the bucket
-    if the archive upload fails. Raises SnapshotError, StorageError or FormatError.
+    if the archive upload fails. ``reason`` (one of :data:`REASONS`) goes into the manifest's
+    extras with the file count, bytes and SQLite files. Raises SnapshotError, StorageError or
+    FormatError.
     """
+    if reason not in REASONS:
+        raise FormatError(f"Unknown backup reason '{reason}' (known: {', '.join(REASONS)}).")
     created = int(time.time()) if now is None else now
     backup_id = layout.new_backup_id(created)
     prefix = layout.backup_prefix(app, env, server)
@@ -44,9 +55,7 @@ def backup(
     try:
         progress.start(f"Backing up {app}/{env}")
         with store.open_writer(layout.archive_key(prefix, backup_id)) as upload:
-            enc = EncryptingWriter(upload, key)
-            stats = write_archive(data_root, enc, scratch, progress)
-            sealed = enc.finish()
+            stats, sealed = write_sealed_archive(data_root, upload, scratch, key, progress)
             upload.commit()
         progress.finish()
     finally:
@@ -56,19 +65,26 @@ def backup(
         size_bytes=sealed.size_bytes, sha256_hex=sealed.sha256_hex,
         archive_key=layout.archive_key(prefix, backup_id),
         manifest_key=layout.manifest_key(prefix, backup_id), encryption=sealed.encryption,
+        extras=BackupExtras(files=stats.files, bytes=stats.bytes,
+                            sqlite_files=sorted(stats.sqlite_names), reason=reason),
     )
-    store.put_bytes(info.manifest_key, info.to_json())
-    try:
-        index = catalog.read_index(store, prefix)
-    except FormatError:
-        index = catalog.rebuild_index(store, prefix)
-    others = [b for b in index.backups if b.id != info.id]
-    kept, expired = retention.split_expired(
-        BackupIndex(backups=[info, *others]), created, retention_days
-    )
-    retention.delete_backups(store, expired)
-    catalog.write_index(store, prefix, BackupIndex(backups=kept))
+    expired = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created)
     return BackupResult(info, stats, expired)
+
+
+def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
+                         progress: Progress = NO_PROGRESS) -> tuple[ArchiveStats, Sealed]:
+    """Archive ``data_root`` (tar + zstd), encrypt and hash it into ``sink``; the upload's stage.
+
+    Reading files and tar run on this thread, zstd on its own workers, and AES-GCM + SHA-256 +
+    ``sink.write`` on one more thread, joined by a queue of at most 4 chunks of 1 MiB. Raises
+    SnapshotError, OSError, or what ``sink.write`` raises (StorageError).
+    """
+    limit_heap_growth()
+    enc = EncryptingWriter(sink, key)
+    with ThreadedWriter(enc, depth=QUEUE_DEPTH, name="tako-seal") as sealer:
+        stats = write_archive(data_root, sealer, scratch, progress)
+    return stats, enc.finish()
 
 
 def pick_key(info: BackupInfo, keys: Iterable[BackupKey]) -> BackupKey:
@@ -114,32 +130,45 @@ def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  #
                         progress: Progress = NO_PROGRESS) -> int:
     """Stream ciphertext from ``source`` into ``tree``; verify everything at the end.
 
-    Returns the number of archive members. The caller must discard ``tree`` on any error.
+    Reading ``source``, SHA-256, AES-GCM and zstd run on a helper thread; tar extraction runs on
+    this one, fed through a queue of at most 4 chunks of 1 MiB. Returns the number of archive
+    members. The caller must discard ``tree`` on any error.
     """
     import zstandard
 
-    reader = DecryptingReader(_Counting(source, progress), info, key)
-    dctx = zstandard.ZstdDecompressor()
-    try:
-        with dctx.stream_reader(reader, read_size=1 << 20, closefd=False) as plain:
-            count = extract_stream(plain, tree)
-            while plain.read(1 << 20):
+    limit_heap_growth()
+    reader = DecryptingReader(source, info, key)
+
+    def produce(put: Callable[[bytes], None]) -> None:
+        dctx = zstandard.ZstdDecompressor()
+        with dctx.stream_reader(cast(IO[bytes], reader), read_size=CHUNK, closefd=False) as plain:
+            while chunk := plain.read(CHUNK):
+                put(chunk)
+
+    with Prefetcher(produce, depth=QUEUE_DEPTH, name="tako-unseal") as chunks:
+        reported = 0
+
+        def next_chunk() -> bytes | None:
+            nonlocal reported
+            chunk = chunks.get()
+            done = reader.bytes_read
+            if done > reported:
+                progress.advance(done - reported)
+                reported = done
+            return chunk
+
+        try:
+            count = extract_stream(cast(BinaryIO, ChunkReader(next_chunk)), tree)
+            while next_chunk():
                 pass
-    except zstandard.ZstdError:
-        reader.verify()
-        raise FormatError(f"Backup {info.id} is not a valid zstd stream.") from None
-    except FormatError:
-        reader.verify()
-        raise
+        except zstandard.ZstdError:
+            chunks.stop()
+            reader.verify()
+            raise FormatError(f"Backup {info.id} is not a valid zstd stream.") from None
+        except FormatError:
+            chunks.stop()
+            reader.verify()
+            raise
     reader.verify()
+    progress.advance(reader.bytes_read - reported)
     return count
-
-
-class _Counting:
-    def __init__(self, source, progress: Progress) -> None:  # type: ignore[no-untyped-def]
-        self._src, self._progress = source, progress
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
-        self._progress.advance(len(data))
-        return data

@@ -80,14 +80,15 @@ class _RpcBase:
         seconds = protocol.timeout_for(command) if timeout is None else timeout
         return httpx.Timeout(seconds, connect=min(protocol.CONNECT_TIMEOUT, seconds))
 
-    def _interpret(self, response: httpx.Response) -> Any:
+    def _interpret_reply(self, response: httpx.Response) -> dict[str, Any]:
+        """The whole ``{"status": "ok", "data", ...}`` object, or the error it stands for."""
         try:
             reply = response.json()
         except ValueError:
             reply = None
         status = reply.get("status") if isinstance(reply, dict) else None
         if status == "ok" and response.status_code == 200 and "data" in reply:
-            return reply["data"]
+            return reply  # type: ignore[no-any-return]
         if status == "error" and isinstance(reply.get("message"), str):
             if response.status_code == 401:
                 raise AuthError(f"Server '{self.server_name}' ({self.address}) rejected the request: "
@@ -145,10 +146,16 @@ class RpcClient(_RpcBase):
         unsigned). Raises RemoteError (unreachable, timeout, invalid reply), ServerReplyError (the
         server's error message), AuthError (every key rejected), ConfigError (no key at all).
         """
+        return self.call_reply(command, payload, timeout=timeout)["data"]
+
+    def call_reply(self, command: str, payload: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> dict[str, Any]:
+        """As :meth:`call`, but returns the whole reply object (``status``, ``data`` and any
+        field our server adds, such as a restore's ``safety_backup_id``)."""
         body = protocol.encode_request(command, payload)
         limits = self._timeout(command, timeout)
         if command in protocol.PUBLIC_COMMANDS:
-            return self._interpret(self._post(command, body, {}, limits))
+            return self._interpret_reply(self._post(command, body, {}, limits))
         rejections: list[str] = []
         for signer in self._signers:
             headers = self._sign(signer, body, rejections)
@@ -158,7 +165,7 @@ class RpcClient(_RpcBase):
             if response.status_code == 401:
                 rejections.append(f"{signer.description}: {self._rejection(response)}")
                 continue
-            return self._interpret(response)
+            return self._interpret_reply(response)
         raise self._rejected(rejections)
 
     def _post(self, command: str, body: bytes, headers: dict[str, str],
@@ -191,10 +198,15 @@ class AsyncRpcClient(_RpcBase):
     async def call(self, command: str, payload: dict[str, Any] | None = None, *,
                    timeout: float | None = None) -> Any:
         """As :meth:`RpcClient.call`."""
+        return (await self.call_reply(command, payload, timeout=timeout))["data"]
+
+    async def call_reply(self, command: str, payload: dict[str, Any] | None = None, *,
+                         timeout: float | None = None) -> dict[str, Any]:
+        """As :meth:`RpcClient.call_reply`."""
         body = protocol.encode_request(command, payload)
         limits = self._timeout(command, timeout)
         if command in protocol.PUBLIC_COMMANDS:
-            return self._interpret(await self._post(command, body, {}, limits))
+            return self._interpret_reply(await self._post(command, body, {}, limits))
         rejections: list[str] = []
         for signer in self._signers:
             headers = self._sign(signer, body, rejections)
@@ -204,7 +216,7 @@ class AsyncRpcClient(_RpcBase):
             if response.status_code == 401:
                 rejections.append(f"{signer.description}: {self._rejection(response)}")
                 continue
-            return self._interpret(response)
+            return self._interpret_reply(response)
         raise self._rejected(rejections)
 
     async def _post(self, command: str, body: bytes, headers: dict[str, str],

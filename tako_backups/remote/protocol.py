@@ -17,7 +17,7 @@ from ..errors import FormatError
 
 __all__ = [
     "CALL_TIMEOUT", "COMMANDS", "CONNECT_TIMEOUT", "DEFAULT_PORT", "LONG_COMMANDS", "LONG_TIMEOUT",
-    "MAX_BODY_BYTES", "PROTOCOL", "PUBLIC_COMMANDS", "RPC_PATH", "Request", "RuntimeSettings",
+    "MAX_BODY_BYTES", "PROTOCOL", "PUBLIC_COMMANDS", "RPC_PATH", "Reply", "Request", "RuntimeSettings",
     "app_id", "check_request", "dumps", "encode_request", "error_reply", "ok_reply", "parse_app",
     "read_command", "timeout_for",
 ]
@@ -39,6 +39,12 @@ BACKUP_STATUS = "backup_status"
 BACKUP_DOWNLOAD_URL = "backup_download_url"
 RESTORE_BACKUP = "restore_backup"
 DEPLOY = "deploy"
+# Beyond Tako (our server only): drills, previews, undo, reindex, key rotation.
+DRILL_BACKUP = "drill_backup"
+RESTORE_PREVIEW = "restore_preview"
+UNDO_RESTORE = "undo_restore"
+REINDEX = "reindex"
+REENCRYPT_BACKUPS = "reencrypt_backups"
 
 _OBJ_OR_NULL = (dict, type(None))
 # command -> (required fields, optional fields); "command" itself is implied.
@@ -49,11 +55,17 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     LIST_BACKUPS: ({"app": str}, {}),
     BACKUP_STATUS: ({"app": str}, {}),
     BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {}),
-    RESTORE_BACKUP: ({"app": str, "backup_id": str}, {}),
+    RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool}),
     DEPLOY: ({"app": str}, {"backup": _OBJ_OR_NULL, "runtime": _OBJ_OR_NULL}),
+    DRILL_BACKUP: ({"app": str}, {"backup_id": (str, type(None))}),
+    RESTORE_PREVIEW: ({"app": str, "backup_id": str}, {}),
+    UNDO_RESTORE: ({"app": str}, {"safety_backup": bool}),
+    REINDEX: ({"app": str}, {}),
+    REENCRYPT_BACKUPS: ({"app": str}, {"backup": _OBJ_OR_NULL}),
 }
 PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
-LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY})
+LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,
+                           REINDEX, REENCRYPT_BACKUPS})
 
 _APP_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[a-z0-9-]{1,63}")
@@ -78,8 +90,19 @@ def encode_request(command: str, fields: dict[str, Any] | None = None) -> bytes:
     return dumps({"command": command, **(fields or {})})
 
 
-def ok_reply(data: Any) -> dict[str, Any]:
-    return {"status": "ok", "data": data}
+@dataclass(frozen=True)
+class Reply:
+    """Reply ``data`` plus fields of our own next to Tako's ``status`` and ``data`` (e.g. the
+    ``safety_backup_id`` of a restore, whose ``data`` stays Tako's BackupInfo)."""
+
+    data: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ok_reply(data: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"status": "ok", "data": data, **extra}``; ``extra`` never replaces status or data."""
+    fields = {k: v for k, v in (extra or {}).items() if k not in ("status", "data")}
+    return {"status": "ok", "data": data, **fields}
 
 
 def error_reply(message: str) -> dict[str, Any]:
@@ -87,7 +110,8 @@ def error_reply(message: str) -> dict[str, Any]:
 
 
 def timeout_for(command: str) -> float:
-    """Tako's per-call timeout: 10 minutes for backup_now, restore_backup and deploy, else 5 s."""
+    """Tako's per-call timeout: 10 minutes for backup_now, restore_backup and deploy (and our
+    drill, preview, undo, reindex and re-encryption), else 5 s."""
     return LONG_TIMEOUT if command in LONG_COMMANDS else CALL_TIMEOUT
 
 

@@ -64,13 +64,16 @@ def create_app(service: BackupService, auth: RequestAuth, *, max_body: int = MAX
         except Exception:
             log.exception("%s failed unexpectedly", command)
             return _error(500, f"The server failed while running {command}; see the tako-server log.")
+        if isinstance(data, protocol.Reply):
+            return JSONResponse(protocol.ok_reply(data.data, data.extra))
         return JSONResponse(protocol.ok_reply(data))
 
     return Starlette(routes=[Route(RPC_PATH, rpc, methods=["POST"])])
 
 
 def dispatch(service: BackupService, request: Request) -> Any:
-    """Run one checked request on ``service`` and return its reply data.
+    """Run one checked request on ``service`` and return its reply data (or a
+    :class:`~tako_backups.remote.protocol.Reply` when the reply carries fields next to ``data``).
 
     Raises FormatError for malformed ``backup``/``runtime`` values and whatever the command raises.
     """
@@ -91,11 +94,26 @@ def dispatch(service: BackupService, request: Request) -> Any:
     if command == protocol.BACKUP_DOWNLOAD_URL:
         return service.backup_download_url(app, fields["backup_id"])
     if command == protocol.RESTORE_BACKUP:
-        return service.restore_backup(app, fields["backup_id"])
+        return service.restore_backup(app, fields["backup_id"], fields.get("safety_backup", True))
     if command == protocol.DEPLOY:
         runtime = fields.get("runtime")
         return service.deploy(app, _binding(fields.get("backup")),
                               None if runtime is None else RuntimeSettings.from_dict(runtime))
+    return _dispatch_beyond(service, command, app, fields)
+
+
+def _dispatch_beyond(service: BackupService, command: str, app: str, fields: dict[str, Any]) -> Any:
+    """Our commands beyond Tako's: drills, previews, undo, reindex, re-encryption."""
+    if command == protocol.DRILL_BACKUP:
+        return service.drill_backup(app, fields.get("backup_id"))
+    if command == protocol.RESTORE_PREVIEW:
+        return service.restore_preview(app, fields["backup_id"])
+    if command == protocol.UNDO_RESTORE:
+        return service.undo_restore(app, fields.get("safety_backup", True))
+    if command == protocol.REINDEX:
+        return service.reindex(app)
+    if command == protocol.REENCRYPT_BACKUPS:
+        return service.reencrypt_backups(app, _binding(fields.get("backup")))
     raise FormatError(f"Unknown command '{command}'.")
 
 

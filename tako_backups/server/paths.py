@@ -6,7 +6,8 @@
 {root}/apps/{app}/{env}/data/          the live data (0710): app/ (TAKO_DATA_DIR) and tako/
 {root}/state/                          server.key and encrypted per-app settings (0700)
 {root}/tmp/backups/{id}/               SQLite snapshots while a backup runs
-{root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore (tree/, aside/)
+{root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore (tree/, aside/) or restore preview
+{root}/tmp/drills/                     scratch folders of restore drills
 {root}/logs/{app}.{env}.log            app process output
 ```
 """
@@ -59,6 +60,10 @@ class ServerPaths:
     def restore_work(self) -> Path:
         return self.root / "tmp" / "restore"
 
+    @property
+    def drill_work(self) -> Path:
+        return self.root / "tmp" / "drills"
+
     def app_dir(self, name: str, env: str) -> Path:
         return self.root / "apps" / name / env
 
@@ -70,7 +75,8 @@ class ServerPaths:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "apps").mkdir(exist_ok=True)
-            for private in (self.state_dir, self.root / "tmp", self.backup_work, self.restore_work):
+            for private in (self.state_dir, self.root / "tmp", self.backup_work, self.restore_work,
+                            self.drill_work):
                 private.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
                 os.chmod(private, PRIVATE_MODE)
         except OSError as exc:

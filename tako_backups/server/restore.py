@@ -14,7 +14,7 @@ import errno
 import logging
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..core.pipeline import restore_into
@@ -34,13 +34,17 @@ log = logging.getLogger(__name__)
 def restore_over_live(
     *, app: str, info: BackupInfo, store: ObjectStore, keys: Iterable[BackupKey], paths: ServerPaths,
     runtime: AppRuntime | None, start_after: bool,
+    before_swap: Callable[[], None] | None = None,
 ) -> None:
     """Replace ``app``'s live data with backup ``info``.
 
     ``start_after``: the app's instance count is above 0, so it is started once the restored tree
-    is in place. Raises IntegrityError, KeyNotFoundError, UnsafeArchiveError, FormatError or
-    StorageError from staging, RestoreError for a full disk or a failed swap (the live tree is
-    then untouched), and RestoreError when the restored app does not start again.
+    is in place. ``before_swap`` runs once the backup is staged and the app stopped, just before
+    the swap (the safety backup of the live tree); if it raises, the app is started again, the
+    live tree is left untouched and its error raised. Raises IntegrityError, KeyNotFoundError,
+    UnsafeArchiveError, FormatError or StorageError from staging, RestoreError for a full disk or
+    a failed swap (the live tree is then untouched), and RestoreError when the restored app does
+    not start again.
     """
     name, env = parse_app(app)
     live = paths.data_dir(name, env)
@@ -56,6 +60,8 @@ def restore_over_live(
         was_running = runtime.stop(app) if runtime is not None else False
         log.info("restoring %s from %s (app %s)", app, info.id, "stopped" if was_running else "not running")
         try:
+            if before_swap is not None:
+                before_swap()
             clean_restored_tree(tree)
             live.parent.mkdir(parents=True, exist_ok=True)
             swap_tree(live, tree, staging / "aside")
@@ -132,7 +138,7 @@ def recover_interrupted_restores(paths: ServerPaths) -> list[str]:
         except OSError as exc:
             done.append(f"kept {staging}: {exc.strerror or exc}")
             log.error("could not recover the interrupted restore at %s: %s", staging, exc)
-    for work in sorted(paths.backup_work.glob("*")):
+    for work in sorted([*paths.backup_work.glob("*"), *paths.drill_work.glob("*")]):
         remove_tree(work)
         done.append(f"removed {work}")
     return done

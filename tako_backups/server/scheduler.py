@@ -2,6 +2,8 @@
 
 An app is due when it has no backups, its newest is at least 86,400 s old, or its index cannot be
 read; ``next_backup_at`` is the newest's ``created_at`` + 86,400, or now when there is none.
+Beyond Tako, each check also runs the restore drill of every app whose drill is due (weekly, on
+the newest backup; see :mod:`.drills`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ..core.drill import DrillResult
 from ..errors import BusyError, TakoError
 from ..models import BackupInfo
+from .drills import DRILL_INTERVAL
 
 __all__ = ["BACKUP_INTERVAL", "CHECK_INTERVAL", "Scheduler", "is_due", "next_backup_at"]
 
@@ -42,14 +46,20 @@ class ScheduledApps(Protocol):
 
     def scheduled_backup(self, app: str) -> BackupInfo: ...
 
+    def drill_due(self, app: str, now: int, interval: float) -> bool: ...
+
+    def scheduled_drill(self, app: str) -> DrillResult | None: ...
+
 
 class Scheduler:
-    """Checks every app with backups enabled each ``interval`` seconds, in a thread."""
+    """Checks every app with backups enabled each ``interval`` seconds, in a thread: due backups
+    first, then due drills (one every ``drill_interval`` seconds per app)."""
 
     def __init__(self, apps: ScheduledApps, interval: float = CHECK_INTERVAL,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, drill_interval: float = DRILL_INTERVAL) -> None:
         self._apps = apps
         self.interval = interval
+        self.drill_interval = drill_interval
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,8 +107,40 @@ class Scheduler:
                 log.exception("scheduled backup of %s failed unexpectedly", app)
         return taken
 
+    def run_drills(self) -> list[DrillResult]:
+        """Drill the newest backup of every enabled app whose drill is due; returns the drills run
+        (passed or failed). Drills take no app lock (they never touch live data), so they neither
+        wait for nor block backups and restores. Never raises: errors are logged."""
+        results: list[DrillResult] = []
+        try:
+            apps = self._apps.enabled_apps()
+        except TakoError as exc:
+            log.error("scheduler could not list apps: %s", exc)
+            return results
+        for app in apps:
+            if self._stop.is_set():
+                break
+            try:
+                if not self._apps.drill_due(app, int(self._clock()), self.drill_interval):
+                    continue
+                result = self._apps.scheduled_drill(app)
+            except BusyError:
+                log.info("drill of %s skipped: a backup or restore is running", app)
+                continue
+            except TakoError as exc:
+                log.error("drill of %s could not run: %s", app, exc)
+                continue
+            except Exception:
+                log.exception("drill of %s failed unexpectedly", app)
+                continue
+            if result is not None:
+                results.append(result)
+        return results
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             for info in self.run_once():
                 log.info("scheduled backup %s of %s/%s done", info.id, info.app, info.environment)
+            if not self._stop.is_set():
+                self.run_drills()
             self._stop.wait(self.interval)

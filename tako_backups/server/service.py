@@ -15,10 +15,12 @@ from typing import Any, cast
 
 from .. import __version__
 from ..core import catalog, layout, pipeline
-from ..errors import FormatError, NotFoundError, StorageError, TakoError
+from ..errors import FormatError, NotFoundError, RestoreError, StorageError, TakoError
 from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo, StorageBinding
-from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, RuntimeSettings, parse_app
+from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, Reply, RuntimeSettings, parse_app
 from ..storage.base import ObjectStore
+from .confidence import PRE_RESTORE, RestoreConfidence, safety_fields
+from .drills import DrillLog
 from .locks import AppLocks
 from .paths import ServerPaths
 from .restore import restore_over_live
@@ -40,8 +42,11 @@ def s3_store_factory(binding: StorageBinding) -> ObjectStore:
     return cast(ObjectStore, S3Store.from_binding(binding))
 
 
-class BackupService:
-    """Runs the management commands for every app under one server data root. Thread-safe."""
+class BackupService(RestoreConfidence):
+    """Runs the management commands for every app under one server data root. Thread-safe.
+
+    Drills, previews, undo, reindex and re-encryption come from :class:`RestoreConfidence`.
+    """
 
     def __init__(
         self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
@@ -53,6 +58,7 @@ class BackupService:
         self.server_name = server_name
         self.runtime = runtime
         self.state = state or StateStore(paths.state_dir)
+        self.drills = DrillLog(paths.state_dir)
         self.locks = locks or AppLocks()
         self._store_factory = store_factory
         self._stores: dict[StorageBinding, ObjectStore] = {}
@@ -81,20 +87,19 @@ class BackupService:
         with self.locks.hold(app):
             if backup is not None:
                 self._store_settings(app, backup)
-            return self._take_backup(app, self._settings(app)).to_dict()
+            return self._take_backup(app, self._settings(app), "manual").to_dict()
 
     def list_backups(self, app: str) -> dict[str, Any]:
-        """``{"app", "backups"}``, newest first. Raises NotFoundError or StorageError."""
-        settings = self._settings(app)
-        store, prefix = self._location(app, settings)
-        try:
-            index = catalog.read_index(store, prefix)
-        except FormatError:
-            index = catalog.rebuild_index(store, prefix)
-        return {"app": app, "backups": [b.to_dict() for b in index.backups]}
+        """``{"app", "backups", "index_rebuilt"}``, newest first; ``index_rebuilt`` says the index
+        was missing or unreadable and was rebuilt from the manifests. Raises NotFoundError or
+        StorageError."""
+        found = self._read_index(app, self._settings(app))
+        return {"app": app, "backups": [b.to_dict() for b in found.index.backups],
+                "index_rebuilt": found.rebuilt}
 
     def backup_status(self, app: str) -> dict[str, Any]:
-        """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}``.
+        """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}`` plus
+        our ``last_drill``, ``overdue`` and ``index_rebuilt``.
 
         An app without backup settings reports ``enabled: false``. Raises StorageError.
         """
@@ -102,12 +107,15 @@ class BackupService:
         state = self.state.load(app)
         if state is None or state.backup is None:
             return {"app": app, "enabled": False, "retention_days": DEFAULT_RETENTION_DAYS,
-                    "last_backup": None, "next_backup_at_unix_secs": None}
+                    "last_backup": None, "next_backup_at_unix_secs": None,
+                    **self.status_fields(app, None, enabled=False, rebuilt=False)}
         now = int(self._clock())
-        newest = self._newest(app, state.backup)
+        found = self._read_index(app, state.backup)
+        newest = _first(found.index)
         return {"app": app, "enabled": True, "retention_days": state.backup.retention_days,
                 "last_backup": None if newest is None else newest.to_dict(),
-                "next_backup_at_unix_secs": next_backup_at(newest, now)}
+                "next_backup_at_unix_secs": next_backup_at(newest, now),
+                **self.status_fields(app, newest, enabled=True, rebuilt=found.rebuilt)}
 
     def backup_download_url(self, app: str, backup_id: str) -> dict[str, Any]:
         """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s).
@@ -120,8 +128,11 @@ class BackupService:
         url = store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
         return {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
 
-    def restore_backup(self, app: str, backup_id: str) -> dict[str, Any]:
-        """Restore ``backup_id`` over the app's live data; returns the restored BackupInfo.
+    def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True) -> Reply:
+        """Restore ``backup_id`` over the app's live data; the reply's data is the restored
+        BackupInfo and, when ``safety_backup``, the reply carries ``safety_backup_id``: the backup
+        of the live tree taken (reason ``pre-restore``) once the backup is staged and the app
+        stopped, just before the swap. If that backup fails, nothing is swapped.
 
         Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, UnsafeArchiveError,
         FormatError, StorageError or RestoreError (see :func:`restore_over_live`).
@@ -133,13 +144,26 @@ class BackupService:
             store, prefix = self._location(app, settings)
             info = catalog.find_backup(store, prefix, backup_id)
             runtime_settings = state.runtime if state is not None else None
+            taken: list[BackupInfo] = []
+
+            def take_safety_backup() -> None:
+                try:
+                    taken.append(self._take_backup(app, settings, PRE_RESTORE))
+                except TakoError as exc:
+                    raise RestoreError(
+                        f"Could not take the safety backup of app '{app}' before restoring {info.id}: "
+                        f"{exc} The live data was not touched; pass --no-safety-backup to restore "
+                        "without one.") from None
+
             restore_over_live(
                 app=app, info=info, store=store, keys=settings.backup_keys, paths=self.paths,
                 runtime=self.runtime,
                 start_after=runtime_settings is not None and runtime_settings.instances > 0,
+                before_swap=take_safety_backup if safety_backup else None,
             )
-            log.info("restored %s from %s", app, info.id)
-            return info.to_dict()
+            safety_id = taken[0].id if taken else None
+            log.info("restored %s from %s (safety backup %s)", app, info.id, safety_id or "none")
+            return Reply(info.to_dict(), safety_fields(safety_id))
 
     # ----- deploy -----
 
@@ -163,7 +187,7 @@ class BackupService:
         if backup is None:
             return {"status": "disabled"}
         try:
-            info = self._take_backup(app, backup)
+            info = self._take_backup(app, backup, "post-deploy")
         except TakoError as exc:
             log.warning("post-deploy backup of %s failed: %s", app, exc)
             return {"status": "failed", "message": str(exc)}
@@ -227,7 +251,7 @@ class BackupService:
     def scheduled_backup(self, app: str) -> BackupInfo:
         """Take a backup with the stored settings. Raises BusyError when the app is busy."""
         with self.locks.hold(app):
-            return self._take_backup(app, self._settings(app))
+            return self._take_backup(app, self._settings(app), "scheduled")
 
     # ----- helpers -----
 
@@ -244,7 +268,9 @@ class BackupService:
         state = self.state.load(app) or AppState()
         self.state.save(app, state.with_backup(backup))
 
-    def _take_backup(self, app: str, settings: BackupBinding) -> BackupInfo:
+    def _take_backup(self, app: str, settings: BackupBinding, reason: str) -> BackupInfo:
+        """Back up the app's data with ``reason``; the caller holds the app's lock. An index that
+        is missing or unreadable is rebuilt first."""
         name, env = parse_app(app)
         data = self.paths.ensure_data_dir(name, env)
         self.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -252,10 +278,14 @@ class BackupService:
         now = int(self._clock())
         self._clean_leftovers(app, store, layout.backup_prefix(name, env, self.server_name), now)
         try:
+            self._read_index(app, settings, locked=True)
+        except StorageError as exc:
+            log.warning("could not check the index of %s before backing up: %s", app, exc)
+        try:
             result = pipeline.backup(
                 store, data_root=data, work_root=self.paths.backup_work, app=name, env=env,
                 server=self.server_name, key=settings.active_key,
-                retention_days=settings.retention_days, now=now,
+                retention_days=settings.retention_days, now=now, reason=reason,
             )
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
@@ -275,13 +305,6 @@ class BackupService:
         if left.uploads_aborted or left.archives_deleted:
             log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
                      "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)
-
-    def _newest(self, app: str, settings: BackupBinding) -> BackupInfo | None:
-        store, prefix = self._location(app, settings)
-        try:
-            return _first(catalog.read_index(store, prefix))
-        except FormatError:
-            return None
 
     def _location(self, app: str, settings: BackupBinding) -> tuple[ObjectStore, str]:
         name, env = parse_app(app)

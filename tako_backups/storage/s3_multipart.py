@@ -25,7 +25,8 @@ class S3Writer:
     def __init__(self, store: S3Store, key: str) -> None:
         self._store, self._key = store, key
         self._part_size = store.part_size
-        self._buf = bytearray()
+        self._buf: bytearray | None = None  # the part being filled, allocated whole
+        self._fill = 0
         self._size = 0
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -46,17 +47,19 @@ class S3Writer:
         view = memoryview(data).cast("B")
         total, pos, size = len(view), 0, self._part_size
         try:
-            if self._buf:
-                pos = min(total, size - len(self._buf))
-                self._buf += view[:pos]
-                if len(self._buf) == size:
-                    part, self._buf = self._buf, bytearray()
-                    self._send(part)
-            while total - pos >= size:
-                self._send(bytes(view[pos:pos + size]))
-                pos += size
-            if pos < total:
-                self._buf += view[pos:]
+            while pos < total:
+                if self._fill == 0 and total - pos >= size:
+                    self._send(bytes(view[pos:pos + size]))
+                    pos += size
+                    continue
+                if self._buf is None:
+                    self._buf = bytearray(size)
+                n = min(total - pos, size - self._fill)
+                self._buf[self._fill:self._fill + n] = view[pos:pos + n]
+                self._fill += n
+                pos += n
+                if self._fill == size:
+                    self._send(self._take_buffered())
         except BaseException:
             self._state = "failed"
             raise
@@ -71,13 +74,11 @@ class S3Writer:
         self._check_open()
         try:
             if self._upload_id is None:
-                body, self._buf = self._buf, bytearray()
                 self._store._request("put_object", f"upload '{self._key}'", self._key,
-                                     Key=self._key, Body=body)
+                                     Key=self._key, Body=self._take_buffered())
             else:
-                if self._buf:
-                    part, self._buf = self._buf, bytearray()
-                    self._send(part)
+                if self._fill:
+                    self._send(self._take_buffered())
                 self._wait_until(0)
                 parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
                 self._store._request(
@@ -100,7 +101,7 @@ class S3Writer:
         if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
-        self._buf = bytearray()
+        self._buf, self._fill = None, 0
         for future in self._in_flight:
             future.cancel()
         self._shutdown()
@@ -121,6 +122,17 @@ class S3Writer:
             self.abort()
         else:
             self._abort_quietly()
+
+    def _take_buffered(self) -> bytearray:
+        """The filled part of the buffer (trimmed in place); a fresh buffer starts the next part.
+
+        Each part is one allocation of its final size, never grown step by step, so the
+        allocator hands it back to the system when the upload of the part is done.
+        """
+        part = self._buf if self._buf is not None else bytearray()
+        del part[self._fill:]
+        self._buf, self._fill = None, 0
+        return part
 
     def _abort_quietly(self) -> None:
         try:

@@ -52,6 +52,13 @@ def backed_up(fleet: Fleet, tako: Tako, server: str = "la") -> BackupInfo:
     return BackupInfo.from_dict(fleet.services[server].list_backups(APP)["backups"][0])
 
 
+def safety_backup_on(fleet: Fleet, server: str) -> BackupInfo:
+    """The one pre-restore backup a restore took on ``server``."""
+    listed = [BackupInfo.from_dict(d) for d in fleet.services[server].list_backups(APP)["backups"]]
+    [safety] = [b for b in listed if b.extras is not None and b.extras.reason == "pre-restore"]
+    return safety
+
+
 def only_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file())
 
@@ -154,8 +161,11 @@ def test_restore_with_yes_replaces_live_data(demo: Demo, tako: Tako) -> None:
     (live / "stray.txt").write_text("not in the backup\n")
     result = tako("backups", "restore", info.id, "--env", "production", "--yes")
     assert result.exit_code == 0, result.output
+    safety = safety_backup_on(fleet, "la")  # the server backed up the data it replaced first
     assert result.stdout == (f"Backups\ndemo (production) on la\n"
-                             f"Restored demo from {info.id} ({format_size(info.size_bytes)})\n")
+                             f"Restored demo from {info.id} ({format_size(info.size_bytes)})\n"
+                             f"Safety backup {safety.id} holds the data it replaced; `tako backups undo` "
+                             "restores it.\n")
     assert result.stderr == ""
     assert (live / "uploads" / "a.txt").read_text() == "first upload\n"
     assert not (live / "stray.txt").exists()
@@ -188,7 +198,7 @@ def test_restore_asks_on_a_terminal(demo: Demo, tako: Tako,
     # CliRunner echoes the typed answer to stdout; a terminal shows it where it was typed.
     assert json.loads(accepted.stdout.splitlines()[-1]) == {
         "ok": True, "command": "backups restore", "app": "demo", "environment": "production", "server": "la",
-        "backup": info.to_dict()}
+        "backup": info.to_dict(), "safety_backup_id": safety_backup_on(fleet, "la").id}
 
 
 def test_restore_dry_run_contacts_nothing(demo: Demo, tako: Tako) -> None:

@@ -149,8 +149,11 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
 
     restored = dev.tako("backups", "restore", info.id, "--env", "production", "--yes")
     assert restored.exit_code == 0, restored.output
+    [safety] = [b for b in listed(dev)["la"] if b.extras is not None and b.extras.reason == "pre-restore"]
     assert restored.stdout == (f"Backups\nnotes (production) on la\n"
-                               f"Restored notes from {info.id} ({format_size(info.size_bytes)})\n")
+                               f"Restored notes from {info.id} ({format_size(info.size_bytes)})\n"
+                               f"Safety backup {safety.id} holds the data it replaced; `tako backups undo` "
+                               "restores it.\n")
     assert restored.stderr == ""
     pids_after = app_pids(live)
     assert len(pids_after) == 1 and not set(pids_before) & set(pids_after)
@@ -165,7 +168,8 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     checked = dev.tako("backups", "verify", info.id, "--env", "production")
     assert checked.exit_code == 0, checked.output
     assert f"Verified {info.id}: checksum, tag and 1 SQLite integrity checks ok" in checked.stdout
-    pulled = dev.tako("backups", "extract", info.id, "--into", str(tmp_path / "pulled"), "--env", "production")
+    pulled = dev.tako("backups", "extract", info.id, "--into", str(tmp_path / "pulled"),
+                      "--env", "production")
     assert pulled.exit_code == 0, pulled.output
     assert notes(tmp_path / "pulled" / "app" / "notes.db") == saved_rows
 

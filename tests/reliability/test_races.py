@@ -158,7 +158,8 @@ def test_restore_and_backup_while_a_backup_runs_are_refused(
     assert (live / "app" / "after-first.txt").exists()  # the refused restore touched nothing
     index = sound_index(s3, bucket, PREFIX)
     assert [b.id for b in index.backups] == [running["reply"][1]["data"]["id"], first["data"]["id"]]
-    assert rig.call("restore_backup", app=APP, backup_id=first["data"]["id"]) == (200, first)
+    code, restored = rig.call("restore_backup", app=APP, backup_id=first["data"]["id"])
+    assert (code, restored["data"]) == (200, first["data"]) and "safety_backup_id" in restored
     assert file_digests(live) == file_digests(small_tree)
 
 

@@ -61,7 +61,7 @@ def test_signed_call_round_trip(app: Any, keys: tuple[FileSigner, FileSigner]) -
     me, _ = keys
     info = run_async(app, [me], "backup_now", {"app": APP, "backup": binding().to_dict()})
     listed = run_async(app, [me], "list_backups", {"app": APP})
-    assert listed == {"app": APP, "backups": [info]}
+    assert listed == {"app": APP, "backups": [info], "index_rebuilt": False}
 
 
 def test_next_key_is_tried_after_401_and_later_keys_are_not_loaded(

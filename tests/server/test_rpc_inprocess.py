@@ -185,7 +185,9 @@ def test_unknown_app_has_a_clear_error(client: AsgiClient, signer: FileSigner) -
         assert (reply.status_code, reply.json()) == expected, command
     status = call(client, signer, "backup_status", app=APP).json()
     assert status == {"status": "ok", "data": {"app": APP, "enabled": False, "retention_days": 30,
-                                               "last_backup": None, "next_backup_at_unix_secs": None}}
+                                               "last_backup": None, "next_backup_at_unix_secs": None,
+                                               "last_drill": None, "last_ok_drill": None, "overdue": False,
+                                               "index_rebuilt": False}}
 
 
 def test_backup_list_status_download(client: AsgiClient, signer: FileSigner, memory_store: MemoryStore,
@@ -207,7 +209,8 @@ def test_backup_list_status_download(client: AsgiClient, signer: FileSigner, mem
     status = call(client, signer, "backup_status", app=APP).json()["data"]
     newest = listed["backups"][0]
     assert status == {"app": APP, "enabled": True, "retention_days": 7, "last_backup": newest,
-                      "next_backup_at_unix_secs": newest["created_at_unix_secs"] + 86_400}
+                      "next_backup_at_unix_secs": newest["created_at_unix_secs"] + 86_400,
+                      "last_drill": None, "last_ok_drill": None, "overdue": False, "index_rebuilt": False}
     url = call(client, signer, "backup_download_url", app=APP, backup_id=info["id"]).json()["data"]
     assert url == {"backup": info, "expires_in_seconds": 900,
                    "url": f"memory://{info['archive_key']}?expires_in=900"}
@@ -291,7 +294,8 @@ def test_restore_replaces_the_live_tree(client: AsgiClient, signer: FileSigner, 
     (data / "app" / "new-after-backup.txt").write_text("garbage")
     (data / "tako" / "channels.sqlite").write_bytes(b"SQLite format 3\x00 not really")
     reply = call(client, signer, "restore_backup", app=APP, backup_id=info["id"])
-    assert reply.json() == {"status": "ok", "data": info}
+    safety = reply.json()["safety_backup_id"]  # the pre-restore backup of the live tree
+    assert reply.json() == {"status": "ok", "data": info, "safety_backup_id": safety} and safety != info["id"]
     assert (data / "app" / "uploads" / "a.txt").read_text() == "first upload\n"
     assert not (data / "app" / "new-after-backup.txt").exists()
     assert not (data / "tako" / "channels.sqlite").exists()

@@ -58,8 +58,9 @@ def test_service_due_follows_the_index(timed_service: BackupService, memory_stor
     assert status["next_backup_at_unix_secs"] == NOW + 86_400
     memory_store.objects[f"{PREFIX}index.json"] = b"{broken"
     assert timed_service.is_due(APP, NOW)
-    status = timed_service.backup_status(APP)
-    assert (status["last_backup"], status["next_backup_at_unix_secs"]) == (None, NOW)
+    status = timed_service.backup_status(APP)  # rebuilds the index from the manifests
+    assert (status["next_backup_at_unix_secs"], status["index_rebuilt"]) == (NOW + 86_400, True)
+    assert not timed_service.is_due(APP, NOW)
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,187 @@
+"""The measurements: each returns plain dicts of seconds (every run kept, best = min)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _services import Probe, Services
+
+from tako_backups.models import BackupInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+TAKO = Path(sys.executable).parent / "tako"
+
+
+def summary(runs: list[float]) -> dict[str, Any]:
+    ordered = sorted(runs)
+    return {"best": ordered[0], "median": ordered[len(ordered) // 2], "worst": ordered[-1],
+            "runs": runs}
+
+
+def timed_shell(command: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
+    return timed_shell_cpu(command, cwd, env)[0]
+
+
+def timed_shell_cpu(command: str, cwd: Path | None = None,
+                    env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of every process of the pipeline)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, check=True,
+                   env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def archive_stage(root: Path, scratch: Path, repeat: int) -> dict[str, Any]:
+    """Ours (fresh process per run, null sink) against `tar -cf - | zstd -3 -T0` into a file and
+    into /dev/null, interleaved run by run so both see the same machine load; at least 5 runs
+    (they are short). CPU seconds too: less sensitive to other jobs than wall time."""
+    ours, ref_file, ref_null, cpu, ref_cpu, size = [], [], [], [], [], 0
+    out = scratch / "ref.tar.zst"
+    for _ in range(max(repeat, 5)):
+        wall, used = timed_shell_cpu(f"tar -cf - app tako | zstd -3 -T0 -q > {out}", cwd=root)
+        ref_file.append(wall)
+        ref_cpu.append(used)
+        out.unlink()
+        ref_null.append(timed_shell("tar -cf - app tako | zstd -3 -T0 -q > /dev/null", cwd=root))
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "archive_stage.py"), str(root),
+                               str(scratch)], check=True, capture_output=True, text=True)
+        run = json.loads(done.stdout)
+        ours.append(run["seconds"])
+        cpu.append(run["cpu_user"] + run["cpu_sys"])
+        size = run["size_bytes"]
+    return {"ours": summary(ours), "tar_zstd_file": summary(ref_file),
+            "tar_zstd_null": summary(ref_null), "ours_cpu_seconds": min(cpu),
+            "tar_zstd_cpu_seconds": min(ref_cpu), "archive_bytes": size}
+
+
+def backups(services: Services, app: str, restic_source: Path | None, scratch: Path,
+            repeat: int) -> dict[str, Any]:
+    """`backup_now` through the server (peak RSS, peak tmp/ disk) against `restic backup` into a
+    fresh local repository, interleaved."""
+    ours, restic, rss, disk = [], [], [], []
+    info: dict[str, Any] = {}
+    payload: dict[str, Any] = {"app": app, "backup": services.settings.to_dict()}
+    for _ in range(repeat):
+        with Probe(services.server.process.pid, services.tmp_dir) as probe:
+            started = time.perf_counter()
+            info = services.call("backup_now", payload)
+            ours.append(time.perf_counter() - started)
+        rss.append(probe.peak_rss_kb)
+        disk.append(probe.peak_disk)
+        if restic_source is not None:
+            restic.append(restic_backup(restic_source, scratch))
+    result: dict[str, Any] = {
+        "ours": summary(ours), "peak_rss_mb": max(rss) / 1024, "rss_before_mb": probe.rss_before_kb / 1024,
+        "peak_tmp_disk_mb": max(disk) / 2**20, "archive_bytes": info["size_bytes"], "last": info,
+    }
+    if restic:
+        result["restic"] = summary(restic)
+    return result
+
+
+def restic_backup(source: Path, scratch: Path) -> float:
+    repo = scratch / "restic-repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(scratch / "restic-cache")}
+    subprocess.run(["restic", "init", "-q", "--repo", str(repo)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    try:
+        return timed_shell(f"restic backup -q --repo {repo} app tako", cwd=source, env=env)
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+        shutil.rmtree(scratch / "restic-cache", ignore_errors=True)
+
+
+def restores(services: Services, app: str, info_dict: dict[str, Any], scratch: Path,
+             repeat: int) -> dict[str, Any]:
+    """`restore_backup` through the server without its safety backup (peak RSS) against
+    `zstd -d | tar -x` of the same archive, plus the plain download of the object, timed on its
+    own; and `restore_backup` as called by default (a safety backup of the live tree first)."""
+    info = BackupInfo.from_dict(info_dict)
+    store = services.store()
+    plain = scratch / "restore-ref.tar.zst"
+    download = [_download(store, info.archive_key) for _ in range(repeat)]
+    _decrypt_to(store, info, services.settings.backup_keys[-1].key, plain)
+    ours, ref, ref_sync, rss, safe = [], [], [], [], []
+    target = scratch / "restore-ref"
+    for _ in range(repeat):
+        with Probe(services.server.process.pid, None) as probe:
+            started = time.perf_counter()
+            services.call("restore_backup", {"app": app, "backup_id": info.id, "safety_backup": False})
+            ours.append(time.perf_counter() - started)
+        rss.append(probe.peak_rss_kb)
+        started = time.perf_counter()
+        services.call("restore_backup", {"app": app, "backup_id": info.id})
+        safe.append(time.perf_counter() - started)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        ref.append(timed_shell(f"zstd -d -c -q {plain} | tar -xf - -C {target}"))
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        ref_sync.append(timed_shell(f"zstd -d -c -q {plain} | tar -xf - -C {target} && sync -f {target}"))
+        shutil.rmtree(target, ignore_errors=True)
+    plain.unlink()
+    if not (services.app_data(app) / "app").is_dir():
+        raise SystemExit("restore left no app/ folder: the benchmark's restore is broken")
+    return {"ours": summary(ours), "with_safety_backup": summary(safe),
+            "zstd_tar": summary(ref), "zstd_tar_sync": summary(ref_sync),
+            "download": summary(download),
+            "peak_rss_mb": max(rss) / 1024}
+
+
+def _download(store: Any, key: str) -> float:
+    started = time.perf_counter()
+    with store.open_read(key) as body:
+        while body.read(1 << 22):
+            pass
+    return time.perf_counter() - started
+
+
+def _decrypt_to(store: Any, info: BackupInfo, key: bytes, out: Path) -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    nonce = base64.b64decode(info.encryption.nonce_base64)
+    dec = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
+    with store.open_read(info.archive_key) as body, open(out, "wb") as f:
+        while chunk := body.read(1 << 22):
+            f.write(dec.update(chunk))
+    dec.finalize_with_tag(base64.b64decode(info.encryption.tag_base64))
+
+
+def cli_times(work: Path, repeat: int, services: Services | None = None) -> dict[str, Any]:
+    """Wall time of `tako --help` and of `tako backups list --env production` against the running
+    server (with ``services``; else `tako storages list`, which needs no server), each in a fresh
+    process, best of at least 5."""
+    project = work / "cli-project"
+    home = project / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (project / "tako.toml").write_text('name = "bench"\n\n[envs.production]\nservers = ["la"]\n')
+    if services is not None:
+        (home / "config.toml").write_text(
+            f'[servers.la]\nhost = "127.0.0.1"\nmanagement_port = {services.server.port}\n'
+            f'key_path = "{services.signer.path}"\n')
+    env = {**os.environ, "TAKO_HOME": str(home)}
+    listing = ["backups", "list", "--env", "production"] if services is not None else ["storages", "list"]
+    runs: dict[str, list[float]] = {"help": [], "list": []}
+    codes: dict[str, int] = {}
+    for _ in range(max(repeat, 5)):
+        for name, args in (("help", ["--help"]), ("list", listing)):
+            started = time.perf_counter()
+            done = subprocess.run([str(TAKO), *args], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+            runs[name].append(time.perf_counter() - started)
+            codes[name] = done.returncode
+    return {"help": summary(runs["help"]), "list": summary(runs["list"]),
+            "list_command": "tako " + " ".join(listing), "exit_codes": codes}

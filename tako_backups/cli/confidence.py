@@ -1,0 +1,313 @@
+"""Beyond Tako in the CLI: ``tako backups drill | undo | reindex``, ``restore --preview`` and the
+notes ``list``/``status`` print about drills, overdue backups and rebuilt indexes.
+
+These talk to our tako-server only (Tako's server does not know the commands; it answers with
+an "Unknown command" error, shown as that server's failure).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from .context import Globals, get_globals
+
+if TYPE_CHECKING:
+    from ..core.drill import DrillResult
+    from .replies import BackupStatus
+    from .targets import Outcome, Target
+
+ENV_HELP = "Environment (default: production)."
+SERVER_HELP = "Only this server (one of the environment's servers)."
+OVERDUE_HOURS = 26
+REINDEX_WAS = {"ok": "the old one was readable", "missing": "it was missing",
+               "unreadable": "it was unreadable"}
+
+
+def _heading(g: Globals, text: str) -> None:
+    g.out.heading("Backups")
+    g.out.line(text)
+
+
+def _summary(target: Target) -> dict[str, object]:
+    return {"app": target.app, "environment": target.env}
+
+
+def seconds_text(seconds: float) -> str:
+    """Recovery time as ``{N.N}s``."""
+    return f"{seconds:.1f}s"
+
+
+# ----- notes for list and status -----
+
+def rebuilt_note(server: str) -> str:
+    return f"{server}: index.json was missing or unreadable; the server rebuilt it from the manifests."
+
+
+def status_notes(g: Globals, server: str, status: BackupStatus) -> None:
+    """After Tako's status line: the last drill that passed (stdout), and warnings (stderr) for an
+    overdue backup, a failed last drill or a rebuilt index."""
+    from .output import format_local_time
+
+    ok = status.last_ok_drill
+    if ok is not None:
+        g.out.line(f"{server}: last verified restorable {format_local_time(ok.at_unix_secs)} "
+                   f"({seconds_text(ok.seconds)} recovery)")
+    if status.overdue:
+        last = status.last_backup
+        if last is None:
+            g.out.warning(f"{server}: backup overdue: no backups yet.")
+        else:
+            g.out.warning(f"{server}: backup overdue: the newest ({last.id}, "
+                          f"{format_local_time(last.created_at_unix_secs)}) is more than {OVERDUE_HOURS} "
+                          "hours old.")
+    drill = status.last_drill
+    if drill is not None and not drill.ok:
+        g.out.warning(f"{server}: the last restore drill ({drill.backup_id}, "
+                      f"{format_local_time(drill.at_unix_secs)}) failed: {drill.message}")
+    if status.index_rebuilt:
+        g.out.warning(rebuilt_note(server))
+
+
+# ----- drill -----
+
+def parse_drill(data: Any) -> DrillResult:
+    from ..core.drill import DrillResult
+
+    return DrillResult.from_dict(data)
+
+
+def drill(
+    ctx: typer.Context,
+    backup_id: str | None = typer.Argument(None, help="Backup id (default: the newest on each server)."),
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+) -> None:
+    """Prove a backup restores: the server restores it into a scratch folder and checks it."""
+    from ..errors import IntegrityError
+    from ..remote import protocol
+    from .backups import _check_id
+    from .targets import call_servers, raise_failures, require_single, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    servers = target.servers
+    if backup_id is not None:
+        _check_id(backup_id)
+        servers = [require_single(target, "Pass --server to choose whose backup to drill "
+                                          "(ids are per server).")]
+    _heading(g, target.title)
+    if g.dry_run:
+        for entry in servers:
+            g.out.would(f"drill {backup_id or 'the newest backup'} on {entry.name}")
+        g.out.line("Dry run: nothing was contacted.")
+        g.out.result("backups drill", {**_summary(target), "dry_run": True})
+        return
+    payload: dict[str, Any] = {"app": target.app_id, "backup_id": backup_id}
+    outcomes = call_servers(servers, protocol.DRILL_BACKUP, payload, parse_drill, out=g.out,
+                            spinner="Running restore drill")
+    for o in outcomes:
+        if o.error is None and o.data.ok:
+            g.out.line(f"{o.name}: {o.data.backup_id} restorable ({seconds_text(o.data.seconds)} recovery)")
+        elif o.error is None:
+            g.out.line(f"{o.name}: {o.data.backup_id} failed the drill: {o.data.message}")
+    raise_failures(outcomes, "Failed to drill on {failed} of {total} servers.")
+    failed = [o for o in outcomes if not o.data.ok]
+    if failed:
+        raise IntegrityError(f"The restore drill failed on {len(failed)} of {len(outcomes)} servers.")
+    g.out.result("backups drill", {**_summary(target), "results": [
+        {"server": o.name, "drill": o.data.to_dict()} for o in outcomes]})
+
+
+# ----- restore --preview -----
+
+def preview(g: Globals, outcome_data: dict[str, Any], backup_id: str) -> None:
+    """Print what restoring ``backup_id`` would change (``restore_preview``'s reply)."""
+    from .output import format_size
+
+    counts = outcome_data["counts"]
+    added, removed, changed = (_files(counts[k]) for k in ("added", "removed", "changed"))
+    g.out.line(f"Restoring {backup_id} would add {added}, remove {removed} and change {changed} "
+               f"({counts['unchanged']} unchanged):")
+    for mark, kind in (("+", "added"), ("-", "removed")):
+        for change in outcome_data[kind]:
+            size = change["size_after"] if mark == "+" else change["size_before"]
+            g.out.line(f"{mark} {change['path']} ({format_size(size)})")
+    for change in outcome_data["changed"]:
+        g.out.line(f"~ {change['path']} ({format_size(change['size_before'])} -> "
+                   f"{format_size(change['size_after'])})")
+    listed = sum(len(outcome_data[k]) for k in ("added", "removed", "changed"))
+    total = counts["added"] + counts["removed"] + counts["changed"]
+    if total > listed:
+        g.out.line(f"... and {total - listed} more (see --json).")
+    for table in outcome_data["tables"]:
+        if table["delta"] or None in (table["before"], table["after"]):
+            g.out.line(table_line(table))
+    g.out.line("Preview only: nothing was restored.")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def table_line(table: dict[str, Any]) -> str:
+    """``{file}: {table} {before} -> {after} rows ({delta:+d})``, or a new or dropped table."""
+    where = f"{table['file']}: {table['table']}"
+    if table["before"] is None:
+        return f"{where} new table, {table['after']} rows"
+    if table["after"] is None:
+        return f"{where} table removed ({table['before']} rows)"
+    return f"{where} {table['before']} -> {table['after']} rows ({table['delta']:+d})"
+
+
+def parse_preview(data: Any) -> dict[str, Any]:
+    from ..errors import FormatError
+    from ..models import BackupInfo
+
+    if not isinstance(data, dict) or not all(k in data for k in ("added", "removed", "changed", "counts",
+                                                                  "tables", "backup")):
+        raise FormatError("The restore preview must be an object with added, removed, changed, counts, "
+                          "tables and backup.")
+    BackupInfo.from_dict(data["backup"])
+    return data
+
+
+def run_preview(g: Globals, target: Target, entry: Any, backup_id: str) -> None:
+    """``tako backups restore <id> --preview``."""
+    from ..remote import protocol
+    from .targets import call_servers, raise_failures
+
+    _heading(g, f"{target.title} on {entry.name}")
+    if g.dry_run:
+        g.out.would(f"preview restoring {backup_id} on {entry.name}")
+        g.out.line("Dry run: nothing was contacted.")
+        g.out.result("backups restore", {**_summary(target), "server": entry.name, "dry_run": True,
+                                         "preview": True, "backup_id": backup_id})
+        return
+    outcomes = call_servers([entry], protocol.RESTORE_PREVIEW, {"app": target.app_id, "backup_id": backup_id},
+                            parse_preview, out=g.out, spinner="Staging the backup to compare")
+    raise_failures(outcomes, "")
+    data = outcomes[0].data
+    preview(g, data, backup_id)
+    g.out.result("backups restore", {**_summary(target), "server": entry.name, "preview": {
+        k: v for k, v in data.items() if k != "app"}})
+
+
+# ----- restore replies, undo -----
+
+def parse_restored(reply: Any) -> tuple[Any, str | None]:
+    """A whole restore reply -> (BackupInfo, safety backup id or None)."""
+    from ..errors import FormatError
+    from ..models import BackupInfo
+
+    safety = reply.get("safety_backup_id") if isinstance(reply, dict) else None
+    if safety is not None and not isinstance(safety, str):
+        raise FormatError("The restore reply field 'safety_backup_id' must be a string.")
+    return BackupInfo.from_dict(reply["data"]), safety
+
+
+def safety_line(safety: str | None) -> str | None:
+    if safety is None:
+        return None
+    return f"Safety backup {safety} holds the data it replaced; `tako backups undo` restores it."
+
+
+def undo(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help="The server to undo the last restore on."),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+    no_safety_backup: bool = typer.Option(False, "--no-safety-backup",
+                                          help="Do not back up the current data first."),
+) -> None:
+    """Undo the last restore: restore the safety backup it took of the data it replaced."""
+    from ..remote import protocol
+    from .output import format_size
+    from .targets import call_servers, raise_failures, require_single, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    entry = require_single(target, "Pass --server to choose where to undo the last restore.")
+    if not g.dry_run and not yes:
+        _confirm(f"Undo the last restore of {target.app} in {target.env} on {entry.name}?",
+                 f"Undoing the last restore of {target.app} ({target.env}) on {entry.name} replaces its live "
+                 "data; pass --yes to confirm (there is no terminal to ask on).")
+    _heading(g, f"{target.title} on {entry.name}")
+    if g.dry_run:
+        g.out.would(f"restore the newest pre-restore backup of {target.app} ({target.env}) on {entry.name}")
+        g.out.line("Dry run: nothing was restored or contacted.")
+        g.out.result("backups undo", {**_summary(target), "server": entry.name, "dry_run": True})
+        return
+    payload: dict[str, Any] = {"app": target.app_id}
+    if no_safety_backup:
+        payload["safety_backup"] = False
+    outcomes = call_servers([entry], protocol.UNDO_RESTORE, payload, parse_restored, out=g.out,
+                            spinner="Undoing the last restore", whole_reply=True)
+    raise_failures(outcomes, "")
+    info, safety = outcomes[0].data
+    g.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)}), the data the last "
+               "restore replaced")
+    if safety_line(safety):
+        g.out.line(str(safety_line(safety)))
+    g.out.result("backups undo", {**_summary(target), "server": entry.name, "backup": info.to_dict(),
+                                  "safety_backup_id": safety})
+
+
+def _confirm(question: str, no_terminal: str) -> None:
+    from ..errors import ConfigError, Interrupted
+    from .prompts import can_prompt, confirm
+
+    if not can_prompt():
+        raise ConfigError(no_terminal)
+    typer.echo("This stops the app and replaces its data directory.", err=True)
+    if not confirm(question):
+        raise Interrupted("Undo cancelled.")
+
+
+# ----- reindex -----
+
+def parse_reindex(data: Any) -> dict[str, Any]:
+    from ..errors import FormatError
+
+    if not isinstance(data, dict) or not isinstance(data.get("backups"), list) \
+            or data.get("previous") not in REINDEX_WAS:
+        raise FormatError("The reindex reply must have a 'backups' list and 'previous'.")
+    return data
+
+
+def reindex(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+) -> None:
+    """Rebuild each server's index.json from the manifests on the bucket."""
+    from ..remote import protocol
+    from .targets import call_servers, raise_failures, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    _heading(g, target.title)
+    if g.dry_run:
+        for entry in target.servers:
+            g.out.would(f"rebuild the index of {target.app} ({target.env}) on {entry.name}")
+        g.out.line("Dry run: nothing was written or contacted.")
+        g.out.result("backups reindex", {**_summary(target), "dry_run": True})
+        return
+    outcomes = call_servers(target.servers, protocol.REINDEX, {"app": target.app_id}, parse_reindex,
+                            out=g.out, spinner="Rebuilding the index")
+    for o in outcomes:
+        if o.error is None:
+            count = len(o.data["backups"])
+            g.out.line(f"{o.name}: rebuilt index.json from {count} backup{'s' if count != 1 else ''} "
+                       f"({REINDEX_WAS[o.data['previous']]})")
+    raise_failures(outcomes, "Failed to rebuild the index on {failed} of {total} servers.")
+    g.out.result("backups reindex", {**_summary(target), "results": [
+        {"server": o.name, "backups": len(o.data["backups"]), "previous": o.data["previous"]}
+        for o in outcomes]})
+
+
+def list_note(g: Globals, outcome: Outcome) -> None:
+    """The note ``list`` prints when a server rebuilt its index to answer."""
+    if getattr(outcome.data, "index_rebuilt", False):
+        g.out.warning(rebuilt_note(outcome.name))

@@ -1,0 +1,154 @@
+"""``tako backups keys rotate | reencrypt | retire``: rotate an env's backup key.
+
+1. ``rotate`` adds a new key to ``.tako/secrets.json``; it becomes the active key and reaches the
+   servers with the next ``tako backups now`` or deploy (they get every key of the env).
+2. ``reencrypt`` sends the env's settings (all keys) and asks each server to write every retained
+   backup that is not under the active key again under it.
+3. ``retire`` removes an old key once no retained backup on any of the env's servers needs it.
+
+Only key ids are printed, never key values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import typer
+
+from .context import get_globals
+
+keys_app = typer.Typer(name="keys", no_args_is_help=True, add_completion=False,
+                       help="Rotate, re-encrypt with and retire backup keys.")
+
+ENV_HELP = "Environment (default: production)."
+
+
+@keys_app.command("rotate")
+def rotate(ctx: typer.Context, env: str | None = typer.Option(None, "--env", help=ENV_HELP)) -> None:
+    """Add a new backup key; it becomes the active key for new backups."""
+    from ..project.key_rotation import rotate_backup_key
+    from ..project.secrets import load_secrets
+    from ..project.tako_toml import load_project
+    from .context import resolve_env
+    from .prompts import key_prompts
+
+    g = get_globals(ctx)
+    name = resolve_env(g, env)
+    project = load_project(g.config_path)
+    secrets = load_secrets(project.secrets_path)
+    _heading(g, f"{project.name} ({name})")
+    if g.dry_run:
+        g.out.would(f"add a backup key to {name} in {project.secrets_path}")
+        g.out.line("Dry run: nothing was written.")
+        g.out.result("backups keys rotate", {"app": project.name, "environment": name, "dry_run": True})
+        return
+    key_id = rotate_backup_key(project, secrets, name, key_prompts())
+    g.out.line(f"Added backup key {key_id} to {name}; it is now the active key.")
+    g.out.hint(f"Run `tako backups now --env {name}` or deploy to send it to the servers, then "
+               f"`tako backups keys reencrypt --env {name}`.")
+    g.out.result("backups keys rotate", {"app": project.name, "environment": name, "key_id": key_id,
+                                         "keys": [k.id for k in secrets.envs[name].backup_keys]})
+
+
+def parse_reencrypted(data: Any) -> dict[str, Any]:
+    from ..errors import FormatError
+
+    if not isinstance(data, dict) or not isinstance(data.get("reencrypted"), list) \
+            or not isinstance(data.get("unchanged"), int) or not isinstance(data.get("key_id"), str):
+        raise FormatError("The re-encryption reply must have 'reencrypted', 'unchanged' and 'key_id'.")
+    return data
+
+
+@keys_app.command("reencrypt")
+def reencrypt(
+    ctx: typer.Context,
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    server: str | None = typer.Option(None, "--server", help="Only this server (one of the environment's)."),
+) -> None:
+    """Re-encrypt every retained backup with the active key (on the servers)."""
+    from ..project.backup_keys import backup_binding_for, backups_enabled
+    from ..project.secrets import load_secrets
+    from ..remote import protocol
+    from .prompts import key_prompts
+    from .targets import call_servers, raise_failures, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, server)
+    project, name = target.project, target.env
+    secrets = load_secrets(project.secrets_path)
+    _heading(g, target.title)
+    if not backups_enabled(project, name):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"Backups are not enabled for environment '{name}'.")
+    if g.dry_run:
+        for entry in target.servers:
+            g.out.would(f"re-encrypt the backups of {target.app} ({name}) on {entry.name} with the "
+                        "active key")
+        g.out.line("Dry run: nothing was written or contacted.")
+        g.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "dry_run": True})
+        return
+    binding = backup_binding_for(project, secrets, name, key_prompts())
+    assert binding is not None
+    outcomes = call_servers(target.servers, protocol.REENCRYPT_BACKUPS,
+                            {"app": target.app_id, "backup": binding.to_dict()}, parse_reencrypted,
+                            out=g.out, spinner="Re-encrypting backups")
+    for o in outcomes:
+        if o.error is None:
+            count = len(o.data["reencrypted"])
+            plural = "" if count == 1 else "s"
+            g.out.line(f"{o.name}: re-encrypted {count} backup{plural} with {o.data['key_id']} "
+                       f"({o.data['unchanged']} already used it)")
+    raise_failures(outcomes, "Failed to re-encrypt on {failed} of {total} servers.")
+    g.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "results": [
+        {"server": o.name, "key_id": o.data["key_id"], "reencrypted": o.data["reencrypted"],
+         "unchanged": o.data["unchanged"]} for o in outcomes]})
+
+
+@keys_app.command("retire")
+def retire(
+    ctx: typer.Context,
+    key_id: str = typer.Argument(..., help="The backup key id to remove (backup-key-<16 hex>)."),
+    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+) -> None:
+    """Remove an old backup key once no retained backup on any server of the env needs it."""
+    from ..errors import ConfigError
+    from ..project.key_rotation import check_retirable, retire_backup_key
+    from ..project.secrets import load_secrets
+    from ..remote import protocol
+    from .replies import parse_list
+    from .targets import call_servers, failure_text, resolve_target
+
+    g = get_globals(ctx)
+    target = resolve_target(g, env, None)
+    project, name = target.project, target.env
+    secrets = load_secrets(project.secrets_path)
+    check_retirable(secrets, name, key_id)
+    _heading(g, target.title)
+    outcomes = call_servers(target.servers, protocol.LIST_BACKUPS, {"app": target.app_id}, parse_list,
+                            out=g.out, spinner="Checking the servers' backups")
+    for o in outcomes:
+        if o.error is not None:
+            raise ConfigError(f"Cannot check server '{o.name}' for backups that need {key_id} "
+                              f"({failure_text(o)}); not retiring it.")
+        using = Counter(b.encryption.key_id for b in o.data)[key_id]
+        if using:
+            plural = "" if using == 1 else "s"
+            raise ConfigError(f"Key {key_id} still encrypts {using} retained backup{plural} on server "
+                              f"{o.name}; run tako backups keys reencrypt first.")
+    if g.dry_run:
+        g.out.would(f"retire backup key {key_id} from {name} in {project.secrets_path}")
+        g.out.line("Dry run: nothing was written.")
+        g.out.result("backups keys retire", {"app": target.app, "environment": name, "dry_run": True,
+                                             "key_id": key_id})
+        return
+    retire_backup_key(secrets, name, key_id)
+    g.out.line(f"Retired backup key {key_id} from {name}.")
+    g.out.result("backups keys retire", {"app": target.app, "environment": name, "key_id": key_id,
+                                         "keys": [k.id for k in secrets.envs[name].backup_keys]})
+
+
+def _heading(g: Any, text: str) -> None:
+    g.out.heading("Backups")
+    g.out.line(text)

@@ -1,0 +1,88 @@
+"""Re-encrypt a backup under another key: a new archive object and manifest, same plaintext.
+
+The ciphertext is streamed: download → SHA-256 + AES-GCM decrypt (old key) → AES-GCM encrypt
+(new key) + SHA-256 → multipart upload. The new upload is committed only after the old archive's
+size, SHA-256 and tag verified, so a damaged archive is never copied under a new name. The
+backup keeps its ``created_at_unix_secs`` (retention is unchanged) and gets a new id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from ..errors import StorageError
+from ..models import BackupExtras, BackupInfo, BackupKey
+from ..progress import NO_PROGRESS, Progress
+from ..storage.base import ObjectStore
+from . import layout, reindex
+from .crypto import DecryptingReader, EncryptingWriter
+from .pipeline import pick_key
+
+__all__ = ["REENCRYPT_REASON", "reencrypt_backup", "retire_backup", "swap_backup"]
+
+CHUNK = 1 << 20
+REENCRYPT_REASON = "reencrypt"
+KEPT_REASONS = ("pre-restore",)
+
+
+def reencrypt_backup(
+    store: ObjectStore, prefix: str, info: BackupInfo, keys: Iterable[BackupKey], target: BackupKey,
+    progress: Progress = NO_PROGRESS,
+) -> BackupInfo:
+    """Write ``info``'s archive again under ``target`` as a new backup (archive, then manifest)
+    and return its manifest; the index and ``info``'s objects are left as they are (see
+    :func:`reindex.replace_entry` and :func:`retire_backup`).
+
+    The extras are kept with the reason ``reencrypt`` (a ``pre-restore`` backup stays one, so
+    ``undo`` still finds it). Raises KeyNotFoundError, IntegrityError (nothing is left behind)
+    or StorageError.
+    """
+    old_key = pick_key(info, keys)
+    new_id = layout.new_backup_id(info.created_at_unix_secs)
+    archive = layout.archive_key(prefix, new_id)
+    progress.start(f"Re-encrypting {info.id}", info.size_bytes)
+    with store.open_read(info.archive_key) as body, store.open_writer(archive) as upload:
+        reader = DecryptingReader(body, info, old_key)
+        sealer = EncryptingWriter(upload, target)
+        while chunk := reader.read(CHUNK):
+            sealer.write(chunk)
+            progress.advance(len(chunk))
+        reader.verify()
+        sealed = sealer.finish()
+        upload.commit()
+    progress.finish()
+    extras = info.extras
+    if extras is not None and extras.reason not in KEPT_REASONS:
+        extras = BackupExtras(extras.files, extras.bytes, list(extras.sqlite_files), REENCRYPT_REASON)
+    new = replace(info, id=new_id, size_bytes=sealed.size_bytes, sha256_hex=sealed.sha256_hex,
+                  archive_key=archive, manifest_key=layout.manifest_key(prefix, new_id),
+                  encryption=sealed.encryption, extras=extras)
+    try:
+        store.put_bytes(new.manifest_key, new.to_json())
+    except StorageError:
+        _delete_quietly(store, new.manifest_key, new.archive_key)
+        raise
+    return new
+
+
+def swap_backup(store: ObjectStore, prefix: str, old: BackupInfo, new: BackupInfo) -> None:
+    """Point the index at ``new`` instead of ``old``, then delete ``old``'s manifest and archive
+    (the manifest first: an archive without a manifest is cleaned up later, a manifest without
+    an archive is ignored). Raises StorageError when the index cannot be written (``old`` then
+    stays); delete errors are ignored."""
+    reindex.replace_entry(store, prefix, old, new)
+    retire_backup(store, old)
+
+
+def retire_backup(store: ObjectStore, info: BackupInfo) -> None:
+    """Delete a backup's manifest, then its archive; errors are ignored."""
+    _delete_quietly(store, info.manifest_key, info.archive_key)
+
+
+def _delete_quietly(store: ObjectStore, *keys: str) -> None:
+    for key in keys:
+        try:
+            store.delete(key)
+        except StorageError:
+            pass

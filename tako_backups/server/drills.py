@@ -1,0 +1,91 @@
+"""Where the server keeps each app's last restore drill, and when the next one is due.
+
+``state/drills/{name}.{env}.json`` holds the last :class:`DrillResult` (backup id, time, measured
+recovery seconds, ok, message) and the last one that passed: ``{"last": ..., "last_ok": ...}``.
+It holds no secret, so it is plain JSON (mode 0600, written atomically). Drills run weekly; a
+failed one is tried again after a day.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from ..core.drill import DrillResult
+from ..errors import ConfigError, FormatError
+from ..remote.protocol import parse_app
+from .state import write_private
+
+__all__ = ["DRILL_INTERVAL", "DRILL_RETRY", "OVERDUE_AFTER", "DrillLog", "drill_due"]
+
+log = logging.getLogger(__name__)
+
+DRILL_INTERVAL = 7 * 86_400
+DRILL_RETRY = 86_400
+OVERDUE_AFTER = 26 * 3_600
+
+
+def drill_due(last: DrillResult | None, now: int, interval: float = DRILL_INTERVAL) -> bool:
+    """Due when there was none, the last passed at least ``interval`` ago, or the last failed
+    at least a day (or ``interval``, when shorter) ago."""
+    if last is None:
+        return True
+    wait = interval if last.ok else min(interval, DRILL_RETRY)
+    return now - last.at_unix_secs >= wait
+
+
+class DrillLog:
+    """The last drill of each app, under ``state_dir/drills``. Thread-safe."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.folder = Path(state_dir) / "drills"
+        self._lock = threading.Lock()
+
+    def last(self, app: str) -> DrillResult | None:
+        """The app's last drill, or None (also when the file is damaged, which is logged)."""
+        return self.read(app)[0]
+
+    def last_ok(self, app: str) -> DrillResult | None:
+        """The app's last drill that passed, or None."""
+        return self.read(app)[1]
+
+    def read(self, app: str) -> tuple[DrillResult | None, DrillResult | None]:
+        """(last drill, last drill that passed); (None, None) when there is none or the file is
+        damaged (which is logged)."""
+        path = self._path(app)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            log.warning("cannot read the last drill of %s (%s): %s", app, path, exc.strerror)
+            return None, None
+        try:
+            obj = json.loads(text)
+            if not isinstance(obj, dict) or set(obj) != {"last", "last_ok"}:
+                raise FormatError("expected an object with 'last' and 'last_ok'")
+            return (DrillResult.from_dict(obj["last"]),
+                    None if obj["last_ok"] is None else DrillResult.from_dict(obj["last_ok"]))
+        except (ValueError, FormatError) as exc:
+            log.warning("ignoring the damaged drill record %s: %s", path, exc)
+            return None, None
+
+    def record(self, app: str, result: DrillResult) -> None:
+        """Keep ``result`` as the app's last drill (and last passed one when it passed). Raises
+        ConfigError when it cannot be written."""
+        path = self._path(app)
+        with self._lock:
+            last_ok = result if result.ok else self.last_ok(app)
+            record = {"last": result.to_dict(), "last_ok": None if last_ok is None else last_ok.to_dict()}
+            try:
+                self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                write_private(path, json.dumps(record).encode())
+            except OSError as exc:
+                raise ConfigError(f"Cannot save the drill result of app '{app}' ({path}): "
+                                  f"{exc.strerror}.") from None
+
+    def _path(self, app: str) -> Path:
+        name, env = parse_app(app)
+        return self.folder / f"{name}.{env}.json"

@@ -1,0 +1,107 @@
+"""The hand-rolled tar writer emits tarfile's exact bytes; SQLite snapshots run ahead safely."""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tako_backups.core import archive
+from tako_backups.core.archive import write_archive
+from tako_backups.core.snapshot import SnapshotError, walk
+
+
+def _tree(root: Path) -> Path:
+    (root / "app" / "deep" / ("d" * 120)).mkdir(parents=True)
+    (root / "tako").mkdir()
+    (root / "app" / "empty").write_bytes(b"")
+    (root / "app" / "block").write_bytes(os.urandom(512))
+    (root / "app" / "big").write_bytes(os.urandom(3 * (1 << 20) + 17))
+    (root / "app" / "deep" / ("d" * 120) / "ünïcode.txt").write_text("hello")
+    os.symlink("deep", root / "app" / "link")
+    return root
+
+
+def _plain(root: Path, scratch: Path) -> bytes:
+    out = io.BytesIO()
+    write_archive(root, out, scratch)
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(out.getvalue())).read()
+
+
+def test_tar_bytes_match_tarfile_stream_mode(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in walk(root):
+            info = archive._tarinfo(entry, entry.st.st_size if entry.kind == "file" else 0)
+            info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}.get(entry.kind, tarfile.REGTYPE)
+            if entry.kind == "symlink":
+                info.linkname = os.readlink(entry.path)
+            tar.addfile(info, open(entry.path, "rb") if entry.kind == "file" else None)
+    (tmp_path / "scratch").mkdir()
+    assert _plain(root, tmp_path / "scratch") == expected.getvalue()
+
+
+def test_a_file_that_shrinks_is_zero_padded_to_its_header_size(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(tmp_path / "data")
+    real_readv = os.readv
+
+    def short_readv(fd: int, buffers: list[memoryview]) -> int:
+        st = os.fstat(fd)
+        return 0 if st.st_size == 512 and stat.S_ISREG(st.st_mode) else real_readv(fd, buffers)
+
+    monkeypatch.setattr(archive.os, "readv", short_readv)
+    (tmp_path / "scratch").mkdir()
+    with tarfile.open(fileobj=io.BytesIO(_plain(root, tmp_path / "scratch"))) as tar:
+        block = tar.extractfile("app/block")
+        assert block is not None and block.read() == bytes(512)
+        big = tar.extractfile("app/big")
+        assert big is not None and big.read() == (root / "app" / "big").read_bytes()
+
+
+def test_databases_are_archived_once_each_whatever_order_their_snapshots_finish(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    for path in (root / "app" / "a.db", root / "app" / "deep" / "b.db", root / "tako" / "workflows.sqlite"):
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE t (v TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", (path.name,))
+        conn.commit()
+        conn.close()
+    (tmp_path / "scratch").mkdir()
+    out = io.BytesIO()
+    stats = write_archive(root, out, tmp_path / "scratch")
+    assert stats.sqlite_files == 3
+    assert list((tmp_path / "scratch").iterdir()) == []
+    plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(out.getvalue())).read()
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
+        names = tar.getnames()
+        assert sorted(names) == sorted(set(names))
+        for name in ("app/a.db", "app/deep/b.db", "tako/workflows.sqlite"):
+            member = tar.extractfile(name)
+            assert member is not None and member.read(16) == b"SQLite format 3\x00"
+
+
+def test_a_failed_snapshot_fails_the_archive_and_leaves_no_scratch(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(tmp_path / "data")
+    conn = sqlite3.connect(root / "app" / "a.db")
+    conn.execute("CREATE TABLE t (v)")
+    conn.commit()
+    conn.close()
+
+    def broken(source: Path, dest: Path) -> None:
+        dest.write_bytes(b"partial")
+        raise SnapshotError(f"Could not snapshot SQLite database '{source}': disk I/O error.")
+
+    monkeypatch.setattr(archive, "snapshot_sqlite", broken)
+    (tmp_path / "scratch").mkdir()
+    with pytest.raises(SnapshotError, match="a.db': disk I/O error"):
+        write_archive(root, io.BytesIO(), tmp_path / "scratch")
+    assert list((tmp_path / "scratch").iterdir()) == []
