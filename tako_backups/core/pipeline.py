@@ -18,7 +18,7 @@ from .archive import ArchiveStats, Sink, write_archive
 from .chunk_reader import ChunkReader
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
 from .extract import extract_stream
-from .pipes import Prefetcher, ThreadedWriter, limit_heap_growth
+from .pipes import Prefetcher, ThreadedWriter
 
 CHUNK = 1 << 20
 QUEUE_DEPTH = 4
@@ -80,7 +80,6 @@ def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: Backup
     ``sink.write`` on one more thread, joined by a queue of at most 4 chunks of 1 MiB. Raises
     SnapshotError, OSError, or what ``sink.write`` raises (StorageError).
     """
-    limit_heap_growth()
     enc = EncryptingWriter(sink, key)
     with ThreadedWriter(enc, depth=QUEUE_DEPTH, name="tako-seal") as sealer:
         stats = write_archive(data_root, sealer, scratch, progress)
@@ -136,7 +135,6 @@ def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  #
     """
     import zstandard
 
-    limit_heap_growth()
     reader = DecryptingReader(source, info, key)
 
     def produce(put: Callable[[bytes], None]) -> None:

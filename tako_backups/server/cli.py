@@ -102,6 +102,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
     import uvicorn
 
     from .app import create_app
+    from ..core.pipes import limit_heap_growth
     from .auth import RequestAuth
     from .restore import recover_interrupted_restores
     from .runtime import AppRuntime
@@ -109,6 +110,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
     from .service import BackupService
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_heap_growth()  # a long-running streamer: keep peak RSS flat across backups
     paths = ServerPaths(data_dir)
     paths.prepare()
     recover_interrupted_restores(paths)
