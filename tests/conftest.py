@@ -4,18 +4,22 @@
 - ``seaweed_store`` / ``moto_store`` / ``memory_store``: a store on a fresh, empty bucket.
 - ``store``: the same, parametrized over memory, moto and SeaweedFS (the contract suite).
 - ``make_store``: a factory, ``make_store(kind, **s3_kwargs)``, for stores with tuned part sizes.
+- ``signer`` / ``stranger``: an authorized client SSH key and one never authorized (per session).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.memory import MemoryStore
 from tako_backups.storage.s3 import S3Store
+from tests.server.helpers import make_key
 from tests.servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
 
 
@@ -81,3 +85,20 @@ def moto_store(make_store: Callable[..., Any]) -> S3Store:
 def seaweed_store(make_store: Callable[..., Any]) -> S3Store:
     """An S3Store on a fresh SeaweedFS bucket (the session's server)."""
     return make_store("seaweedfs")
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ssh")
+
+
+@pytest.fixture(scope="session")
+def signer(key_dir: Path) -> FileSigner:
+    """The authorized client key."""
+    return make_key(key_dir / "id_ed25519", "tester@laptop")
+
+
+@pytest.fixture(scope="session")
+def stranger(key_dir: Path) -> FileSigner:
+    """A valid key that was never authorized."""
+    return make_key(key_dir / "stranger", "stranger@elsewhere")

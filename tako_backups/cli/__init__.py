@@ -25,6 +25,7 @@ COMMANDS: dict[str, LazyCommand] = {
 TakoGroup.lazy_commands = COMMANDS
 
 app = typer.Typer(cls=TakoGroup, name="tako", add_completion=False, no_args_is_help=True,
+                  rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Tako-compatible backups and storage for your apps.",
                   context_settings={"help_option_names": ["-h", "--help"]})
 

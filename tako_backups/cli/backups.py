@@ -16,42 +16,31 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .context import Globals, get_globals
+from .backups_common import (
+    ENV_OPTION,
+    ID_HELP,
+    SERVER_OPTION,
+    ask_every_server,
+    check_id,
+    confirm_replace,
+    failures,
+    heading,
+    target_summary,
+)
+from .context import get_globals
 
 if TYPE_CHECKING:
     from .targets import Target
 
-backups_app = typer.Typer(name="backups", no_args_is_help=True, add_completion=False,
+backups_app = typer.Typer(name="backups", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
                           help="Create, list, download and restore backups.")
-
-ENV_HELP = "Environment (default: production)."
-SERVER_HELP = "Only this server (one of the environment's servers)."
-ID_HELP = "Backup id from `tako backups list`."
-
-
-def _heading(g: Globals, text: str) -> None:
-    g.out.heading("Backups")
-    g.out.line(text)
-
-
-def _check_id(backup_id: str) -> None:
-    from ..core.layout import is_backup_id
-    from ..errors import ConfigError
-
-    if not is_backup_id(backup_id):
-        raise ConfigError(f"'{backup_id}' is not a backup id (expected b<unix seconds>-<8 chars>, "
-                          "see `tako backups list`).")
-
-
-def _summary(target: Target) -> dict[str, object]:
-    return {"app": target.app, "environment": target.env}
 
 
 @backups_app.command("now")
 def now(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
-    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+    env: str | None = ENV_OPTION,
+    server: str | None = SERVER_OPTION,
 ) -> None:
     """Create a backup immediately."""
     from ..errors import ConfigError
@@ -75,7 +64,7 @@ def now(
         raise ConfigError(f"Backups are not enabled for environment '{name}'. Add "
                           f'`backup = {{ storage = "<resource>" }}` under [envs.{name}] in tako.toml.')
     secrets = load_secrets(project.secrets_path)
-    _heading(g, target.title)
+    heading(g, target.title)
     names = [s.name for s in target.servers]
     if g.dry_run:
         creates_key = needs_backup_key(project, secrets, name)
@@ -84,7 +73,7 @@ def now(
         for entry in names:
             g.out.would(f"create a backup on {entry}")
         g.out.line("Dry run: nothing was written or contacted.")
-        g.out.result("backups now", {**_summary(target), "dry_run": True, "servers": names,
+        g.out.result("backups now", {**target_summary(target), "dry_run": True, "servers": names,
                                      "backup_key_would_be_created": creates_key})
         return
     prompts = key_prompts()
@@ -100,27 +89,25 @@ def now(
         if outcome.error is None:
             g.out.line(created_line(outcome.name, outcome.data))
     raise_failures(outcomes, "Failed to back up {failed} of {total} servers.")
-    g.out.result("backups now", {**_summary(target), "results": [
+    g.out.result("backups now", {**target_summary(target), "results": [
         {"server": o.name, "backup": o.data.to_dict()} for o in outcomes]})
 
 
 def list_backups(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
-    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+    env: str | None = ENV_OPTION,
+    server: str | None = SERVER_OPTION,
 ) -> None:
     """List backups, newest first."""
     from ..remote import protocol
     from .confidence import list_note
     from .replies import backup_line, parse_list
-    from .targets import call_servers, failure_text, raise_failures, resolve_target
+    from .targets import failure_text, resolve_target
 
     g = get_globals(ctx)
     target = resolve_target(g, env, server)
-    _heading(g, target.title)
-    outcomes = call_servers(target.servers, protocol.LIST_BACKUPS, {"app": target.app_id}, parse_list)
-    if all(o.error is not None for o in outcomes):
-        raise_failures(outcomes, "Failed to query backups from all target servers.")
+    outcomes = ask_every_server(g, target, protocol.LIST_BACKUPS, parse_list,
+                                "Failed to query backups from all target servers.")
     for outcome in outcomes:
         if outcome.error is not None:
             g.out.warning(failure_text(outcome))
@@ -133,11 +120,11 @@ def list_backups(
             g.out.line(backup_line(info))
         list_note(g, outcome)
     g.out.result("backups list", {
-        **_summary(target),
+        **target_summary(target),
         "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data],
                      **({"index_rebuilt": True} if o.data.index_rebuilt else {})}
                     for o in outcomes if o.error is None],
-        "errors": [{"server": o.name, "message": failure_text(o)} for o in outcomes if o.error is not None],
+        "errors": failures(outcomes),
     })
 
 
@@ -148,21 +135,19 @@ backups_app.command("ls", hidden=True)(list_backups)
 @backups_app.command("status")
 def status(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
-    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+    env: str | None = ENV_OPTION,
+    server: str | None = SERVER_OPTION,
 ) -> None:
     """Show whether backups are enabled, the last one and the next one."""
     from ..remote import protocol
     from .confidence import status_notes
     from .replies import parse_status, status_line
-    from .targets import call_servers, failure_text, raise_failures, resolve_target
+    from .targets import failure_text, resolve_target
 
     g = get_globals(ctx)
     target = resolve_target(g, env, server)
-    _heading(g, target.title)
-    outcomes = call_servers(target.servers, protocol.BACKUP_STATUS, {"app": target.app_id}, parse_status)
-    if all(o.error is not None for o in outcomes):
-        raise_failures(outcomes, "Failed to query backup status from all target servers.")
+    outcomes = ask_every_server(g, target, protocol.BACKUP_STATUS, parse_status,
+                                "Failed to query backup status from all target servers.")
     for outcome in outcomes:
         if outcome.error is not None:
             g.out.warning(failure_text(outcome))
@@ -170,9 +155,9 @@ def status(
             g.out.line(status_line(outcome.name, outcome.data))
             status_notes(g, outcome.name, outcome.data)
     g.out.result("backups status", {
-        **_summary(target),
+        **target_summary(target),
         "results": [{"server": o.name, "status": o.data.to_dict()} for o in outcomes if o.error is None],
-        "errors": [{"server": o.name, "message": failure_text(o)} for o in outcomes if o.error is not None],
+        "errors": failures(outcomes),
     })
 
 
@@ -180,7 +165,7 @@ def status(
 def download(
     ctx: typer.Context,
     backup_id: str = typer.Argument(..., help=ID_HELP),
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    env: str | None = ENV_OPTION,
     server: str | None = typer.Option(None, "--server", help="The server to download from."),
     output: Path | None = typer.Option(None, "--output", metavar="PATH",
                                        help="Archive path (default ./<id>.tar.zst.enc); the manifest, "
@@ -197,12 +182,13 @@ def download(
     g = get_globals(ctx)
     target = resolve_target(g, env, server)
     entry = require_single(target, "Pass --server to choose a backup source.")
-    _check_id(backup_id)
+    check_id(backup_id)
     path = output.expanduser() if output is not None else Path(f"{backup_id}.tar.zst.enc")
     manifest = manifest_path_for(path)
     check_free(path)
-    _heading(g, f"{target.title} from {entry.name}")
-    result = {**_summary(target), "server": entry.name, "path": str(path), "manifest_path": str(manifest)}
+    heading(g, f"{target.title} from {entry.name}")
+    result = {**target_summary(target), "server": entry.name, "path": str(path),
+              "manifest_path": str(manifest)}
     if g.dry_run:
         g.out.would(f"download {backup_id} from {entry.name} to {path} (manifest {manifest})")
         g.out.line("Dry run: nothing was written or contacted.")
@@ -224,7 +210,7 @@ def download(
 def restore(
     ctx: typer.Context,
     backup_id: str = typer.Argument(..., help=ID_HELP),
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    env: str | None = ENV_OPTION,
     server: str | None = typer.Option(None, "--server", help="The server to restore on."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
     preview: bool = typer.Option(False, "--preview",
@@ -243,14 +229,14 @@ def restore(
     g = get_globals(ctx)
     target = resolve_target(g, env, server)
     entry = require_single(target, "Pass --server to choose where to restore.")
-    _check_id(backup_id)
+    check_id(backup_id)
     if preview:
         run_preview(g, target, entry, backup_id)
         return
     if not g.dry_run and not yes:
         _confirm_restore(target, entry.name, backup_id)
-    _heading(g, f"{target.title} on {entry.name}")
-    summary = {**_summary(target), "server": entry.name}
+    heading(g, f"{target.title} on {entry.name}")
+    summary = {**target_summary(target), "server": entry.name}
     if g.dry_run:
         g.out.would(f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}")
         g.out.line("Dry run: nothing was restored or contacted.")
@@ -271,15 +257,9 @@ def restore(
 
 def _confirm_restore(target: Target, server: str, backup_id: str) -> None:
     """Ask on a terminal. Raises ConfigError without one, Interrupted when declined."""
-    from ..errors import ConfigError, Interrupted
-    from .prompts import can_prompt, confirm
-
-    if not can_prompt():
-        raise ConfigError(f"Restoring {target.app} ({target.env}) on {server} replaces its live data; "
-                          "pass --yes to confirm (there is no terminal to ask on).")
-    typer.echo("This stops the app and replaces its data directory.", err=True)
-    if not confirm(f"Restore {target.app} in {target.env} on {server} from {backup_id}?"):
-        raise Interrupted("Restore cancelled.")
+    confirm_replace(f"Restore {target.app} in {target.env} on {server} from {backup_id}?",
+                    f"Restoring {target.app} ({target.env}) on {server} replaces its live data; "
+                    "pass --yes to confirm (there is no terminal to ask on).", "Restore cancelled.")
 
 
 def _register_offline() -> None:

@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from .backups_common import (
+    ENV_OPTION,
+    SERVER_OPTION,
+    check_id,
+    confirm_replace,
+    heading,
+    target_summary,
+)
 from .context import Globals, get_globals
 
 if TYPE_CHECKING:
@@ -18,20 +26,9 @@ if TYPE_CHECKING:
     from .replies import BackupStatus
     from .targets import Outcome, Target
 
-ENV_HELP = "Environment (default: production)."
-SERVER_HELP = "Only this server (one of the environment's servers)."
 OVERDUE_HOURS = 26
 REINDEX_WAS = {"ok": "the old one was readable", "missing": "it was missing",
                "unreadable": "it was unreadable"}
-
-
-def _heading(g: Globals, text: str) -> None:
-    g.out.heading("Backups")
-    g.out.line(text)
-
-
-def _summary(target: Target) -> dict[str, object]:
-    return {"app": target.app, "environment": target.env}
 
 
 def seconds_text(seconds: float) -> str:
@@ -81,28 +78,27 @@ def parse_drill(data: Any) -> DrillResult:
 def drill(
     ctx: typer.Context,
     backup_id: str | None = typer.Argument(None, help="Backup id (default: the newest on each server)."),
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
-    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+    env: str | None = ENV_OPTION,
+    server: str | None = SERVER_OPTION,
 ) -> None:
     """Prove a backup restores: the server restores it into a scratch folder and checks it."""
     from ..errors import IntegrityError
     from ..remote import protocol
-    from .backups import _check_id
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
     g = get_globals(ctx)
     target = resolve_target(g, env, server)
     servers = target.servers
     if backup_id is not None:
-        _check_id(backup_id)
+        check_id(backup_id)
         servers = [require_single(target, "Pass --server to choose whose backup to drill "
                                           "(ids are per server).")]
-    _heading(g, target.title)
+    heading(g, target.title)
     if g.dry_run:
         for entry in servers:
             g.out.would(f"drill {backup_id or 'the newest backup'} on {entry.name}")
         g.out.line("Dry run: nothing was contacted.")
-        g.out.result("backups drill", {**_summary(target), "dry_run": True})
+        g.out.result("backups drill", {**target_summary(target), "dry_run": True})
         return
     payload: dict[str, Any] = {"app": target.app_id, "backup_id": backup_id}
     outcomes = call_servers(servers, protocol.DRILL_BACKUP, payload, parse_drill, out=g.out,
@@ -116,7 +112,7 @@ def drill(
     failed = [o for o in outcomes if not o.data.ok]
     if failed:
         raise IntegrityError(f"The restore drill failed on {len(failed)} of {len(outcomes)} servers.")
-    g.out.result("backups drill", {**_summary(target), "results": [
+    g.out.result("backups drill", {**target_summary(target), "results": [
         {"server": o.name, "drill": o.data.to_dict()} for o in outcomes]})
 
 
@@ -178,11 +174,11 @@ def run_preview(g: Globals, target: Target, entry: Any, backup_id: str) -> None:
     from ..remote import protocol
     from .targets import call_servers, raise_failures
 
-    _heading(g, f"{target.title} on {entry.name}")
+    heading(g, f"{target.title} on {entry.name}")
     if g.dry_run:
         g.out.would(f"preview restoring {backup_id} on {entry.name}")
         g.out.line("Dry run: nothing was contacted.")
-        g.out.result("backups restore", {**_summary(target), "server": entry.name, "dry_run": True,
+        g.out.result("backups restore", {**target_summary(target), "server": entry.name, "dry_run": True,
                                          "preview": True, "backup_id": backup_id})
         return
     outcomes = call_servers([entry], protocol.RESTORE_PREVIEW, {"app": target.app_id, "backup_id": backup_id},
@@ -190,7 +186,7 @@ def run_preview(g: Globals, target: Target, entry: Any, backup_id: str) -> None:
     raise_failures(outcomes, "")
     data = outcomes[0].data
     preview(g, data, backup_id)
-    g.out.result("backups restore", {**_summary(target), "server": entry.name, "preview": {
+    g.out.result("backups restore", {**target_summary(target), "server": entry.name, "preview": {
         k: v for k, v in data.items() if k != "app"}})
 
 
@@ -215,7 +211,7 @@ def safety_line(safety: str | None) -> str | None:
 
 def undo(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    env: str | None = ENV_OPTION,
     server: str | None = typer.Option(None, "--server", help="The server to undo the last restore on."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
     no_safety_backup: bool = typer.Option(False, "--no-safety-backup",
@@ -230,14 +226,15 @@ def undo(
     target = resolve_target(g, env, server)
     entry = require_single(target, "Pass --server to choose where to undo the last restore.")
     if not g.dry_run and not yes:
-        _confirm(f"Undo the last restore of {target.app} in {target.env} on {entry.name}?",
-                 f"Undoing the last restore of {target.app} ({target.env}) on {entry.name} replaces its live "
-                 "data; pass --yes to confirm (there is no terminal to ask on).")
-    _heading(g, f"{target.title} on {entry.name}")
+        confirm_replace(f"Undo the last restore of {target.app} in {target.env} on {entry.name}?",
+                        f"Undoing the last restore of {target.app} ({target.env}) on {entry.name} replaces "
+                        "its live data; pass --yes to confirm (there is no terminal to ask on).",
+                        "Undo cancelled.")
+    heading(g, f"{target.title} on {entry.name}")
     if g.dry_run:
         g.out.would(f"restore the newest pre-restore backup of {target.app} ({target.env}) on {entry.name}")
         g.out.line("Dry run: nothing was restored or contacted.")
-        g.out.result("backups undo", {**_summary(target), "server": entry.name, "dry_run": True})
+        g.out.result("backups undo", {**target_summary(target), "server": entry.name, "dry_run": True})
         return
     payload: dict[str, Any] = {"app": target.app_id}
     if no_safety_backup:
@@ -250,19 +247,8 @@ def undo(
                "restore replaced")
     if safety_line(safety):
         g.out.line(str(safety_line(safety)))
-    g.out.result("backups undo", {**_summary(target), "server": entry.name, "backup": info.to_dict(),
+    g.out.result("backups undo", {**target_summary(target), "server": entry.name, "backup": info.to_dict(),
                                   "safety_backup_id": safety})
-
-
-def _confirm(question: str, no_terminal: str) -> None:
-    from ..errors import ConfigError, Interrupted
-    from .prompts import can_prompt, confirm
-
-    if not can_prompt():
-        raise ConfigError(no_terminal)
-    typer.echo("This stops the app and replaces its data directory.", err=True)
-    if not confirm(question):
-        raise Interrupted("Undo cancelled.")
 
 
 # ----- reindex -----
@@ -278,8 +264,8 @@ def parse_reindex(data: Any) -> dict[str, Any]:
 
 def reindex(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
-    server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
+    env: str | None = ENV_OPTION,
+    server: str | None = SERVER_OPTION,
 ) -> None:
     """Rebuild each server's index.json from the manifests on the bucket."""
     from ..remote import protocol
@@ -287,12 +273,12 @@ def reindex(
 
     g = get_globals(ctx)
     target = resolve_target(g, env, server)
-    _heading(g, target.title)
+    heading(g, target.title)
     if g.dry_run:
         for entry in target.servers:
             g.out.would(f"rebuild the index of {target.app} ({target.env}) on {entry.name}")
         g.out.line("Dry run: nothing was written or contacted.")
-        g.out.result("backups reindex", {**_summary(target), "dry_run": True})
+        g.out.result("backups reindex", {**target_summary(target), "dry_run": True})
         return
     outcomes = call_servers(target.servers, protocol.REINDEX, {"app": target.app_id}, parse_reindex,
                             out=g.out, spinner="Rebuilding the index")
@@ -302,7 +288,7 @@ def reindex(
             g.out.line(f"{o.name}: rebuilt index.json from {count} backup{'s' if count != 1 else ''} "
                        f"({REINDEX_WAS[o.data['previous']]})")
     raise_failures(outcomes, "Failed to rebuild the index on {failed} of {total} servers.")
-    g.out.result("backups reindex", {**_summary(target), "results": [
+    g.out.result("backups reindex", {**target_summary(target), "results": [
         {"server": o.name, "backups": len(o.data["backups"]), "previous": o.data["previous"]}
         for o in outcomes]})
 

@@ -10,7 +10,7 @@ import typer
 
 from .context import get_globals
 
-demo_app = typer.Typer(name="demo", add_completion=False,
+demo_app = typer.Typer(name="demo", rich_markup_mode=None, add_completion=False,
                        help="Run a real backup and restore against local servers (loopback only).")
 
 

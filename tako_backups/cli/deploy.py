@@ -16,7 +16,7 @@ from .context import Globals, get_globals, resolve_env
 if TYPE_CHECKING:
     from .output import Output
 
-deploy_app = typer.Typer(name="deploy", add_completion=False,
+deploy_app = typer.Typer(name="deploy", rich_markup_mode=None, add_completion=False,
                          help="Check the project and deploy an environment.")
 
 

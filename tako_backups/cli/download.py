@@ -20,6 +20,7 @@ import httpx
 from ..errors import ConfigError, IntegrityError, StorageError
 from ..models import BackupInfo
 from ..progress import Progress
+from ..project.atomic import fsync_dir_best_effort
 
 CHUNK = 1 << 20
 READ_TIMEOUT = 60.0
@@ -67,7 +68,7 @@ def save_backup(url: str, info: BackupInfo, output: Path, progress: Progress,
             os.fsync(handle.fileno())
         _place(manifest, manifest_path_for(output), placed)
         _place(archive, output, placed)
-        _fsync_dir(folder)
+        fsync_dir_best_effort(folder)
     except BaseException:
         for path in temps + placed:
             with contextlib.suppress(OSError):
@@ -139,11 +140,3 @@ def _place(temp: Path, final: Path, placed: list[Path]) -> None:
     with contextlib.suppress(OSError):
         temp.unlink()
 
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

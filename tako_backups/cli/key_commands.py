@@ -16,16 +16,15 @@ from typing import Any
 
 import typer
 
+from .backups_common import ENV_OPTION, heading
 from .context import get_globals
 
-keys_app = typer.Typer(name="keys", no_args_is_help=True, add_completion=False,
+keys_app = typer.Typer(name="keys", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
                        help="Rotate, re-encrypt with and retire backup keys.")
-
-ENV_HELP = "Environment (default: production)."
 
 
 @keys_app.command("rotate")
-def rotate(ctx: typer.Context, env: str | None = typer.Option(None, "--env", help=ENV_HELP)) -> None:
+def rotate(ctx: typer.Context, env: str | None = ENV_OPTION) -> None:
     """Add a new backup key; it becomes the active key for new backups."""
     from ..project.key_rotation import rotate_backup_key
     from ..project.secrets import load_secrets
@@ -37,7 +36,7 @@ def rotate(ctx: typer.Context, env: str | None = typer.Option(None, "--env", hel
     name = resolve_env(g, env)
     project = load_project(g.config_path)
     secrets = load_secrets(project.secrets_path)
-    _heading(g, f"{project.name} ({name})")
+    heading(g, f"{project.name} ({name})")
     if g.dry_run:
         g.out.would(f"add a backup key to {name} in {project.secrets_path}")
         g.out.line("Dry run: nothing was written.")
@@ -63,7 +62,7 @@ def parse_reencrypted(data: Any) -> dict[str, Any]:
 @keys_app.command("reencrypt")
 def reencrypt(
     ctx: typer.Context,
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    env: str | None = ENV_OPTION,
     server: str | None = typer.Option(None, "--server", help="Only this server (one of the environment's)."),
 ) -> None:
     """Re-encrypt every retained backup with the active key (on the servers)."""
@@ -77,7 +76,7 @@ def reencrypt(
     target = resolve_target(g, env, server)
     project, name = target.project, target.env
     secrets = load_secrets(project.secrets_path)
-    _heading(g, target.title)
+    heading(g, target.title)
     if not backups_enabled(project, name):
         from ..errors import ConfigError
 
@@ -110,7 +109,7 @@ def reencrypt(
 def retire(
     ctx: typer.Context,
     key_id: str = typer.Argument(..., help="The backup key id to remove (backup-key-<16 hex>)."),
-    env: str | None = typer.Option(None, "--env", help=ENV_HELP),
+    env: str | None = ENV_OPTION,
 ) -> None:
     """Remove an old backup key once no retained backup on any server of the env needs it."""
     from ..errors import ConfigError
@@ -125,7 +124,7 @@ def retire(
     project, name = target.project, target.env
     secrets = load_secrets(project.secrets_path)
     check_retirable(secrets, name, key_id)
-    _heading(g, target.title)
+    heading(g, target.title)
     outcomes = call_servers(target.servers, protocol.LIST_BACKUPS, {"app": target.app_id}, parse_list,
                             out=g.out, spinner="Checking the servers' backups")
     for o in outcomes:
@@ -148,7 +147,3 @@ def retire(
     g.out.result("backups keys retire", {"app": target.app, "environment": name, "key_id": key_id,
                                          "keys": [k.id for k in secrets.envs[name].backup_keys]})
 
-
-def _heading(g: Any, text: str) -> None:
-    g.out.heading("Backups")
-    g.out.line(text)

@@ -11,8 +11,17 @@ import typer
 
 from .context import Globals, get_globals, resolve_env
 
-storages_app = typer.Typer(name="storages", no_args_is_help=True, add_completion=False,
+storages_app = typer.Typer(name="storages", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
                            help="Attach storage to environments and manage its credentials.")
+
+
+ENV_OPTION: Any = typer.Option(None, "--env", help="Environment (default: production).")
+ACCESS_KEY_ID_OPTION: Any = typer.Option(None, "--access-key-id",
+                                         help="Access key id (prompted when omitted).")
+SECRET_ACCESS_KEY_OPTION: Any = typer.Option(None, "--secret-access-key",
+                                             help="Secret access key (prompted when omitted).")
+EXPIRES_ON_OPTION: Any = typer.Option(None, "--expires-on",
+                                      help="Credential expiry: YYYY-MM-DD, 'in 30 days' or never.")
 
 
 class Provider(StrEnum):
@@ -49,19 +58,16 @@ def _store_credentials(g: Globals, project: Any, env: str, resource: str,
 def add(
     ctx: typer.Context,
     binding: str = typer.Argument(..., help="App storage binding name, e.g. uploads."),
-    env: str | None = typer.Option(None, "--env", help="Environment (default: production)."),
+    env: str | None = ENV_OPTION,
     resource: str | None = typer.Option(None, "--resource",
                                         help="Backing storage resource name (default: the binding name)."),
     provider: Provider = typer.Option(Provider.s3, "--provider", help="Storage provider."),
     bucket: str | None = typer.Option(None, "--bucket", help="Bucket name."),
     endpoint: str | None = typer.Option(None, "--endpoint", help="S3-compatible endpoint (https://...)."),
     region: str | None = typer.Option(None, "--region", help="Region (default: auto)."),
-    access_key_id: str | None = typer.Option(None, "--access-key-id",
-                                             help="Access key id (prompted when omitted)."),
-    secret_access_key: str | None = typer.Option(None, "--secret-access-key",
-                                                 help="Secret access key (prompted when omitted)."),
-    expires_on: str | None = typer.Option(None, "--expires-on",
-                                          help="Credential expiry: YYYY-MM-DD, 'in 30 days' or never."),
+    access_key_id: str | None = ACCESS_KEY_ID_OPTION,
+    secret_access_key: str | None = SECRET_ACCESS_KEY_OPTION,
+    expires_on: str | None = EXPIRES_ON_OPTION,
     force_path_style: bool = typer.Option(False, "--force-path-style", help="Use path-style bucket URLs."),
     public_base_url: str | None = typer.Option(None, "--public-base-url",
                                                help="Public base URL for objects."),
@@ -105,13 +111,10 @@ def add(
 def credentials(
     ctx: typer.Context,
     resource: str = typer.Argument(..., help="Storage resource name from tako.toml."),
-    env: str | None = typer.Option(None, "--env", help="Environment (default: production)."),
-    access_key_id: str | None = typer.Option(None, "--access-key-id",
-                                             help="Access key id (prompted when omitted)."),
-    secret_access_key: str | None = typer.Option(None, "--secret-access-key",
-                                                 help="Secret access key (prompted when omitted)."),
-    expires_on: str | None = typer.Option(None, "--expires-on",
-                                          help="Credential expiry: YYYY-MM-DD, 'in 30 days' or never."),
+    env: str | None = ENV_OPTION,
+    access_key_id: str | None = ACCESS_KEY_ID_OPTION,
+    secret_access_key: str | None = SECRET_ACCESS_KEY_OPTION,
+    expires_on: str | None = EXPIRES_ON_OPTION,
 ) -> None:
     """Set or rotate the credentials of an S3 storage resource."""
     from ..errors import ConfigError

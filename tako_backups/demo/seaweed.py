@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..errors import ConfigError, TakoError
 LOOPBACK = "127.0.0.1"
 GRPC_OFFSET = 10_000
 READY_SECONDS = 60.0
+WEED_LOG = "weed.log"
 
 
 def weed_binary() -> str:
@@ -64,8 +66,32 @@ def free_ports(count: int, avoid: set[int]) -> list[int]:
     return ports
 
 
+def spawn_weed(workdir: Path, ports: Sequence[int], access_key: str,
+               secret_key: str) -> subprocess.Popen[bytes]:
+    """Start ``weed mini`` bound to 127.0.0.1 with S3 auth on (``access_key``/``secret_key``) and
+    return at once: data in ``workdir/data``, TMPDIR ``workdir/tmp``, output appended to
+    ``workdir/weed.log``. ``ports`` are the master, volume, filer, S3 and admin ports, in that order.
+
+    Raises ConfigError when the binary is missing, OSError when it cannot be started.
+    """
+    master, volume, filer, s3_port, admin = ports
+    (workdir / "data").mkdir(parents=True, exist_ok=True)
+    (workdir / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key,
+           "TMPDIR": str(workdir / "tmp")}
+    args = [weed_binary(), "mini", f"-dir={workdir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
+            "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+            f"-s3.port={s3_port}", f"-admin.port={admin}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    with open(workdir / WEED_LOG, "ab") as log:
+        return subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 @dataclass
 class LocalS3:
+    """A running ``weed mini`` (see :func:`spawn_weed`); :meth:`stop` ends it."""
+
     process: subprocess.Popen[bytes]
     endpoint: str
     access_key: str = field(repr=False)
@@ -101,21 +127,10 @@ def start_local_s3(workdir: Path, s3_port: int, bucket: str) -> LocalS3:
         raise ConfigError(f"Port {s3_port + GRPC_OFFSET} on {LOOPBACK} is already in use (S3 gRPC); "
                           "pass --s3-port to choose another.")
     master, volume, filer, admin = free_ports(4, {s3_port, s3_port + GRPC_OFFSET})
-    (workdir / "data").mkdir(parents=True, exist_ok=True)
-    (workdir / "tmp").mkdir(exist_ok=True)
+    ports = [master, volume, filer, s3_port, admin]
     access_key, secret_key = "demo" + secrets.token_hex(8), secrets.token_urlsafe(30)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key,
-           "TMPDIR": str(workdir / "tmp")}
-    args = [weed_binary(), "mini", f"-dir={workdir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-            "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-            f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-            f"-s3.port={s3_port}", f"-admin.port={admin}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
-    log_path = workdir / "weed.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    s3 = LocalS3(process, f"http://{LOOPBACK}:{s3_port}", access_key, secret_key, log_path,
-                 [master, volume, filer, s3_port, admin])
+    process = spawn_weed(workdir, ports, access_key, secret_key)
+    s3 = LocalS3(process, f"http://{LOOPBACK}:{s3_port}", access_key, secret_key, workdir / WEED_LOG, ports)
     try:
         _wait_ready(s3, bucket)
     except BaseException:

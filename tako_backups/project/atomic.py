@@ -21,7 +21,9 @@ def _umask_mode(base: int = 0o666) -> int:
     return base & ~current
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir_best_effort(folder: Path) -> None:
+    """fsync ``folder`` so a rename inside it survives a power cut. Raises nothing: a folder that
+    cannot be fsynced (some filesystems refuse) is left as it is."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -74,7 +76,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None, exclusive:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-    _fsync_dir(folder)
+    fsync_dir_best_effort(folder)
 
 
 def ensure_private_dir(folder: Path) -> None:

@@ -101,8 +101,8 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
     """
     import uvicorn
 
-    from .app import create_app
     from ..core.pipes import limit_heap_growth
+    from .app import create_app
     from .auth import RequestAuth
     from .restore import recover_interrupted_restores
     from .runtime import AppRuntime

@@ -1,5 +1,5 @@
-"""Fixtures for the Beyond Tako tests: a small data tree with a SQLite database, backup keys and
-an SSH key for signed calls."""
+"""Fixtures for the Beyond Tako tests: a small data tree with a SQLite database and backup keys
+(the SSH key for signed calls comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from tako_backups.models import BackupKey
-from tako_backups.remote.signing import FileSigner
-from tests.server.helpers import make_key
 
 
 def make_tree(root: Path, notes: int = 40) -> Path:
@@ -55,8 +53,3 @@ def key() -> BackupKey:
 @pytest.fixture
 def new_key() -> BackupKey:
     return BackupKey("backup-key-fedcba9876543210", os.urandom(32))
-
-
-@pytest.fixture(scope="session")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    return make_key(tmp_path_factory.mktemp("ssh") / "id_ed25519", "tester@laptop")

@@ -18,9 +18,8 @@ from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.beyond.conftest import make_tree, sql
-from tests.e2e.support import Developer, start_named_server
-from tests.server.e2e_support import RunningServer
-from tests.server.helpers import make_key
+from tests.e2e.support import Developer, developer_home, enter_developer
+from tests.server.e2e_support import RunningServer, running_server
 from tests.servers import SeaweedFS
 
 pytestmark = pytest.mark.slow
@@ -30,38 +29,23 @@ HEAD = "Backups\n{app} (production)\n"
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("home")
-    (folder / ".ssh").mkdir(mode=0o700)
-    make_key(folder / ".ssh" / "id_ed25519", "dev@laptop")
-    return folder
+    return developer_home(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")
 def la(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[RunningServer]:
     signer = FileSigner.load(home / ".ssh" / "id_ed25519")
-    running = start_named_server(tmp_path_factory.mktemp("la") / "tako", signer, "la")
-    yield running
-    assert running.terminate() == 0, running.log_tail()
+    yield from running_server(tmp_path_factory.mktemp("la") / "tako", signer)
 
 
 @pytest.fixture(scope="module")
 def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
-    name = seaweedfs.lease_bucket()
-    yield name
-    seaweedfs.release_bucket(name)
+    yield from seaweedfs.leased_bucket()
 
 
 @pytest.fixture
 def dev(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Developer:
-    developer = Developer(home, tmp_path / "tako-home", tmp_path / "app")
-    developer.tako_home.mkdir()
-    developer.app_dir.mkdir()
-    for name, value in developer.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    monkeypatch.delenv("TAKO_SECRETS_PASSPHRASE", raising=False)
-    monkeypatch.chdir(developer.app_dir)
-    return developer
+    return enter_developer(tmp_path, home, monkeypatch)
 
 
 def project(dev: Developer, la: RunningServer, seaweedfs: SeaweedFS, bucket: str, name: str) -> Path:

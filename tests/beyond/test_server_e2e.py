@@ -7,7 +7,6 @@ the self-healing index, re-encryption under a rotated key, and signatures on the
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,12 @@ from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.beyond.conftest import make_tree, sql
 from tests.server.e2e_support import (
-    NOTES_APP,
+    NOTES_RUNTIME,
     RunningServer,
     app_pids,
     integrity,
     notes,
-    start_server,
+    running_server,
     wait_for,
 )
 from tests.server.helpers import binding, new_backup_key, storage
@@ -35,22 +34,17 @@ from tests.servers import SeaweedFS
 
 pytestmark = pytest.mark.slow
 
-NOTES_RUNTIME = {"start": [sys.executable, str(NOTES_APP)], "instances": 1, "env": {"NOTES_INTERVAL": "0.02"}}
 NEW_COMMANDS = ["drill_backup", "restore_preview", "undo_restore", "reindex", "reencrypt_backups"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("beyond") / "tako", signer)
-    yield running
-    assert running.terminate() == 0, running.log_tail()
+    yield from running_server(tmp_path_factory.mktemp("beyond") / "tako", signer)
 
 
 @pytest.fixture(scope="module")
 def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
-    name = seaweedfs.lease_bucket()
-    yield name
-    seaweedfs.release_bucket(name)
+    yield from seaweedfs.leased_bucket()
 
 
 def settings_for(seaweedfs: SeaweedFS, bucket: str, keys: list[Any] | None = None) -> BackupBinding:

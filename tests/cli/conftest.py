@@ -1,46 +1,34 @@
 """CLI tests run the real ``tako`` app through Typer's runner inside a temp app folder, with their
-own TAKO_HOME and no terminal (prompts are faked by patching ``stdin_is_terminal``)."""
+own TAKO_HOME and no terminal (prompts are faked by patching ``stdin_is_terminal``).
+
+``demo`` starts in-process tako-servers (tests/cli/remote_harness.py) that trust ``key``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from tako_backups.cli import app
+from tako_backups.remote.signing import FileSigner
+from tests.app_setup import BASIC_TOML, make_app_dir, own_tako_home
+from tests.cli.remote_harness import Demo, Fleet, Tako, prepare
+from tests.server.helpers import make_key
 
-TOML = """\
-# demo app
-name = "demo"
-
-[envs.production]
-route = "demo.example.com"
-servers = ["la-1"]
-backup = { storage = "backups" }
-
-[storages.backups]
-bucket = "demo-backups"
-endpoint = "https://s3.example.com"
-region = "auto"
-"""
+TOML = "# demo app\n" + BASIC_TOML
 
 
 @pytest.fixture(autouse=True)
 def tako_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "tako-home"
-    home.mkdir()
-    monkeypatch.setenv("TAKO_HOME", str(home))
-    monkeypatch.delenv("TAKO_SECRETS_PASSPHRASE", raising=False)
-    return home
+    return own_tako_home(tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / "tako.toml").write_text(TOML)
+    folder = make_app_dir(tmp_path, TOML)
     monkeypatch.chdir(folder)
     return folder
 
@@ -58,3 +46,19 @@ def tako() -> Callable[..., Result]:
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tako_backups.cli.prompts.stdin_is_terminal", lambda: True)
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
+    """The developer's SSH key (one a test module) that the ``demo`` servers authorize."""
+    return make_key(tmp_path_factory.mktemp("keys") / "id_ed25519", "dev@laptop")
+
+
+@pytest.fixture
+def demo(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako,
+         monkeypatch: pytest.MonkeyPatch) -> Demo:
+    """``demo(*servers, **kw)``: the demo project on in-process servers (default: ``la``)."""
+    def make(*servers: str, **kw: Any) -> Fleet:
+        return prepare(tmp_path, tako_home, key, tako, monkeypatch, servers or ("la",), **kw)
+
+    return make

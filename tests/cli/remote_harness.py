@@ -35,6 +35,8 @@ STORAGE_URL = "http://127.0.0.1:9/bucket/"
 ACCESS_KEY = "AKIADEMOACCESSKEY"
 SECRET_KEY = "demo-secret-never-printed"
 
+Tako = Callable[..., Result]
+
 
 class LinkedStore(MemoryStore):
     """A MemoryStore whose presigned URLs are http URLs that :meth:`transport` serves."""
@@ -143,7 +145,7 @@ def set_credentials(tako: Callable[..., Result]) -> None:
     assert result.exit_code == 0, result.output
 
 
-def prepare(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Callable[..., Result], monkeypatch: Any,
+def prepare(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako, monkeypatch: Any,
             servers: tuple[str, ...] = ("la",), *, backup: bool = True, start: str | None = None,
             key_path: Path | None = None) -> Fleet:
     """Write the demo project and config.toml, start in-process servers, route the CLI to them."""
@@ -159,3 +161,7 @@ def prepare(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Callable[...
     monkeypatch.chdir(folder)
     set_credentials(tako)
     return fleet
+
+
+Demo = Callable[..., Fleet]
+"""The ``demo`` fixture (tests/cli/conftest.py): ``demo("la", "ny", **prepare_kw)`` -> a Fleet."""

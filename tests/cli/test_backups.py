@@ -7,40 +7,19 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
-from typer.testing import Result
 
 from tako_backups.cli.output import format_local_time, format_size
 from tako_backups.core.layout import backup_prefix
 from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for
 from tako_backups.project.secrets import load_secrets
-from tako_backups.remote.signing import FileSigner
-from tests.cli.remote_harness import ACCESS_KEY, APP, NOW, SECRET_KEY, Fleet, prepare
+from tests.cli.remote_harness import ACCESS_KEY, APP, NOW, SECRET_KEY, Demo, Fleet, Tako
 from tests.server.helpers import make_key
-
-Tako = Callable[..., Result]
-Demo = Callable[..., Fleet]
 
 HEAD = "Backups\ndemo (production)\n"
 NY_DOWN = "Server 'ny' (127.0.0.1:9845) is unreachable: connection refused."
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    return make_key(tmp_path_factory.mktemp("keys") / "id_ed25519", "dev@laptop")
-
-
-@pytest.fixture
-def demo(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako,
-         monkeypatch: pytest.MonkeyPatch) -> Demo:
-    def make(*servers: str, **kw: Any) -> Fleet:
-        return prepare(tmp_path, tako_home, key, tako, monkeypatch, servers or ("la",), **kw)
-
-    return make
 
 
 def backups_on(fleet: Fleet, server: str) -> list[BackupInfo]:

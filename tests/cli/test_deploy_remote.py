@@ -5,37 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import Result
 
 from tako_backups.cli.output import format_size
 from tako_backups.project.backup_keys import backup_keys_for
 from tako_backups.project.secrets import load_secrets
-from tako_backups.remote.signing import FileSigner
-from tests.cli.remote_harness import ACCESS_KEY, APP, SECRET_KEY, Fleet, prepare
-from tests.server.helpers import make_key
+from tests.cli.remote_harness import ACCESS_KEY, APP, SECRET_KEY, Demo, Fleet, Tako
 
-Tako = Callable[..., Result]
-Demo = Callable[..., Fleet]
 HEAD = "Deploy\ndemo (production)\n"
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    return make_key(tmp_path_factory.mktemp("keys") / "id_ed25519", "dev@laptop")
-
-
-@pytest.fixture
-def demo(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako,
-         monkeypatch: pytest.MonkeyPatch) -> Demo:
-    def make(*servers: str, **kw: Any) -> Fleet:
-        return prepare(tmp_path, tako_home, key, tako, monkeypatch, servers or ("la",), **kw)
-
-    return make
 
 
 def created(fleet: Fleet, server: str) -> tuple[str, int]:

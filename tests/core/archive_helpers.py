@@ -13,8 +13,6 @@ from tako_backups.core.crypto import EncryptingWriter
 from tako_backups.models import BackupIndex, BackupInfo, BackupKey
 from tako_backups.storage.memory import MemoryStore
 
-PREFIX = layout.backup_prefix("demo", "production", "server")
-
 
 def tar_bytes(build: Callable[[tarfile.TarFile], None], with_tops: bool = True) -> bytes:
     buf = io.BytesIO()
@@ -44,20 +42,22 @@ def add_special(tar: tarfile.TarFile, name: str, kind: bytes, linkname: str = ""
 
 
 def store_plaintext(store: MemoryStore, plaintext: bytes, key: BackupKey, *, compress: bool = True,
-                    backup_id: str = "b1710000000-AbCdEf12") -> BackupInfo:
-    """Compress (optionally), encrypt and store ``plaintext`` with a manifest and index entry."""
+                    backup_id: str = "b1710000000-AbCdEf12", server: str = "server") -> BackupInfo:
+    """Compress (optionally), encrypt and store ``plaintext`` with a manifest and an index entry
+    for app ``demo/production`` on ``server``."""
+    prefix = layout.backup_prefix("demo", "production", server)
     data = zstandard.ZstdCompressor(level=3).compress(plaintext) if compress else plaintext
     out = io.BytesIO()
     enc = EncryptingWriter(out, key)
     enc.write(data)
     sealed = enc.finish()
     info = BackupInfo(
-        id=backup_id, app="demo", environment="production", server="server",
+        id=backup_id, app="demo", environment="production", server=server,
         created_at_unix_secs=1710000000, size_bytes=sealed.size_bytes,
-        sha256_hex=sealed.sha256_hex, archive_key=layout.archive_key(PREFIX, backup_id),
-        manifest_key=layout.manifest_key(PREFIX, backup_id), encryption=sealed.encryption,
+        sha256_hex=sealed.sha256_hex, archive_key=layout.archive_key(prefix, backup_id),
+        manifest_key=layout.manifest_key(prefix, backup_id), encryption=sealed.encryption,
     )
     store.put_bytes(info.archive_key, out.getvalue())
     store.put_bytes(info.manifest_key, info.to_json())
-    catalog.write_index(store, PREFIX, BackupIndex(backups=[info]))
+    catalog.write_index(store, prefix, BackupIndex(backups=[info]))
     return info

@@ -1,8 +1,8 @@
 """The developer's side of the end-to-end tests: a home with an SSH key, TAKO_HOME, an app folder
 with tako.toml, and `tako` run in-process (Typer's CliRunner) or as `python -m tako_backups`.
 
-Servers are real `tako-server serve` subprocesses (tests/server/e2e_support.py); this adds one
-that takes its own server name, so two servers of one env keep separate bucket prefixes.
+Servers are real `tako-server serve` subprocesses (``start_server`` of tests/server/e2e_support.py,
+with a server name of their own, so two servers of one env keep separate bucket prefixes).
 """
 
 from __future__ import annotations
@@ -15,41 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from tako_backups.cli import app
-from tako_backups.errors import RemoteError
-from tako_backups.remote.client import RpcClient
-from tako_backups.remote.signing import FileSigner
-from tests.server.e2e_support import ROOT, SERVER, RunningServer, free_port, server_env, wait_for
+from tests.server.e2e_support import ROOT, RunningServer
+from tests.server.helpers import make_key
 from tests.servers import SeaweedFS
-
-
-def start_named_server(data_dir: Path, signer: FileSigner, name: str) -> RunningServer:
-    """`tako-server serve` calling itself ``name``, with ``signer`` authorized; returns once
-    ``hello`` answers."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "config.json").write_text(json.dumps({"server_name": name}))
-    subprocess.run([*SERVER, "authorize-key", f"{signer.path}.pub", "--data-dir", str(data_dir)],
-                   env=server_env(), capture_output=True, check=True)
-    port = free_port()
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [*SERVER, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = RunningServer(process, port, data_dir, log_path)
-
-    def ready() -> bool:
-        assert process.poll() is None, f"tako-server exited early:\n{server.log_tail()}"
-        try:
-            with RpcClient(name, "127.0.0.1", port, []) as client:
-                return bool(client.call("hello")["server"] == name)
-        except RemoteError:
-            return False
-
-    wait_for(ready, f"tako-server {name} to answer hello")
-    return server
 
 
 @dataclass
@@ -96,3 +68,24 @@ class Developer:
         result = self.tako(*args, "--json")
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
+
+
+def developer_home(folder: Path) -> Path:
+    """``folder`` as a developer's HOME: a new key at ~/.ssh/id_ed25519."""
+    (folder / ".ssh").mkdir(mode=0o700)
+    make_key(folder / ".ssh" / "id_ed25519", "dev@laptop")
+    return folder
+
+
+def enter_developer(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Developer:
+    """A Developer with ``home``, and TAKO_HOME and the app folder in ``tmp_path``: HOME and
+    TAKO_HOME set, no ssh-agent, no secrets passphrase, the cwd its app folder."""
+    developer = Developer(home, tmp_path / "tako-home", tmp_path / "app")
+    developer.tako_home.mkdir()
+    developer.app_dir.mkdir()
+    for name, value in developer.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("TAKO_SECRETS_PASSPHRASE", raising=False)
+    monkeypatch.chdir(developer.app_dir)
+    return developer

@@ -22,8 +22,17 @@ from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for
 from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import Developer, start_named_server
-from tests.server.e2e_support import NOTES_APP, RunningServer, app_pids, integrity, notes, wait_for
+from tests.e2e.support import Developer, developer_home, enter_developer
+from tests.server.e2e_support import (
+    NOTES_APP,
+    RunningServer,
+    app_pids,
+    integrity,
+    notes,
+    running_server,
+    start_server,
+    wait_for,
+)
 from tests.server.helpers import make_key
 from tests.servers import SeaweedFS
 
@@ -32,10 +41,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("home")
-    (folder / ".ssh").mkdir(mode=0o700)
-    make_key(folder / ".ssh" / "id_ed25519", "dev@laptop")
-    return folder
+    return developer_home(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +51,17 @@ def signer(home: Path) -> FileSigner:
 
 @pytest.fixture(scope="module")
 def la(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    running = start_named_server(tmp_path_factory.mktemp("la") / "tako", signer, "la")
-    yield running
-    assert running.terminate() == 0, running.log_tail()
+    yield from running_server(tmp_path_factory.mktemp("la") / "tako", signer)
 
 
 @pytest.fixture(scope="module")
 def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
-    name = seaweedfs.lease_bucket()
-    yield name
-    seaweedfs.release_bucket(name)
+    yield from seaweedfs.leased_bucket()
 
 
 @pytest.fixture
 def dev(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Developer:
-    developer = Developer(home, tmp_path / "tako-home", tmp_path / "app")
-    developer.tako_home.mkdir()
-    developer.app_dir.mkdir()
-    for name, value in developer.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    monkeypatch.delenv("TAKO_SECRETS_PASSPHRASE", raising=False)
-    monkeypatch.chdir(developer.app_dir)
-    return developer
+    return enter_developer(tmp_path, home, monkeypatch)
 
 
 def set_credentials(dev: Developer, seaweedfs: SeaweedFS) -> None:
@@ -176,7 +170,7 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
 
 def test_two_servers_in_one_env(dev: Developer, la: RunningServer, signer: FileSigner, seaweedfs: SeaweedFS,
                                 bucket: str, tmp_path: Path) -> None:
-    ny = start_named_server(tmp_path / "ny", signer, "ny")
+    ny = start_server(tmp_path / "ny", signer, "ny")
     try:
         dev.write_servers({"la": la, "ny": ny})
         dev.write_project("pair", ["la", "ny"], seaweedfs, bucket)

@@ -23,8 +23,7 @@ from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.reliability.checks import FIGURES, integrity, sound_index, sqlite_files
-from tests.reliability.serverproc import RunningServer, start_server
-from tests.server.e2e_support import NOTES_APP, app_pids, notes, wait_for
+from tests.server.e2e_support import NOTES_APP, RunningServer, app_pids, notes, running_server, wait_for
 from tests.server.helpers import binding, make_key, storage
 from tests.servers import SeaweedFS
 
@@ -48,9 +47,7 @@ def server(tmp_path: Path, signer: FileSigner) -> Iterator[RunningServer]:
     blob = root / "apps" / "notes" / "production" / "data" / "app" / "blob.bin"
     blob.parent.mkdir(parents=True)
     blob.write_bytes(b"\x5a" * 3_000_000 + bytes(range(256)) * 4096)  # makes each backup take a moment
-    running = start_server(root, signer)
-    yield running
-    assert running.terminate() == 0, running.log_tail()
+    yield from running_server(root, signer)
 
 
 def check_restored_app(app_dir: Path) -> tuple[dict[int, str], int]:

@@ -1,34 +1,15 @@
-"""Fixtures for the reliability and security suite: SSH keys, and backup settings on a bucket of
-the session's moto server (loopback) that a tako-server subprocess can reach."""
+"""Fixtures for the security suite: backup settings on a bucket of the session's moto server
+(loopback) that a tako-server subprocess can reach. The SSH keys come from tests/conftest.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tako_backups.models import BackupBinding
-from tako_backups.remote.signing import FileSigner
-from tests.server.helpers import binding, make_key, storage
+from tests.server.helpers import binding, storage
 from tests.servers import MotoServer
-
-
-@pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ssh")
-
-
-@pytest.fixture(scope="session")
-def signer(key_dir: Path) -> FileSigner:
-    """The authorized client key."""
-    return make_key(key_dir / "id_ed25519", "tester@laptop")
-
-
-@pytest.fixture(scope="session")
-def stranger(key_dir: Path) -> FileSigner:
-    """A valid key that was never authorized."""
-    return make_key(key_dir / "stranger", "stranger@elsewhere")
 
 
 @pytest.fixture

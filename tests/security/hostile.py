@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Union
 
-from tako_backups.core import catalog, layout
-from tako_backups.core.crypto import EncryptingWriter
-from tako_backups.models import BackupIndex, BackupInfo, BackupKey
+from tako_backups.models import BackupInfo, BackupKey
 from tako_backups.storage.memory import MemoryStore
+from tests.core.archive_helpers import store_plaintext
 
 BLOCK = 1 << 17  # the largest zstd block
 Part = Union[bytes, tuple[int, int]]  # noqa: UP007 - raw bytes, or (byte value, count) repeated
@@ -68,18 +67,6 @@ def bomb(members: Iterable[tuple[str, int]], *, truncate_at: int | None = None) 
     return zstd_frame(parts)
 
 
-def tar_of(build: Callable[[tarfile.TarFile], None], with_tops: bool = True) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        if with_tops:
-            for top in ("app", "tako"):
-                info = tarfile.TarInfo(top)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-        build(tar)
-    return buf.getvalue()
-
-
 def member(tar: tarfile.TarFile, name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE,
            linkname: str = "", pax: dict[str, str] | None = None, **attrs: object) -> None:
     info = tarfile.TarInfo(name)
@@ -97,19 +84,4 @@ def store_archive(store: MemoryStore, compressed: bytes, key: BackupKey, *, serv
                   backup_id: str = "b1710000000-HoStIlE1") -> BackupInfo:
     """Encrypt an already compressed archive, store it with its manifest and an index entry for
     app ``demo/production`` on ``server``."""
-    prefix = layout.backup_prefix("demo", "production", server)
-    out = io.BytesIO()
-    enc = EncryptingWriter(out, key)
-    enc.write(compressed)
-    sealed = enc.finish()
-    info = BackupInfo(
-        id=backup_id, app="demo", environment="production", server=server,
-        created_at_unix_secs=1710000000, size_bytes=sealed.size_bytes, sha256_hex=sealed.sha256_hex,
-        archive_key=layout.archive_key(prefix, backup_id),
-        manifest_key=layout.manifest_key(prefix, backup_id),
-        encryption=sealed.encryption,
-    )
-    store.put_bytes(info.archive_key, out.getvalue())
-    store.put_bytes(info.manifest_key, info.to_json())
-    catalog.write_index(store, prefix, BackupIndex(backups=[info]))
-    return info
+    return store_plaintext(store, compressed, key, compress=False, backup_id=backup_id, server=server)

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from tako_backups.core.verify import extract_verified
-from tako_backups.errors import RemoteError
 from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.server.e2e_support import (
-    NOTES_APP,
-    SERVER,
     RunningServer,
     app_pids,
-    free_port,
+    authorize,
+    restart_server,
     server_env,
     wait_for,
 )
 
 APP = "notes/production"
-NOTES_RUNTIME: dict[str, Any] = {"start": [sys.executable, str(NOTES_APP)], "instances": 1,
-                                 "env": {"NOTES_INTERVAL": "0.02"}}
 
 
 def launch(data_dir: Path, signer: FileSigner, *, crash_at: str | None = None,
@@ -38,33 +32,11 @@ def launch(data_dir: Path, signer: FileSigner, *, crash_at: str | None = None,
     crash launcher when ``crash_at`` names a crash point; return once ``hello`` answers. The log
     goes to ``log_path`` (default: beside ``data_dir``)."""
     if not (data_dir / "management-authorized-keys").exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "config.json").write_text(json.dumps({"server_name": "la"}))
-        subprocess.run([*SERVER, "authorize-key", f"{signer.path}.pub", "--data-dir", str(data_dir)],
-                       env=server_env(), capture_output=True, check=True)
-    env = server_env()
-    argv = list(SERVER)
-    if crash_at is not None:
-        env["TAKO_TEST_CRASH_AT"] = crash_at
-        argv = [sys.executable, "-m", "tests.security.crash_launcher"]
-    port = free_port()
-    log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [*argv, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = RunningServer(process, port, data_dir, log_path)
-
-    def ready() -> bool:
-        assert process.poll() is None, f"tako-server exited early:\n{server.log_tail()}"
-        try:
-            with server.client(signer) as client:
-                return bool(client.call("hello")["server"] == "la")
-        except RemoteError:
-            return False
-
-    wait_for(ready, "tako-server to answer hello")
-    return server
+        authorize(data_dir, signer)
+    if crash_at is None:
+        return restart_server(data_dir, signer, log_path=log_path)
+    return restart_server(data_dir, signer, argv=[sys.executable, "-m", "tests.security.crash_launcher"],
+                          env={**server_env(), "TAKO_TEST_CRASH_AT": crash_at}, log_path=log_path)
 
 
 def kill_app_processes(app_dir: Path) -> list[int]:

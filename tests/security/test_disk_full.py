@@ -22,8 +22,8 @@ import pytest
 from tako_backups.models import BackupBinding
 from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
-from tests.security.server_proc import APP, NOTES_RUNTIME, launch
-from tests.server.e2e_support import RunningServer, app_pids, integrity, notes, wait_for
+from tests.security.server_proc import APP, launch
+from tests.server.e2e_support import NOTES_RUNTIME, RunningServer, app_pids, integrity, notes, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,8 @@ from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import AppState, StateStore
 from tako_backups.storage.memory import MemoryStore
-from tests.security.hostile import bomb, member, store_archive, tar_of
+from tests.core.archive_helpers import tar_bytes
+from tests.security.hostile import bomb, member, store_archive
 from tests.server.helpers import APP, AsgiClient, binding, body, signed
 
 REFUSE = "; refusing to restore."
@@ -146,7 +147,7 @@ def key() -> BackupKey:
 
 
 def compressed(build: Callable[[tarfile.TarFile], None], with_tops: bool) -> bytes:
-    return zstandard.ZstdCompressor(level=3).compress(tar_of(build, with_tops=with_tops))
+    return zstandard.ZstdCompressor(level=3).compress(tar_bytes(build, with_tops=with_tops))
 
 
 def snapshot(root: Path) -> dict[str, str]:

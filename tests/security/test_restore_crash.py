@@ -19,14 +19,13 @@ from tako_backups.models import BackupBinding
 from tako_backups.remote.signing import FileSigner
 from tests.security.server_proc import (
     APP,
-    NOTES_RUNTIME,
     extract_backup,
     kill_app_processes,
     launch,
     live_dir,
     wait_exit,
 )
-from tests.server.e2e_support import app_pids, integrity, notes, wait_for
+from tests.server.e2e_support import NOTES_RUNTIME, app_pids, integrity, notes, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -13,24 +13,7 @@ from tako_backups.server.cli import authorize_key
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tests.server.helpers import AsgiClient, make_key
-
-
-@pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ssh")
-
-
-@pytest.fixture(scope="session")
-def signer(key_dir: Path) -> FileSigner:
-    """The authorized client key."""
-    return make_key(key_dir / "id_ed25519", "tester@laptop")
-
-
-@pytest.fixture(scope="session")
-def stranger(key_dir: Path) -> FileSigner:
-    """A valid key that was never authorized."""
-    return make_key(key_dir / "stranger", "stranger@elsewhere")
+from tests.server.helpers import AsgiClient
 
 
 @pytest.fixture

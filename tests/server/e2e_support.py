@@ -10,9 +10,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tako_backups.errors import RemoteError
 from tako_backups.remote.client import RpcClient
@@ -21,6 +22,8 @@ from tako_backups.remote.signing import FileSigner
 ROOT = Path(__file__).resolve().parents[2]
 NOTES_APP = ROOT / "examples" / "notes-app" / "app.py"
 SERVER = [sys.executable, "-m", "tako_backups.server.cli"]
+NOTES_RUNTIME: dict[str, Any] = {"start": [sys.executable, str(NOTES_APP)], "instances": 1,
+                                 "env": {"NOTES_INTERVAL": "0.02"}}
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
@@ -66,34 +69,54 @@ class RunningServer:
         return int(self.process.returncode)
 
 
-def start_server(data_dir: Path, signer: FileSigner) -> RunningServer:
-    """Authorize ``signer`` with the CLI, start `tako-server serve`, return once hello answers."""
+def authorize(data_dir: Path, signer: FileSigner, name: str = "la") -> None:
+    """Make ``data_dir`` a server named ``name`` and authorize ``signer`` with `tako-server authorize-key`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "config.json").write_text(json.dumps({"server_name": "la"}))
+    (data_dir / "config.json").write_text(json.dumps({"server_name": name}))
     done = subprocess.run([*SERVER, "authorize-key", f"{signer.path}.pub", "--data-dir", str(data_dir)],
                           env=server_env(), capture_output=True, text=True, check=True)
     assert done.stdout.startswith(f"Authorized ssh-ed25519 key {signer.fingerprint}"), done.stdout
+
+
+def restart_server(data_dir: Path, signer: FileSigner, name: str = "la", *, argv: list[str] | None = None,
+                   env: dict[str, str] | None = None, log_path: Path | None = None) -> RunningServer:
+    """Start `tako-server serve` on an existing data dir (``signer`` already authorized) and return
+    once ``hello`` answers with ``name``. ``argv`` replaces the `tako-server` command (a crash
+    launcher), ``env`` its environment; the log goes to ``log_path`` (default: beside ``data_dir``)."""
     port = free_port()
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
+    command = [*(argv or SERVER), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+               "--port", str(port)]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [*SERVER, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, env=env or server_env(), stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
     server = RunningServer(process, port, data_dir, log_path)
-    client = server.client(signer)
 
     def ready() -> bool:
         assert process.poll() is None, f"tako-server exited early:\n{server.log_tail()}"
         try:
-            return bool(client.call("hello") == {"server": "la", "protocol": "tako-management-rpc-v0"})
+            with RpcClient(name, "127.0.0.1", port, [signer]) as client:
+                return bool(client.call("hello") == {"server": name, "protocol": "tako-management-rpc-v0"})
         except RemoteError:
             return False
 
-    try:
-        wait_for(ready, "tako-server to answer hello")
-    finally:
-        client.close()
+    wait_for(ready, f"tako-server {name} to answer hello")
     return server
+
+
+def start_server(data_dir: Path, signer: FileSigner, name: str = "la") -> RunningServer:
+    """A new `tako-server serve` called ``name`` on ``data_dir``, with ``signer`` authorized; returns
+    once hello answers."""
+    authorize(data_dir, signer, name)
+    return restart_server(data_dir, signer, name)
+
+
+def running_server(data_dir: Path, signer: FileSigner, name: str = "la") -> Iterator[RunningServer]:
+    """For a fixture (``yield from running_server(...)``): :func:`start_server`, hand the server
+    over, then check that it stops cleanly on SIGTERM."""
+    running = start_server(data_dir, signer, name)
+    yield running
+    assert running.terminate() == 0, running.log_tail()
 
 
 def app_pids(app_dir: Path) -> list[int]:

@@ -23,11 +23,12 @@ from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
 from tests.server.e2e_support import (
-    NOTES_APP,
+    NOTES_RUNTIME,
     RunningServer,
     app_pids,
     integrity,
     notes,
+    running_server,
     start_server,
     wait_for,
 )
@@ -40,14 +41,11 @@ pytestmark = pytest.mark.slow
 SLOW_STOP_APP = ("import signal, sys, time\n"
                  "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0)))\n"
                  "while True: time.sleep(0.1)\n")
-NOTES_RUNTIME = {"start": [sys.executable, str(NOTES_APP)], "instances": 1, "env": {"NOTES_INTERVAL": "0.02"}}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("e2e") / "tako", signer)
-    yield running
-    assert running.terminate() == 0, running.log_tail()
+    yield from running_server(tmp_path_factory.mktemp("e2e") / "tako", signer)
 
 
 @pytest.fixture(scope="module")

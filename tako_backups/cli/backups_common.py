@@ -1,0 +1,78 @@
+"""What the ``tako backups`` command modules (:mod:`.backups`, :mod:`.confidence`,
+:mod:`.key_commands`) share: the ``--env`` and ``--server`` options, the "Backups" heading, the
+JSON summary, the backup id check, asking every server at once and the confirmation before live
+data is replaced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from .context import Globals
+    from .targets import Outcome, Target
+
+ENV_HELP = "Environment (default: production)."
+SERVER_HELP = "Only this server (one of the environment's servers)."
+ID_HELP = "Backup id from `tako backups list`."
+ENV_OPTION: Any = typer.Option(None, "--env", help=ENV_HELP)
+SERVER_OPTION: Any = typer.Option(None, "--server", help=SERVER_HELP)
+
+
+def heading(g: Globals, text: str) -> None:
+    """The "Backups" heading and ``text`` under it (usually ``{app} ({env})``)."""
+    g.out.heading("Backups")
+    g.out.line(text)
+
+
+def target_summary(target: Target) -> dict[str, object]:
+    """The ``app`` and ``environment`` every JSON result starts with."""
+    return {"app": target.app, "environment": target.env}
+
+
+def check_id(backup_id: str) -> None:
+    """Raises ConfigError when ``backup_id`` is not shaped like a backup id."""
+    from ..core.layout import is_backup_id
+    from ..errors import ConfigError
+
+    if not is_backup_id(backup_id):
+        raise ConfigError(f"'{backup_id}' is not a backup id (expected b<unix seconds>-<8 chars>, "
+                          "see `tako backups list`).")
+
+
+def ask_every_server(g: Globals, target: Target, method: str, parse: Callable[[Any], Any],
+                     all_failed: str) -> list[Outcome]:
+    """Print the heading, then send ``method`` with the app id to each of the target's servers.
+
+    Only when every server failed, raises as :func:`.targets.raise_failures` does, with
+    ``all_failed`` as the message."""
+    from .targets import call_servers, raise_failures
+
+    heading(g, target.title)
+    outcomes = call_servers(target.servers, method, {"app": target.app_id}, parse)
+    if all(o.error is not None for o in outcomes):
+        raise_failures(outcomes, all_failed)
+    return outcomes
+
+
+def failures(outcomes: list[Outcome]) -> list[dict[str, str]]:
+    """The JSON ``errors`` of the servers that failed: ``{"server", "message"}`` each."""
+    from .targets import failure_text
+
+    return [{"server": o.name, "message": failure_text(o)} for o in outcomes if o.error is not None]
+
+
+def confirm_replace(question: str, no_terminal: str, cancelled: str) -> None:
+    """Ask ``question`` on a terminal before live data is replaced.
+
+    Raises ConfigError(``no_terminal``) without a terminal, Interrupted(``cancelled``) when declined."""
+    from ..errors import ConfigError, Interrupted
+    from .prompts import can_prompt, confirm
+
+    if not can_prompt():
+        raise ConfigError(no_terminal)
+    typer.echo("This stops the app and replaces its data directory.", err=True)
+    if not confirm(question):
+        raise Interrupted(cancelled)
