@@ -11,37 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FormatError
+from .primitives.json_shapes import check_fields
 
 INDEX_VERSION = 1
 ALGORITHM = "aes-256-gcm"
 DEFAULT_RETENTION_DAYS = 30
-
-
-def _fields(
-    obj: Any, what: str, required: dict[str, type | tuple[type, ...]],
-    optional: dict[str, type | tuple[type, ...]] | None = None,
-) -> dict[str, Any]:
-    """Check ``obj`` is an object with exactly the known fields of the right types."""
-    optional = optional or {}
-    if not isinstance(obj, dict):
-        raise FormatError(f"{what} must be a JSON object.")
-    unknown = sorted(set(obj) - set(required) - set(optional))
-    if unknown:
-        raise FormatError(f"{what} has unknown field '{unknown[0]}'.")
-    for name in required:
-        if name not in obj:
-            raise FormatError(f"{what} is missing field '{name}'.")
-    for name, kind in {**required, **optional}.items():
-        if name in obj and not _is(obj[name], kind):
-            raise FormatError(f"{what} field '{name}' has the wrong type.")
-    return obj
-
-
-def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False
-    return isinstance(value, kinds)
 
 
 def _loads(data: bytes | str, what: str) -> Any:
@@ -60,7 +34,7 @@ class EncryptionInfo:
 
     @classmethod
     def from_dict(cls, obj: Any) -> EncryptionInfo:
-        d = _fields(obj, "Backup manifest encryption",
+        d = check_fields(obj, "Backup manifest encryption",
                     {"algorithm": str, "key_id": str, "nonce_base64": str, "tag_base64": str})
         if d["algorithm"] != ALGORITHM:
             raise FormatError(f"Backup manifest uses unsupported algorithm '{d['algorithm']}'.")
@@ -89,7 +63,7 @@ class BackupInfo:
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupInfo:
-        d = _fields(obj, "Backup manifest", {
+        d = check_fields(obj, "Backup manifest", {
             "id": str, "app": str, "environment": str, "server": str,
             "created_at_unix_secs": int, "size_bytes": int, "sha256_hex": str,
             "archive_key": str, "manifest_key": str, "encryption": dict,
@@ -137,7 +111,7 @@ class BackupExtras:
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupExtras:
-        d = _fields(obj, "Backup manifest extras",
+        d = check_fields(obj, "Backup manifest extras",
                     {"files": int, "bytes": int, "sqlite_files": list, "reason": str})
         if not all(isinstance(n, str) for n in d["sqlite_files"]):
             raise FormatError("Backup manifest extras field 'sqlite_files' has the wrong type.")
@@ -163,7 +137,7 @@ class BackupIndex:
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupIndex:
-        d = _fields(obj, "Backup index", {"version": int, "backups": list})
+        d = check_fields(obj, "Backup index", {"version": int, "backups": list})
         if d["version"] != INDEX_VERSION:
             raise FormatError(f"Backup index has unsupported version {d['version']}.")
         return cls(backups=sort_newest_first([BackupInfo.from_dict(b) for b in d["backups"]]))
@@ -194,7 +168,7 @@ class BackupKey:
         import base64
         import binascii
 
-        d = _fields(obj, "Backup key", {"id": str, "key_base64": str})
+        d = check_fields(obj, "Backup key", {"id": str, "key_base64": str})
         try:
             key = base64.b64decode(d["key_base64"], validate=True)
         except (binascii.Error, ValueError):
@@ -224,7 +198,7 @@ class StorageBinding:
 
     @classmethod
     def from_dict(cls, obj: Any) -> StorageBinding:
-        d = _fields(obj, "Backup storage", {
+        d = check_fields(obj, "Backup storage", {
             "provider": str, "bucket": str, "endpoint": str, "region": str,
             "access_key_id": str, "secret_access_key": str, "force_path_style": bool,
         }, {"public_base_url": (str, type(None))})
@@ -257,7 +231,7 @@ class BackupBinding:
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupBinding:
-        d = _fields(obj, "Backup settings",
+        d = check_fields(obj, "Backup settings",
                     {"storage": dict, "backup_keys": list, "retention_days": int})
         if d["retention_days"] <= 0:
             raise FormatError("Backup settings field 'retention_days' must be above 0.")

@@ -86,13 +86,12 @@ def resolve_env(g: Globals, requested: str | None) -> str:
 
     Raises ConfigError for a name that is not a valid environment name.
     """
-    from ..errors import ConfigError
-    from ..project.names import env_name_problem
+    from ..primitives.names import env_name_problem, validation_error
 
     if requested is None:
         g.out.warning(f"Using {PRODUCTION} environment")
         return PRODUCTION
     problem = env_name_problem(requested)
     if problem:
-        raise ConfigError(f"Environment name '{requested}' is not valid: {problem}.")
+        raise validation_error(problem)
     return requested

@@ -51,6 +51,7 @@ def deploy_to_servers(g: Globals, plan: Any, *, assume_yes: bool) -> None:
     confirmation is declined, ConfigError when the env key or credentials cannot be opened, and
     the server's error (one server) or ServersFailed (several) when a deploy call fails.
     """
+    from ..primitives.names import join_app_id
     from ..project.backup_keys import backup_binding_for, ensure_backup_keys
     from ..remote import protocol
     from .prompts import key_prompts
@@ -67,7 +68,7 @@ def deploy_to_servers(g: Globals, plan: Any, *, assume_yes: bool) -> None:
         out.hint(f"Created backup key {plan.secrets.envs[env].backup_keys[-1].id} for {env}.")
     binding = backup_binding_for(project, plan.secrets, env, prompts)
     runtime = None if project.start is None else {"start": list(project.start), "instances": 1}
-    payload = {"app": protocol.app_id(project.name, env),
+    payload = {"app": join_app_id(project.name, env),
                "backup": None if binding is None else binding.to_dict(), "runtime": runtime}
     count = len(plan.servers)
     spinner = "Deploying" if count == 1 else f"Deploying to {count} servers"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,8 +18,8 @@ import httpx
 
 from ..errors import ConfigError, IntegrityError, StorageError
 from ..models import BackupInfo
+from ..primitives.atomic_files import fsync_dir_best_effort, os_reason, place_new, temp_beside
 from ..progress import Progress
-from ..project.atomic import fsync_dir_best_effort
 
 CHUNK = 1 << 20
 READ_TIMEOUT = 60.0
@@ -111,32 +110,21 @@ def _stream(url: str, info: BackupInfo, handle: BinaryIO, progress: Progress,
 
 def _temp_beside(path: Path, temps: list[Path]) -> Path:
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, temp = temp_beside(path, suffix=".part")
     except OSError as exc:
-        raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+        raise ConfigError(f"Cannot write {path}: {os_reason(exc)}.") from None
     os.close(fd)
-    temps.append(Path(name))
-    return Path(name)
+    temps.append(temp)
+    return temp
 
 
 def _place(temp: Path, final: Path, placed: list[Path]) -> None:
     """Move ``temp`` to ``final`` without ever replacing an existing file."""
     try:
-        os.link(temp, final)
+        place_new(temp, final)
     except FileExistsError:
         raise ConfigError(f"{final} already exists; remove it or pass --output with another path.") \
             from None
-    except OSError:
-        if final.exists() or final.is_symlink():
-            raise ConfigError(f"{final} already exists; remove it or pass --output with another path.") \
-                from None
-        try:
-            os.rename(temp, final)
-        except OSError as exc:
-            raise ConfigError(f"Cannot write {final}: {exc.strerror or exc}.") from None
-        placed.append(final)
-        return
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {final}: {os_reason(exc)}.") from None
     placed.append(final)
-    with contextlib.suppress(OSError):
-        temp.unlink()
-

@@ -12,6 +12,7 @@ from typing import Any
 from ..core.drill import DrillResult
 from ..errors import FormatError
 from ..models import BackupInfo
+from ..primitives.json_shapes import check_object
 from .output import format_local_time, format_size
 
 
@@ -72,12 +73,6 @@ class Finalized:
         return {"status": "finalized", "backup": backup}
 
 
-def _object(data: Any, what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise FormatError(f"{what} must be a JSON object.")
-    return data
-
-
 def _optional_int(value: Any, what: str) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
@@ -94,7 +89,7 @@ class BackupList(list[BackupInfo]):
 def parse_list(data: Any) -> BackupList:
     """``{"app", "backups": [BackupInfo...], "index_rebuilt"?}`` -> the backups, newest first as
     sent."""
-    obj = _object(data, "The backup list")
+    obj = check_object(data, "The backup list")
     backups = obj.get("backups")
     if not isinstance(backups, list):
         raise FormatError("The backup list has no 'backups' list.")
@@ -108,7 +103,7 @@ def parse_list(data: Any) -> BackupList:
 
 def parse_status(data: Any) -> BackupStatus:
     """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}``."""
-    obj = _object(data, "The backup status")
+    obj = check_object(data, "The backup status")
     enabled = obj.get("enabled")
     if not isinstance(enabled, bool):
         raise FormatError("The backup status field 'enabled' must be true or false.")
@@ -130,7 +125,7 @@ def parse_status(data: Any) -> BackupStatus:
 
 def parse_download(data: Any) -> DownloadLink:
     """``{"backup": BackupInfo, "url", "expires_in_seconds"}``."""
-    obj = _object(data, "The download link")
+    obj = check_object(data, "The download link")
     url, expires = obj.get("url"), obj.get("expires_in_seconds")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise FormatError("The download link has no http(s) 'url'.")
@@ -142,10 +137,10 @@ def parse_download(data: Any) -> DownloadLink:
 def parse_finalize(data: Any) -> Finalized:
     """``{"status": "finalized", "backup": {"status": "created", "id", "size_bytes"} |
     {"status": "failed", "message"} | {"status": "disabled"}}``."""
-    obj = _object(data, "The deploy reply")
+    obj = check_object(data, "The deploy reply")
     if obj.get("status") != "finalized":
         raise FormatError("The deploy reply status must be 'finalized'.")
-    backup = _object(obj.get("backup"), "The deploy reply field 'backup'")
+    backup = check_object(obj.get("backup"), "The deploy reply field 'backup'")
     status = backup.get("status")
     if status == "created":
         backup_id, size = backup.get("id"), backup.get("size_bytes")

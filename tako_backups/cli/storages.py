@@ -118,7 +118,7 @@ def credentials(
 ) -> None:
     """Set or rotate the credentials of an S3 storage resource."""
     from ..errors import ConfigError
-    from ..project.names import LOCAL_STORAGE
+    from ..primitives.names import LOCAL_STORAGE
     from ..project.tako_toml import load_project
 
     g = get_globals(ctx)

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from ..errors import ConfigError, FormatError, RemoteError, TakoError
-from ..remote import protocol
 from ..remote.client import AsyncRpcClient
 from ..remote.keys import iter_signers
 
 if TYPE_CHECKING:
+    from ..project.model import Project
     from ..project.servers import ServerEntry
-    from ..project.tako_toml import Project
     from .context import Globals
     from .output import Output
 
@@ -48,7 +47,9 @@ class Target:
     @property
     def app_id(self) -> str:
         """``{name}/{env}``, the ``app`` of every RPC."""
-        return protocol.app_id(self.project.name, self.env)
+        from ..primitives.names import join_app_id
+
+        return join_app_id(self.project.name, self.env)
 
     @property
     def title(self) -> str:
@@ -83,7 +84,7 @@ def resolve_target(g: Globals, env: str | None, server: str | None) -> Target:
     a missing or invalid file, an env tako.toml does not declare (or ``development``), an env
     without servers, or a server that config.toml or the env does not list.
     """
-    from ..project.names import DEVELOPMENT_ENV
+    from ..primitives.names import DEVELOPMENT_ENV
     from ..project.servers import load_servers, servers_for_env
     from ..project.tako_toml import load_project
     from .context import resolve_env

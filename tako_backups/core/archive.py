@@ -20,10 +20,11 @@ import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import IO, cast
 
 import zstandard
 
+from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from .snapshot import Entry, snapshot_sqlite, walk
 
@@ -33,10 +34,6 @@ COPY_BUFFER = 1 << 20
 BLOCK = 512
 RECORD = 20 * BLOCK
 _ZEROS = bytes(COPY_BUFFER)
-
-
-class Sink(Protocol):
-    def write(self, data: bytes | memoryview) -> int: ...
 
 
 @dataclass

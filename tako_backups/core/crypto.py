@@ -11,20 +11,17 @@ import base64
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..errors import IntegrityError
 from ..models import BackupInfo, BackupKey, EncryptionInfo
+from ..primitives.streams import Sink
 
 NONCE_BYTES = 12
 CHECKSUM_MISMATCH = "Downloaded backup checksum did not match manifest."
-
-
-class Sink(Protocol):
-    def write(self, data: bytes | memoryview) -> int: ...
 
 
 @dataclass(frozen=True)

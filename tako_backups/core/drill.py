@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, IntegrityError, TakoError
+from ..errors import IntegrityError, TakoError
 from ..models import BackupInfo, BackupKey
+from ..primitives.json_shapes import check_fields
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from .verify import VerifyReport, verify_backup
@@ -44,16 +45,10 @@ class DrillResult:
     @classmethod
     def from_dict(cls, obj: Any) -> DrillResult:
         """Raises FormatError for anything but the shape :meth:`to_dict` writes."""
-        if not isinstance(obj, dict) or set(obj) - {"backup_id", "at_unix_secs", "seconds", "ok", "message"}:
-            raise FormatError("A drill result must be an object with backup_id, at_unix_secs, seconds, ok.")
-        backup_id, at, seconds, ok = (obj.get(k) for k in ("backup_id", "at_unix_secs", "seconds", "ok"))
-        message = obj.get("message")
-        if (not isinstance(backup_id, str) or not isinstance(ok, bool)
-                or not isinstance(at, int) or isinstance(at, bool)
-                or not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
-                or not (message is None or isinstance(message, str))):
-            raise FormatError("A drill result has a field of the wrong type.")
-        return cls(backup_id, at, float(seconds), ok, message)
+        d = check_fields(obj, "Drill result",
+                         {"backup_id": str, "at_unix_secs": int, "seconds": (int, float), "ok": bool},
+                         {"message": (str, type(None))})
+        return cls(d["backup_id"], d["at_unix_secs"], float(d["seconds"]), d["ok"], d.get("message"))
 
 
 def check_totals(info: BackupInfo, report: VerifyReport) -> None:

@@ -6,22 +6,13 @@ import re
 import secrets
 import time
 
+from ..primitives.names import sanitize_segment
+
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _ID_RE = re.compile(r"b[0-9]+-[A-Za-z0-9_-]{8}")
 ARCHIVE_SUFFIX = ".tar.zst.enc"
 MANIFEST_SUFFIX = ".json"
 INDEX_NAME = "index.json"
-
-
-def sanitize_segment(segment: str) -> str:
-    """Trim, keep ASCII letters/digits/``-``/``_`` (lowercased), ``.`` → ``-``; empty → ``server``."""
-    out = []
-    for ch in segment.strip():
-        if ch.isascii() and (ch.isalnum() or ch in "-_"):
-            out.append(ch.lower())
-        elif ch == ".":
-            out.append("-")
-    return "".join(out) or "server"
 
 
 def backup_prefix(app: str, env: str, server: str) -> str:

@@ -11,10 +11,11 @@ from typing import IO, BinaryIO, cast
 
 from ..errors import FormatError, KeyNotFoundError
 from ..models import REASONS, BackupExtras, BackupInfo, BackupKey
+from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout
-from .archive import ArchiveStats, Sink, write_archive
+from .archive import ArchiveStats, write_archive
 from .chunk_reader import ChunkReader
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
 from .extract import extract_stream

@@ -14,7 +14,8 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+
+from ..primitives.streams import Sink
 
 __all__ = ["BoundedPipe", "PipeCancelled", "Prefetcher", "ThreadedWriter", "limit_heap_growth"]
 
@@ -23,10 +24,6 @@ M_MMAP_THRESHOLD = -3
 LARGE_BUFFER = 4 << 20
 ARENAS = 2
 _heap_tuned = False
-
-
-class Sink(Protocol):
-    def write(self, data: bytes | memoryview) -> int: ...
 
 
 class PipeCancelled(Exception):

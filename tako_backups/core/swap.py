@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RestoreError
+from ..primitives.atomic_files import fsync_dir
 
 RESTORED_DROPS = ("tako/channels.sqlite", "tako/cache.sqlite")
 COMPANIONS = ("-wal", "-shm")
@@ -88,15 +89,6 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onexc=writable_then_retry)
         else:
             shutil.rmtree(path, onerror=writable_then_retry)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a folder so the renames inside it survive a power cut. Raises OSError."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _libc() -> ctypes.CDLL:

@@ -14,6 +14,7 @@ import secrets as random
 from ..errors import ConfigError
 from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupKey, StorageBinding
 from .envkeys import EnvKey, KeyPrompts
+from .model import Project
 from .secrets import (
     EncryptedBackupKey,
     Secrets,
@@ -23,7 +24,6 @@ from .secrets import (
     seal,
     storage_credentials,
 )
-from .tako_toml import Project
 
 
 def new_backup_key_id() -> str:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backup_keys import needs_backup_key
+from .model import Project
 from .secrets import Secrets, load_secrets
 from .servers import ServerEntry, Servers, load_servers
-from .tako_toml import Project, load_project
+from .tako_toml import load_project
 from .validation import CheckResult, require_deploy_checks
 
 

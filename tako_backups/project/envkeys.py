@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from .atomic import ensure_private_dir, write_atomic
+from .files import ensure_private_dir, write_file
 from .paths import keys_dir
 
 PASSPHRASE_ENV = "TAKO_SECRETS_PASSPHRASE"
@@ -124,7 +124,7 @@ def write_key_file(key_id: str, key: bytes) -> Path:
     """
     path = key_path(key_id)
     ensure_private_dir(path.parent)
-    write_atomic(path, base64.b64encode(key), mode=0o600, exclusive=True)
+    write_file(path, base64.b64encode(key), mode=0o600, exclusive=True)
     return path
 
 

@@ -10,11 +10,11 @@ import base64
 import os
 
 from ..errors import ConfigError
+from ..primitives.names import is_backup_key_id
 from .backup_keys import backups_enabled, new_backup_key_id
 from .envkeys import KeyPrompts
-from .names import is_backup_key_id
+from .model import Project
 from .secrets import EncryptedBackupKey, Secrets, open_env_key, save_secrets, seal
-from .tako_toml import Project
 
 __all__ = ["check_retirable", "retire_backup_key", "rotate_backup_key"]
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .atomic import write_atomic
+from ..errors import ConfigError, FormatError
+from ..primitives.json_shapes import check_fields
+from ..primitives.names import env_name_problem, is_backup_key_id, is_key_id, storage_name_problem
 from .envkeys import (
     EnvKey,
     KeyPrompts,
@@ -29,7 +30,7 @@ from .envkeys import (
     wrong_key_error,
 )
 from .expiry import parse_date
-from .names import env_name_problem, is_backup_key_id, is_key_id, storage_name_problem
+from .files import write_file
 
 
 @dataclass
@@ -90,15 +91,11 @@ def _bad(path: Path, detail: str) -> ConfigError:
 
 def _object(value: Any, path: Path, where: str, required: tuple[str, ...],
             optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _bad(path, f"{where} must be an object")
-    for key in value:
-        if key not in required and key not in optional:
-            raise _bad(path, f"{where} has unknown field '{key}'")
-    for key in required:
-        if key not in value:
-            raise _bad(path, f"{where} is missing '{key}'")
-    return value
+    try:
+        return check_fields(value, where, dict.fromkeys(required, object), dict.fromkeys(optional, object))
+    except FormatError as exc:
+        raise _bad(path, str(exc).rstrip(".").replace(" must be a JSON object", " must be an object")) \
+            from None
 
 
 def _secret(value: Any, path: Path, where: str) -> SecretValue:
@@ -214,7 +211,7 @@ def save_secrets(secrets: Secrets) -> None:
         secrets.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"Cannot create {secrets.path.parent}: {exc.strerror or exc}.") from None
-    write_atomic(secrets.path, dump_secrets(secrets).encode("utf-8"), mode=0o600)
+    write_file(secrets.path, dump_secrets(secrets).encode("utf-8"), mode=0o600)
 
 
 def _opens(env: EnvSecrets, key: bytes) -> bool:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .model import Project
 from .paths import servers_config_path
-from .tako_toml import Project, read_toml
+from .tako_toml import read_toml
 
 DEFAULT_MANAGEMENT_PORT = 9844
 SERVER_KEYS = ("host", "port", "http_port", "https_port", "description", "key_path", "management_port",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .names import LOCAL_STORAGE, env_name_problem, storage_name_problem
-from .tako_toml import Project, StorageResource
+from ..primitives.names import LOCAL_STORAGE, env_name_problem, storage_name_problem, validation_error
+from .model import Project, StorageResource
 from .toml_edit import with_storage_binding
 from .toml_rules import check_url
 
@@ -42,10 +42,10 @@ def check_names(env: str, binding: str) -> None:
     """Raises ConfigError for an invalid env or binding name."""
     problem = env_name_problem(env)
     if problem:
-        raise ConfigError(f"Environment name '{env}' is not valid: {problem}.")
+        raise validation_error(problem)
     problem = storage_name_problem(binding)
     if problem:
-        raise ConfigError(f"Storage binding name '{binding}' is not valid: {problem}.")
+        raise validation_error(problem)
 
 
 def _required(value: str | None, label: str, flag: str) -> str:
@@ -63,7 +63,7 @@ def s3_resource(project: Project, name: str, options: S3Options) -> StorageResou
     """
     problem = storage_name_problem(name)
     if problem:
-        raise ConfigError(f"Storage resource name '{name}' is not valid: {problem}.")
+        raise validation_error(problem)
     if name == LOCAL_STORAGE:
         raise ConfigError("Storage resource 'local' is built in; use --provider local for local storage.")
     existing = project.storages.get(name)

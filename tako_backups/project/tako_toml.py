@@ -6,75 +6,15 @@ other key is left to Tako and preserved untouched by edits (see :mod:`.toml_edit
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .names import DEVELOPMENT_ENV, app_name_problem
-
-CONFIG_NAME = "tako.toml"
-SECRETS_RELATIVE = Path(".tako") / "secrets.json"
-DEFAULT_IDLE_TIMEOUT = 300
-
-
-@dataclass(frozen=True)
-class StorageResource:
-    """A ``[storages.<name>]`` resource (always S3: ``local`` is built in and never declared)."""
-
-    name: str
-    bucket: str
-    endpoint: str
-    region: str
-    force_path_style: bool = False
-    public_base_url: str | None = None
-    provider: str = "s3"
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """An ``[envs.<name>]`` table."""
-
-    name: str
-    servers: tuple[str, ...] = ()
-    storages: dict[str, str] = field(default_factory=dict)
-    backup_storage: str | None = None
-    route: str | None = None
-    routes: tuple[str, ...] | None = None
-    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
-
-    @property
-    def backup_enabled(self) -> bool:
-        return self.backup_storage is not None
-
-
-@dataclass(frozen=True)
-class Project:
-    """A loaded, validated ``tako.toml`` and where it lives."""
-
-    path: Path
-    name: str
-    envs: dict[str, EnvConfig]
-    storages: dict[str, StorageResource]
-    start: tuple[str, ...] | None = None
-
-    @property
-    def app_dir(self) -> Path:
-        return self.path.parent
-
-    @property
-    def secrets_path(self) -> Path:
-        return self.app_dir / SECRETS_RELATIVE
-
-    def env(self, name: str) -> EnvConfig:
-        """The env called ``name``. Raises ConfigError when tako.toml does not declare it."""
-        found = self.envs.get(name)
-        if found is None:
-            declared = ", ".join(sorted(self.envs)) or "none"
-            raise ConfigError(f"Environment '{name}' not found in tako.toml (declared: {declared}). "
-                              f"Add an [envs.{name}] table.")
-        return found
+from ..primitives.names import DEVELOPMENT_ENV, app_name_problem, validation_error
+from ..primitives.start_command import parse_start
+from ..primitives.text import printable
+from .model import CONFIG_NAME, Project
+from .toml_rules import check_envs, check_storages
 
 
 def resolve_config_path(option: str | Path | None, cwd: Path | None = None) -> Path:
@@ -140,40 +80,11 @@ def load_project(path: Path) -> Project:
 
 def project_from_document(document: Any, path: Path) -> Project:
     """Validate a parsed tako.toml (tomlkit document or plain dict). Raises ConfigError."""
-    from .toml_rules import check_envs, check_storages
-
     data = _plain(document)
     name = _app_name(data.get("name"), path)
     storages = check_storages(data.get("storages"))
     envs = check_envs(data.get("envs"), storages)
-    return Project(path=path, name=name, envs=envs, storages=storages, start=start_command(data.get("start")))
-
-
-_START_EXAMPLE = 'e.g. start = ["python", "app.py"] or start = "python app.py"'
-
-
-def start_command(value: Any) -> tuple[str, ...] | None:
-    """tako.toml's top-level ``start`` as argv: a command line (split like a POSIX shell) or an
-    array of strings; None when absent. Raises ConfigError for any other value or an empty command.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ConfigError(f"tako.toml key 'start' is not a valid command line ({exc}); "
-                              f"{_START_EXAMPLE}.") from None
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        argv = list(value)
-    else:
-        raise ConfigError("tako.toml key 'start' must be a command string or an array of strings, "
-                          f"{_START_EXAMPLE}.")
-    if not argv or not all(argv):
-        raise ConfigError(f"tako.toml key 'start' must name a command (no empty parts), {_START_EXAMPLE}.")
-    if any("\0" in item for item in argv):
-        raise ConfigError("tako.toml key 'start' contains a NUL character.")
-    return tuple(argv)
+    return Project(path=path, name=name, envs=envs, storages=storages, start=parse_start(data.get("start")))
 
 
 def _plain(document: Any) -> dict[str, Any]:
@@ -186,14 +97,14 @@ def _app_name(value: Any, path: Path) -> str:
         name = path.parent.name
         problem = app_name_problem(name)
         if problem:
-            raise ConfigError(f"App name '{name}' (taken from the folder name) is not valid: {problem}. "
-                              'Set name = "<app>" in tako.toml.')
+            raise validation_error(problem, f"the app name '{printable(name)}' was taken from the folder "
+                                            'name; set name = "<app>" in tako.toml')
         return name
     if not isinstance(value, str):
         raise ConfigError('tako.toml key \'name\' must be a string, e.g. name = "demo".')
     problem = app_name_problem(value)
     if problem:
-        raise ConfigError(f"App name '{value}' in tako.toml (name) is not valid: {problem}.")
+        raise validation_error(problem)
     return value
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .atomic import write_atomic
-from .tako_toml import Project, StorageResource, parse_toml, project_from_document
+from .files import write_file
+from .model import Project, StorageResource
+from .tako_toml import parse_toml, project_from_document
 
 
 def resource_fields(resource: StorageResource) -> dict[str, Any]:
@@ -132,4 +133,4 @@ def _inline_bindings(pairs: dict[str, str], *, padded: bool) -> Any:
 
 def write_config(path: Path, text: str) -> None:
     """Write tako.toml atomically, keeping its file mode. Raises ConfigError."""
-    write_atomic(path, text.encode("utf-8"))
+    write_file(path, text.encode("utf-8"))

@@ -6,8 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from .names import DEVELOPMENT_ENV, LOCAL_STORAGE, env_name_problem, storage_name_problem
-from .tako_toml import DEFAULT_IDLE_TIMEOUT, EnvConfig, StorageResource
+from ..primitives.names import (
+    DEVELOPMENT_ENV,
+    LOCAL_STORAGE,
+    env_name_problem,
+    storage_name_problem,
+    validation_error,
+)
+from .model import DEFAULT_IDLE_TIMEOUT, EnvConfig, StorageResource
 
 ENV_KEYS = ("route", "routes", "servers", "storages", "backup", "idle_timeout", "ssl", "source_ip",
             "release")
@@ -47,7 +53,7 @@ def check_storages(value: Any) -> dict[str, StorageResource]:
                               f"remove [storages.local] and {LOCAL_HINT}.")
         problem = storage_name_problem(name)
         if problem:
-            raise ConfigError(f"Storage resource name '{name}' in tako.toml is not valid: {problem}.")
+            raise validation_error(problem, f"{where} in tako.toml")
         if not isinstance(raw, dict):
             raise ConfigError(f"tako.toml key 'storages.{name}' must be a table ({where}).")
         _unknown(raw, STORAGE_KEYS, where)
@@ -91,8 +97,7 @@ def check_envs(value: Any, resources: dict[str, StorageResource]) -> dict[str, E
     for name, raw in _table(value, "envs").items():
         problem = env_name_problem(name)
         if problem:
-            raise ConfigError(f"Environment name '{name}' in tako.toml ([envs.{name}]) is not valid: "
-                              f"{problem}.")
+            raise validation_error(problem, f"[envs.{name}] in tako.toml")
         if not isinstance(raw, dict):
             raise ConfigError(f"tako.toml key 'envs.{name}' must be a table ([envs.{name}]).")
         envs[name] = _check_env(name, raw, resources)
@@ -134,15 +139,13 @@ def _check_bindings(env: str, raw: dict[str, Any], resources: dict[str, StorageR
     for binding, resource in table.items():
         problem = storage_name_problem(binding)
         if problem:
-            raise ConfigError(f"Storage binding '{binding}' in [envs.{env}].storages is not valid: "
-                              f"{problem}.")
+            raise validation_error(problem, f"binding '{binding}' in [envs.{env}].storages")
         if not isinstance(resource, str):
             raise ConfigError(f"Storage binding '{binding}' in [envs.{env}].storages must name a "
                               "storage resource (a string).")
         problem = storage_name_problem(resource)
         if problem:
-            raise ConfigError(f"Storage resource name '{resource}' in [envs.{env}].storages is not valid: "
-                              f"{problem}.")
+            raise validation_error(problem, f"resource '{resource}' in [envs.{env}].storages")
         if env != DEVELOPMENT_ENV and resource != LOCAL_STORAGE and resource not in resources:
             raise ConfigError(f"Environment '{env}' storage '{binding}' references missing storage "
                               f"resource '{resource}'; declare [storages.{resource}] in tako.toml.")

@@ -10,11 +10,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..primitives.names import DEVELOPMENT_ENV, LOCAL_STORAGE
 from .expiry import EXPIRY_WARNING_DAYS, expires_soon, is_expired
-from .names import DEVELOPMENT_ENV, LOCAL_STORAGE
+from .model import Project
 from .secrets import Secrets, StorageCredentials
 from .servers import Servers
-from .tako_toml import Project
 
 
 @dataclass

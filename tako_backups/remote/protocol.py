@@ -9,17 +9,18 @@ command and the field; messages never echo field values (they may be secrets).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError
+from ..primitives.json_shapes import check_fields
+from ..primitives.start_command import argv_problem, env_var_problem
+from ..primitives.text import printable
 
 __all__ = [
     "CALL_TIMEOUT", "COMMANDS", "CONNECT_TIMEOUT", "DEFAULT_PORT", "LONG_COMMANDS", "LONG_TIMEOUT",
     "MAX_BODY_BYTES", "PROTOCOL", "PUBLIC_COMMANDS", "RPC_PATH", "Reply", "Request", "RuntimeSettings",
-    "app_id", "check_request", "dumps", "encode_request", "error_reply", "ok_reply", "parse_app",
-    "read_command", "timeout_for",
+    "check_request", "dumps", "encode_request", "error_reply", "ok_reply", "read_command", "timeout_for",
 ]
 
 PROTOCOL = "tako-management-rpc-v0"
@@ -66,11 +67,6 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
 LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,
                            REINDEX, REENCRYPT_BACKUPS})
-
-_APP_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_ENV_NAME = re.compile(r"[a-z0-9-]{1,63}")
-_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 @dataclass(frozen=True)
 class Request:
@@ -139,41 +135,11 @@ def check_request(command: str, obj: dict[str, Any]) -> Request:
     """
     if command not in COMMANDS:
         known = ", ".join(sorted(COMMANDS))
-        raise FormatError(f"Unknown command '{_shown(command)}' (known: {known}).")
+        raise FormatError(f"Unknown command '{printable(command, 64)}' (known: {known}).")
     required, optional = COMMANDS[command]
-    fields = {k: v for k, v in obj.items() if k != "command"}
-    unknown = sorted(set(fields) - set(required) - set(optional))
-    if unknown:
-        raise FormatError(f"Command '{command}' has unknown field '{_shown(unknown[0])}'.")
-    for name in required:
-        if name not in fields:
-            raise FormatError(f"Command '{command}' is missing field '{name}'.")
-    for name, kind in {**required, **optional}.items():
-        if name in fields and not _is(fields[name], kind):
-            raise FormatError(f"Command '{command}' field '{name}' has the wrong type.")
+    fields = check_fields({k: v for k, v in obj.items() if k != "command"}, f"Command '{command}'",
+                          required, optional)
     return Request(command, fields)
-
-
-def parse_app(app: str) -> tuple[str, str]:
-    """Split ``{name}/{env}`` and check both parts.
-
-    The name is a DNS label (lowercase letters, digits, ``-``; starts with a letter, ends with a
-    letter or digit, at most 63 chars); the env is 1-63 chars of ``[a-z0-9-]``. Raises FormatError.
-    """
-    name, sep, env = app.partition("/")
-    if not sep or not _APP_NAME.fullmatch(name) or not _ENV_NAME.fullmatch(env):
-        raise FormatError(
-            f"Invalid app '{_shown(app)}': expected {{name}}/{{env}}, e.g. demo/production, with a "
-            "name of lowercase letters, digits and '-' (starting with a letter) and an env of [a-z0-9-]."
-        )
-    return name, env
-
-
-def app_id(name: str, env: str) -> str:
-    """``{name}/{env}``, checked. Raises FormatError."""
-    value = f"{name}/{env}"
-    parse_app(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -187,40 +153,21 @@ class RuntimeSettings:
     @classmethod
     def from_dict(cls, obj: Any) -> RuntimeSettings:
         """Raises FormatError for a malformed value (never echoing env values)."""
-        if not isinstance(obj, dict):
-            raise FormatError("Runtime settings must be a JSON object.")
-        unknown = sorted(set(obj) - {"start", "instances", "env"})
-        if unknown:
-            raise FormatError(f"Runtime settings have unknown field '{_shown(unknown[0])}'.")
-        start, instances, env = obj.get("start"), obj.get("instances"), obj.get("env") or {}
-        if not isinstance(start, list) or not start or not all(isinstance(a, str) and a for a in start):
-            raise FormatError("Runtime settings field 'start' must be a non-empty list of non-empty strings.")
-        if any("\0" in a for a in start):
-            raise FormatError("Runtime settings field 'start' contains a NUL byte.")
-        if not isinstance(instances, int) or isinstance(instances, bool) \
-                or not 0 <= instances <= MAX_INSTANCES:
+        fields = check_fields(obj, "Runtime settings", {"start": list, "instances": int},
+                              {"env": (dict, type(None))})
+        start, instances, env = fields["start"], fields["instances"], fields.get("env") or {}
+        problem = argv_problem(start)
+        if problem is not None:
+            raise FormatError(f"Runtime settings field 'start' {problem}.")
+        if not 0 <= instances <= MAX_INSTANCES:
             raise FormatError(
                 f"Runtime settings field 'instances' must be an integer from 0 to {MAX_INSTANCES}.")
-        if not isinstance(env, dict):
-            raise FormatError("Runtime settings field 'env' must be an object of strings.")
         for key, value in env.items():
-            if not _ENV_VAR.fullmatch(key) or not isinstance(value, str) or "\0" in value:
-                raise FormatError(
-                    f"Runtime settings env variable '{_shown(key)}' has an invalid name or value.")
+            problem = env_var_problem(key, value)
+            if problem is not None:
+                raise FormatError(f"Runtime settings env variable '{printable(key, 64)}' {problem}.")
         return cls(start=tuple(start), instances=instances, env=dict(env))
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": list(self.start), "instances": self.instances, "env": dict(self.env)}
 
-
-def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False
-    return isinstance(value, kinds)
-
-
-def _shown(text: str, limit: int = 64) -> str:
-    """A user-supplied name, printable and bounded, for messages."""
-    clean = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return clean if len(clean) <= limit else clean[:limit] + "..."

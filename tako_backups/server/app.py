@@ -19,6 +19,8 @@ from starlette.routing import Route
 
 from ..errors import AuthError, FormatError, TakoError
 from ..models import BackupBinding
+from ..primitives.names import check_app_id, join_app_id
+from ..primitives.text import printable
 from ..remote import protocol
 from ..remote.protocol import MAX_BODY_BYTES, PUBLIC_COMMANDS, RPC_PATH, Request, RuntimeSettings
 from .auth import RequestAuth
@@ -83,8 +85,7 @@ def dispatch(service: BackupService, request: Request) -> Any:
         return service.hello()
     if command == protocol.SERVER_INFO:
         return service.server_info()
-    app = fields["app"]
-    protocol.parse_app(app)
+    app = join_app_id(*check_app_id(fields["app"]))  # Tako's "demo" is "demo/production": one lock
     if command == protocol.BACKUP_NOW:
         return service.backup_now(app, _binding(fields.get("backup")))
     if command == protocol.LIST_BACKUPS:
@@ -136,11 +137,6 @@ async def _read_body(request: HttpRequest, limit: int) -> bytes:
 
 
 def _error(status_code: int, message: str) -> JSONResponse:
-    return JSONResponse(protocol.error_reply(_printable(message)), status_code=status_code)
+    # A message may echo a signed client's value (lone surrogates, newlines): one printable line.
+    return JSONResponse(protocol.error_reply(printable(message, 1000)), status_code=status_code)
 
-
-def _printable(message: str, limit: int = 1000) -> str:
-    """One printable line: a message may echo a signed client's value (lone surrogates, newlines)."""
-    text = message if len(message) <= limit else message[:limit] + "..."
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -19,10 +19,10 @@ from types import FrameType
 
 from .. import __version__
 from ..errors import ConfigError, TakoError
+from ..primitives.atomic_files import write_atomic
 from ..remote.protocol import DEFAULT_PORT
 from ..remote.signing import parse_authorized_keys, parse_public_key
 from .paths import DEFAULT_DATA_DIR, ServerPaths
-from .state import write_private
 
 __all__ = ["authorize_key", "main"]
 
@@ -87,7 +87,7 @@ def authorize_key(pubkey_file: Path, data_dir: Path) -> str:
     if current and not current.endswith("\n"):
         current += "\n"
     try:
-        write_private(target, (current + key.line + "\n").encode("utf-8"))
+        write_atomic(target, (current + key.line + "\n").encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise ConfigError(f"Cannot write {target}: {exc.strerror}.") from None
     label = f" ({key.comment})" if key.comment else ""

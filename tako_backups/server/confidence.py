@@ -21,7 +21,8 @@ from ..core import catalog, reindex, rekey
 from ..core.drill import DrillResult, run_drill
 from ..errors import BusyError, NotFoundError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
-from ..remote.protocol import Reply, parse_app
+from ..primitives.names import check_app_id
+from ..remote.protocol import Reply
 from ..storage.base import ObjectStore
 from .drills import DRILL_INTERVAL, OVERDUE_AFTER, DrillLog, drill_due
 from .preview import preview_restore
@@ -86,7 +87,7 @@ class RestoreConfidence:
         """Rebuild ``index.json`` from the manifests and write it: ``{"app", "backups",
         "index_rebuilt": true, "previous"}`` where ``previous`` says what the old index was
         (``"ok"``, ``"missing"`` or ``"unreadable"``). Raises BusyError, NotFoundError, StorageError."""
-        parse_app(app)
+        check_app_id(app)
         with self.locks.hold(app):
             settings = self._settings(app)
             store, prefix = self._location(app, settings)
@@ -106,7 +107,7 @@ class RestoreConfidence:
         scratch folder, so it does not take the app's lock: backups and restores go on meanwhile.
         Raises NotFoundError (no settings, no backups, unknown id) or StorageError when the index
         cannot be read."""
-        parse_app(app)
+        check_app_id(app)
         return self._drill(app, backup_id).to_dict()
 
     def _drill(self, app: str, backup_id: str | None) -> DrillResult:
@@ -154,7 +155,7 @@ class RestoreConfidence:
         """What restoring ``backup_id`` would change (see :func:`preview_restore`); nothing is
         swapped. Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, FormatError,
         UnsafeArchiveError, StorageError or RestoreError."""
-        parse_app(app)
+        check_app_id(app)
         with self.locks.hold(app):
             settings = self._settings(app)
             store, prefix = self._location(app, settings)
@@ -166,7 +167,7 @@ class RestoreConfidence:
         """Restore the newest ``pre-restore`` backup (taking a new safety backup first unless
         ``safety_backup`` is False, so an undo can be undone). Raises NotFoundError when there is
         none, and what :meth:`restore_backup` raises."""
-        parse_app(app)
+        check_app_id(app)
         settings = self._settings(app)
         index = self._read_index(app, settings).index
         found = next((b for b in index.backups if b.extras is not None and b.extras.reason == PRE_RESTORE),
@@ -188,7 +189,7 @@ class RestoreConfidence:
         running it again continues). Raises BusyError, NotFoundError, KeyNotFoundError,
         IntegrityError or StorageError.
         """
-        parse_app(app)
+        check_app_id(app)
         with self.locks.hold(app):
             if backup is not None:
                 self._store_settings(app, backup)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..core.drill import DrillResult
 from ..errors import ConfigError, FormatError
-from ..remote.protocol import parse_app
-from .state import write_private
+from ..primitives.atomic_files import os_reason, write_atomic
+from ..primitives.json_shapes import check_fields
+from ..primitives.names import check_app_id
 
 __all__ = ["DRILL_INTERVAL", "DRILL_RETRY", "OVERDUE_AFTER", "DrillLog", "drill_due"]
 
@@ -64,8 +65,7 @@ class DrillLog:
             return None, None
         try:
             obj = json.loads(text)
-            if not isinstance(obj, dict) or set(obj) != {"last", "last_ok"}:
-                raise FormatError("expected an object with 'last' and 'last_ok'")
+            check_fields(obj, "Drill record", {"last": dict, "last_ok": (dict, type(None))})
             return (DrillResult.from_dict(obj["last"]),
                     None if obj["last_ok"] is None else DrillResult.from_dict(obj["last_ok"]))
         except (ValueError, FormatError) as exc:
@@ -81,11 +81,11 @@ class DrillLog:
             record = {"last": result.to_dict(), "last_ok": None if last_ok is None else last_ok.to_dict()}
             try:
                 self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                write_private(path, json.dumps(record).encode())
+                write_atomic(path, json.dumps(record).encode(), mode=0o600)
             except OSError as exc:
                 raise ConfigError(f"Cannot save the drill result of app '{app}' ({path}): "
-                                  f"{exc.strerror}.") from None
+                                  f"{os_reason(exc)}.") from None
 
     def _path(self, app: str) -> Path:
-        name, env = parse_app(app)
+        name, env = check_app_id(app)
         return self.folder / f"{name}.{env}.json"

@@ -16,7 +16,7 @@ from ..core.swap import clean_restored_tree, remove_tree
 from ..core.treediff import compare_trees
 from ..errors import RestoreError
 from ..models import BackupInfo, BackupKey
-from ..remote.protocol import parse_app
+from ..primitives.names import check_app_id
 from ..storage.base import ObjectStore
 from .paths import ServerPaths
 
@@ -31,7 +31,7 @@ def preview_restore(*, app: str, info: BackupInfo, store: ObjectStore, keys: Ite
     Raises IntegrityError, KeyNotFoundError, UnsafeArchiveError, FormatError or StorageError from
     staging, RestoreError when the staging folder cannot be written or a live file not read.
     """
-    name, env = parse_app(app)
+    name, env = check_app_id(app)
     paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = paths.restore_work / f"{name}.{env}.{info.id}.preview-{secrets.token_hex(4)}"
     try:

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..core.pipeline import restore_into
-from ..core.swap import clean_restored_tree, fsync_dir, remove_tree, swap_tree, sync_filesystem
+from ..core.swap import clean_restored_tree, remove_tree, swap_tree, sync_filesystem
 from ..errors import FormatError, RestoreError, TakoError
 from ..models import BackupInfo, BackupKey
-from ..remote.protocol import parse_app
+from ..primitives.atomic_files import fsync_dir
+from ..primitives.names import check_app_id
 from ..storage.base import ObjectStore
 from .paths import DATA_DIR_MODE, ServerPaths
 from .runtime import AppRuntime
@@ -46,7 +47,7 @@ def restore_over_live(
     a failed swap (the live tree is then untouched), and RestoreError when the restored app does
     not start again.
     """
-    name, env = parse_app(app)
+    name, env = check_app_id(app)
     live = paths.data_dir(name, env)
     paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = paths.restore_work / f"{name}.{env}.{info.id}.{secrets.token_hex(4)}"
@@ -176,7 +177,7 @@ def _live_for(paths: ServerPaths, staging_name: str) -> Path | None:
     if len(parts) < 3:
         return None
     try:
-        name, env = parse_app(f"{parts[0]}/{parts[1]}")
+        name, env = check_app_id(f"{parts[0]}/{parts[1]}")
     except FormatError:
         return None
     return paths.data_dir(name, env)

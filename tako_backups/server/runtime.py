@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -22,15 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tako_backups.errors import ConfigError
-from tako_backups.server.process_groups import signal_group, terminate_groups
+from ..errors import ConfigError, FormatError
+from ..primitives.names import check_app_id, join_app_id
+from ..primitives.start_command import argv_problem, env_var_problem
+from ..primitives.text import printable
+from .process_groups import signal_group, terminate_groups
 
 __all__ = ["AppRuntime", "AppStatus", "RestartPolicy"]
 
 log = logging.getLogger(__name__)
-
-_APP_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9-]{1,63}$")
-
 
 @dataclass(frozen=True)
 class RestartPolicy:
@@ -127,15 +126,15 @@ class AppRuntime:
         NUL bytes or a bad variable name in argv or env.
         """
         _check_key(app)
-        if not argv or not argv[0]:
-            raise ConfigError(f"start command of {app} is empty; set `start` in tako.toml")
-        if any("\0" in a for a in argv):
-            raise ConfigError(f"start command of {app} contains a NUL byte; fix `start` in tako.toml")
+        problem = argv_problem(argv)
+        if problem is not None:
+            raise ConfigError(f"The start command of {app} {problem}; fix `start` in tako.toml.")
         for name, value in (env or {}).items():
-            if not name or "=" in name or "\0" in name or "\0" in value:
-                raise ConfigError(f"environment variable {name!r} of {app} has an invalid name or value")
+            problem = env_var_problem(name, value)
+            if problem is not None:
+                raise ConfigError(f"The environment variable '{printable(name, 64)}' of {app} {problem}.")
         if instances < 0:
-            raise ConfigError(f"instances of {app} must be 0 or more, got {instances}")
+            raise ConfigError(f"The instance count of {app} must be 0 or more, not {instances}.")
         data_dir = Path(data_dir)
         config = _Config(
             argv=tuple(argv),
@@ -221,7 +220,7 @@ class AppRuntime:
         with self._lock:
             entry = self._apps.get(app)
         if entry is None:
-            raise ConfigError(f"app {app} has no start command on this server; deploy it with `start` set")
+            raise ConfigError(f"App {app} has no start command on this server; deploy it with `start` set.")
         return entry
 
     def _start(self, entry: _App) -> None:
@@ -245,7 +244,7 @@ class AppRuntime:
         terminate_groups([s.proc for s in slots if s.proc is not None], timeout=5.0)
         what = failure.filename or config.argv[0]
         reason = failure.strerror or str(failure)
-        raise ConfigError(f"cannot start {entry.key}: {what}: {reason}; check `start` in tako.toml")
+        raise ConfigError(f"Cannot start {entry.key}: {what}: {reason}; check `start` in tako.toml.")
 
     def _stop_many(self, entries: Iterable[_App], timeout: float) -> bool:
         slots: list[_Slot] = []
@@ -267,7 +266,7 @@ class AppRuntime:
         env["TAKO_DATA_DIR"] = str(app_dir)
         env["TAKO_INSTANCE"] = str(slot.number)
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        name, env_name = key.split("/")
+        name, env_name = check_app_id(key)
         fd = os.open(self._log_dir / f"{name}.{env_name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         with open(fd, "ab") as out:
             slot.proc = subprocess.Popen(
@@ -331,5 +330,11 @@ class AppRuntime:
 
 
 def _check_key(app: str) -> None:
-    if not _APP_KEY.match(app):
-        raise ConfigError(f"app {app!r} is not a valid app key; expected name/env, e.g. demo/production")
+    """Raises ConfigError unless ``app`` is a ``{name}/{env}`` id the server accepts."""
+    try:
+        reason = None if join_app_id(*check_app_id(app)) == app else "it has no '/{env}'"
+    except FormatError as exc:
+        reason = str(exc).rstrip(".")
+    if reason is not None:
+        raise ConfigError(f"App '{printable(app, 64)}' is not a valid app id ({reason}); expected "
+                          "{name}/{env}, e.g. demo/production.")

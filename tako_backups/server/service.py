@@ -17,7 +17,8 @@ from .. import __version__
 from ..core import catalog, layout, pipeline
 from ..errors import FormatError, NotFoundError, RestoreError, StorageError, TakoError
 from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo, StorageBinding
-from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, Reply, RuntimeSettings, parse_app
+from ..primitives.names import check_app_id
+from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, Reply, RuntimeSettings
 from ..storage.base import ObjectStore
 from .confidence import PRE_RESTORE, RestoreConfidence, safety_fields
 from .drills import DrillLog
@@ -83,7 +84,7 @@ class BackupService(RestoreConfidence):
 
         Raises BusyError, NotFoundError (no settings), StorageError, SnapshotError, ConfigError.
         """
-        parse_app(app)
+        check_app_id(app)
         with self.locks.hold(app):
             if backup is not None:
                 self._store_settings(app, backup)
@@ -103,7 +104,7 @@ class BackupService(RestoreConfidence):
 
         An app without backup settings reports ``enabled: false``. Raises StorageError.
         """
-        parse_app(app)
+        check_app_id(app)
         state = self.state.load(app)
         if state is None or state.backup is None:
             return {"app": app, "enabled": False, "retention_days": DEFAULT_RETENTION_DAYS,
@@ -137,7 +138,7 @@ class BackupService(RestoreConfidence):
         Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, UnsafeArchiveError,
         FormatError, StorageError or RestoreError (see :func:`restore_over_live`).
         """
-        parse_app(app)
+        check_app_id(app)
         with self.locks.hold(app):
             state = self.state.load(app)
             settings = self._settings(app, state)
@@ -176,7 +177,7 @@ class BackupService(RestoreConfidence):
         Raises BusyError (another backup or restore kept the app busy too long), ConfigError
         (settings could not be stored, or the app could not start).
         """
-        name, env = parse_app(app)
+        name, env = check_app_id(app)
         with self.locks.hold(app, wait=self._deploy_lock_wait):
             self.paths.ensure_data_dir(name, env)
             self.state.save(app, AppState(backup=backup, runtime=runtime))
@@ -199,7 +200,7 @@ class BackupService(RestoreConfidence):
         if settings is None or settings.instances == 0:
             self.runtime.stop(app)
             return
-        name, env = parse_app(app)
+        name, env = check_app_id(app)
         self.runtime.configure(app, list(settings.start), settings.instances,
                                self.paths.data_dir(name, env), env=settings.env)
         self.runtime.restart(app)
@@ -215,7 +216,7 @@ class BackupService(RestoreConfidence):
             try:
                 state = self.state.load(app)
                 if state is not None and state.runtime is not None and state.runtime.instances > 0:
-                    self.paths.ensure_data_dir(*parse_app(app))
+                    self.paths.ensure_data_dir(*check_app_id(app))
                     self._apply_runtime(app, state.runtime)
             except TakoError as exc:
                 log.error("could not start %s: %s", app, exc)
@@ -271,7 +272,7 @@ class BackupService(RestoreConfidence):
     def _take_backup(self, app: str, settings: BackupBinding, reason: str) -> BackupInfo:
         """Back up the app's data with ``reason``; the caller holds the app's lock. An index that
         is missing or unreadable is rebuilt first."""
-        name, env = parse_app(app)
+        name, env = check_app_id(app)
         data = self.paths.ensure_data_dir(name, env)
         self.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._store(settings.storage)
@@ -307,7 +308,7 @@ class BackupService(RestoreConfidence):
                      "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)
 
     def _location(self, app: str, settings: BackupBinding) -> tuple[ObjectStore, str]:
-        name, env = parse_app(app)
+        name, env = check_app_id(app)
         return self._store(settings.storage), layout.backup_prefix(name, env, self.server_name)
 
     def _store(self, binding: StorageBinding) -> ObjectStore:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +22,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, FormatError
 from ..models import BackupBinding
-from ..remote.protocol import RuntimeSettings, parse_app
+from ..primitives.atomic_files import os_reason, write_atomic
+from ..primitives.names import check_app_id
+from ..remote.protocol import RuntimeSettings
 
 __all__ = ["AppState", "StateStore"]
 
@@ -77,7 +77,8 @@ class StateStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise ConfigError(f"Cannot read the settings of app '{app}' ({path}): {exc.strerror}.") from None
+            raise ConfigError(
+                f"Cannot read the settings of app '{app}' ({path}): {os_reason(exc)}.") from None
         if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + NONCE_BYTES + 16:
             raise ConfigError(f"The settings file of app '{app}' ({path}) is damaged; deploy the app again.")
         nonce = blob[len(MAGIC):len(MAGIC) + NONCE_BYTES]
@@ -101,9 +102,10 @@ class StateStore:
         sealed = self._cipher().encrypt(nonce, json.dumps(state.to_dict()).encode(), app.encode())
         try:
             self.apps_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_private(path, MAGIC + nonce + sealed)
+            write_atomic(path, MAGIC + nonce + sealed, mode=0o600)
         except OSError as exc:
-            raise ConfigError(f"Cannot save the settings of app '{app}' ({path}): {exc.strerror}.") from None
+            raise ConfigError(
+                f"Cannot save the settings of app '{app}' ({path}): {os_reason(exc)}.") from None
 
     def apps(self) -> list[str]:
         """Every app with saved settings, sorted."""
@@ -112,7 +114,7 @@ class StateStore:
             name, _, env = path.name[: -len(".enc")].partition(".")
             app = f"{name}/{env}"
             try:
-                parse_app(app)
+                check_app_id(app)
             except FormatError:
                 continue
             found.append(app)
@@ -123,7 +125,7 @@ class StateStore:
         return self.state_dir / "server.key"
 
     def _path(self, app: str) -> Path:
-        name, env = parse_app(app)
+        name, env = check_app_id(app)
         return self.apps_dir / f"{name}.{env}.enc"
 
     def _cipher(self) -> AESGCM:
@@ -138,12 +140,12 @@ class StateStore:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():
                 key = secrets.token_bytes(32)
-                write_private(path, base64.b64encode(key) + b"\n", exclusive=True)
+                write_atomic(path, base64.b64encode(key) + b"\n", mode=0o600, exclusive=True)
             text = path.read_bytes().strip()
         except FileExistsError:
             text = path.read_bytes().strip()
         except OSError as exc:
-            raise ConfigError(f"Cannot read or create the server key {path}: {exc.strerror}.") from None
+            raise ConfigError(f"Cannot read or create the server key {path}: {os_reason(exc)}.") from None
         try:
             key = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -152,29 +154,3 @@ class StateStore:
             raise ConfigError(f"The server key {path} is not base64 of 32 bytes.")
         return key
 
-
-def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` (mode 0600) via a temp file, fsync and rename.
-
-    With ``exclusive`` an existing file is left alone and FileExistsError raised. Raises OSError.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        if exclusive:
-            os.link(tmp, path)
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

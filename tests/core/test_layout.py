@@ -2,18 +2,11 @@ from __future__ import annotations
 
 import re
 
-from tako_backups.core.layout import backup_prefix, is_backup_id, new_backup_id, sanitize_segment
+from tako_backups.core.layout import backup_prefix, is_backup_id, new_backup_id
 
 
 def test_prefix_matches_tako_example() -> None:
     assert backup_prefix("demo", "production", "la.1") == "_tako/backups/demo/production/la-1/"
-
-
-def test_segments_are_trimmed_lowercased_and_filtered() -> None:
-    assert sanitize_segment("  My App!  ") == "myapp"
-    assert sanitize_segment("a_b-C.d/e") == "a_b-c-de"
-    assert sanitize_segment("ÿ€ ") == "server"
-    assert sanitize_segment("") == "server"
 
 
 def test_backup_id_format() -> None:

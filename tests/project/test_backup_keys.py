@@ -7,13 +7,13 @@ import pytest
 
 from tako_backups.errors import ConfigError
 from tako_backups.models import BackupBinding
+from tako_backups.primitives.names import is_backup_key_id
 from tako_backups.project.backup_keys import (
     backup_binding_for,
     backup_keys_for,
     ensure_backup_keys,
     needs_backup_key,
 )
-from tako_backups.project.names import is_backup_key_id
 from tako_backups.project.secrets import load_secrets, open_env_key, set_storage_credentials
 from tako_backups.project.tako_toml import load_project
 

@@ -174,7 +174,7 @@ def test_file_format_matches_tako_exactly(tmp_path: Path) -> None:
         ),
         (
             {"production": {"key_id": KEY_ID, "storages": {"r2": {"access_key_id": {"value": "x"}}}}},
-            "environment 'production' storage 'r2' is missing 'secret_access_key'",
+            "environment 'production' storage 'r2' is missing field 'secret_access_key'",
         ),
         (
             {"production": {"key_id": KEY_ID, "backup_keys": [{"id": "key-1", "value": "x"}]}},

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from tako_backups.errors import ConfigError
-from tako_backups.project.tako_toml import StorageResource, load_project
+from tako_backups.project.model import StorageResource
+from tako_backups.project.tako_toml import load_project
 from tako_backups.project.toml_edit import with_storage_binding
 
 COMMENTED = """\

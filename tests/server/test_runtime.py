@@ -285,27 +285,33 @@ def test_start_errors_name_the_problem(runtime: AppRuntime, data_dir: Path) -> N
         runtime.start("ghost/production")
     assert (
         str(err.value)
-        == "app ghost/production has no start command on this server; deploy it with `start` set"
+        == "App ghost/production has no start command on this server; deploy it with `start` set."
     )
 
     runtime.configure("broken/production", ["/nonexistent/bin/app"], 2, data_dir)
     with pytest.raises(ConfigError) as err:
         runtime.start("broken/production")
     assert str(err.value) == (
-        "cannot start broken/production: /nonexistent/bin/app: No such file or directory; "
-        "check `start` in tako.toml"
+        "Cannot start broken/production: /nonexistent/bin/app: No such file or directory; "
+        "check `start` in tako.toml."
     )
     assert runtime.status("broken/production").running is False
 
     with pytest.raises(ConfigError) as err:
         runtime.configure("../etc", NOTES_ARGV, 1, data_dir)
-    assert str(err.value) == "app '../etc' is not a valid app key; expected name/env, e.g. demo/production"
+    assert str(err.value) == ("App '../etc' is not a valid app id (Invalid app name: must start with a "
+                              "lowercase letter); expected {name}/{env}, e.g. demo/production.")
+    with pytest.raises(ConfigError) as err:
+        runtime.configure("demo", NOTES_ARGV, 1, data_dir)
+    assert str(err.value) == ("App 'demo' is not a valid app id (it has no '/{env}'); expected {name}/{env}, "
+                              "e.g. demo/production.")
     with pytest.raises(ConfigError) as err:
         runtime.configure("demo/production", [], 1, data_dir)
-    assert str(err.value) == "start command of demo/production is empty; set `start` in tako.toml"
+    assert str(err.value) == ("The start command of demo/production must be a non-empty list of non-empty "
+                              "strings; fix `start` in tako.toml.")
     with pytest.raises(ConfigError) as err:
         runtime.configure("demo/production", NOTES_ARGV, -1, data_dir)
-    assert str(err.value) == "instances of demo/production must be 0 or more, got -1"
+    assert str(err.value) == "The instance count of demo/production must be 0 or more, not -1."
     with pytest.raises(ConfigError) as err:
         runtime.configure("demo/production", NOTES_ARGV, 1, data_dir, env={"A=B": "x"})
-    assert str(err.value) == "environment variable 'A=B' of demo/production has an invalid name or value"
+    assert str(err.value) == "The environment variable 'A=B' of demo/production has an invalid name."

@@ -1,0 +1,74 @@
+"""The checked contents of a ``tako.toml``: :class:`Project`, its envs and storage resources.
+
+Plain frozen dataclasses with no parsing, so the loader (:mod:`.tako_toml`), the rules
+(:mod:`.toml_rules`) and every reader depend on this module and never on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+CONFIG_NAME = "tako.toml"
+SECRETS_RELATIVE = Path(".tako") / "secrets.json"
+DEFAULT_IDLE_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class StorageResource:
+    """A ``[storages.<name>]`` resource (always S3: ``local`` is built in and never declared)."""
+
+    name: str
+    bucket: str
+    endpoint: str
+    region: str
+    force_path_style: bool = False
+    public_base_url: str | None = None
+    provider: str = "s3"
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """An ``[envs.<name>]`` table."""
+
+    name: str
+    servers: tuple[str, ...] = ()
+    storages: dict[str, str] = field(default_factory=dict)
+    backup_storage: str | None = None
+    route: str | None = None
+    routes: tuple[str, ...] | None = None
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+
+    @property
+    def backup_enabled(self) -> bool:
+        return self.backup_storage is not None
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded, validated ``tako.toml`` and where it lives."""
+
+    path: Path
+    name: str
+    envs: dict[str, EnvConfig]
+    storages: dict[str, StorageResource]
+    start: tuple[str, ...] | None = None
+
+    @property
+    def app_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.app_dir / SECRETS_RELATIVE
+
+    def env(self, name: str) -> EnvConfig:
+        """The env called ``name``. Raises ConfigError when tako.toml does not declare it."""
+        found = self.envs.get(name)
+        if found is None:
+            declared = ", ".join(sorted(self.envs)) or "none"
+            raise ConfigError(f"Environment '{name}' not found in tako.toml (declared: {declared}). "
+                              f"Add an [envs.{name}] table.")
+        return found
