@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import FormatError, NotFoundError, ObjectNotFound, StorageError
 from ..models import BackupIndex, BackupInfo, sort_newest_first
+from ..primitives.text import printable
 from ..storage.base import ObjectStore
 from . import retention
 from .layout import (
@@ -49,15 +50,8 @@ def read_manifest(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo
     try:
         data = store.get_bytes(manifest_key(prefix, backup_id))
     except ObjectNotFound:
-        raise NotFoundError(f"Backup '{shown_id(backup_id)}' was not found.") from None
+        raise NotFoundError(f"Backup '{printable(backup_id)}' was not found.") from None
     return BackupInfo.from_json(data)
-
-
-def shown_id(backup_id: str, limit: int = 80) -> str:
-    """``backup_id`` safe to put in a one-line message: control characters and lone surrogates
-    escaped, at most ``limit`` characters."""
-    text = repr(backup_id)[1:-1]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def find_backup(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo:
@@ -67,7 +61,7 @@ def find_backup(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo:
     """
     if not is_backup_id(backup_id) or "\n" in backup_id:
         raise NotFoundError(
-            f"'{shown_id(backup_id)}' is not a backup id (expected b<unix seconds>-<8 chars>, "
+            f"'{printable(backup_id)}' is not a backup id (expected b<unix seconds>-<8 chars>, "
             "see `tako backups list`)."
         )
     try:
