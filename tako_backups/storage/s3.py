@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from ..errors import BucketNotFound, ConfigError, ObjectNotFound, StorageAuthError, StorageError
+from ..errors import ConfigError, ObjectNotFound
 from .base import ObjectInfo, PendingUpload
 from .endpoints import check_endpoint
 from .s3_multipart import MIN_PART_SIZE, S3Writer
+from .s3_requests import S3Requests
 
 if TYPE_CHECKING:
     from ..models import StorageBinding
@@ -27,10 +28,6 @@ DEFAULT_PART_SIZE = 16 * 1024 * 1024
 # store, not the client, is the limit there) and hold 48 MiB of parts instead of 80 MiB.
 DEFAULT_CONCURRENCY = 2
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-
-_AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
-                         "403", "InvalidToken", "ExpiredToken"})
-_MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
 _session_lock = threading.Lock()
 _session: Any = None
@@ -107,7 +104,7 @@ class S3Store:
         )
         failure = ""
         try:
-            self._client: Any = _create_client(
+            client = _create_client(
                 endpoint_url=self.endpoint, region_name=self.region, config=config,
                 aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             )
@@ -116,6 +113,12 @@ class S3Store:
         if failure:
             raise ConfigError(f"Cannot set up the S3 client for {self.endpoint} "
                               f"(region '{self.region}'): {failure}.")
+        self.requests = S3Requests(client, bucket, self.endpoint)
+
+    @property
+    def client(self) -> Any:
+        """The botocore S3 client (for event hooks in tests and tuning)."""
+        return self.requests.client
 
     @classmethod
     def from_binding(cls, binding: StorageBinding, **kw: Any) -> S3Store:
@@ -139,17 +142,17 @@ class S3Store:
         Memory stays under ``part_size * (max_concurrency + 1)``. Raises StorageError (or a
         subclass) from write/commit when a request fails.
         """
-        return S3Writer(self, key)
+        return S3Writer(self.requests, key, self.part_size, self.max_concurrency)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """One PUT of ``data`` to ``key``, replacing any old object. Raises StorageError."""
-        self._request("put_object", f"upload '{key}'", key, Key=key, Body=bytes(data))
+        self.requests.call("put_object", f"upload '{key}'", key, Key=key, Body=bytes(data))
 
     def open_read(self, key: str) -> BinaryIO:
         """Stream ``key``. Raises ObjectNotFound, BucketNotFound, StorageAuthError, StorageError;
         reading the stream raises StorageError when the connection fails."""
-        resp = self._request("get_object", f"read '{key}'", key, Key=key)
-        return cast(BinaryIO, _S3Reader(resp["Body"], self, key))
+        resp = self.requests.call("get_object", f"read '{key}'", key, Key=key)
+        return cast(BinaryIO, _S3Reader(resp["Body"], self.requests, key))
 
     def get_bytes(self, key: str) -> bytes:
         """The whole object. Raises as :meth:`open_read`."""
@@ -162,7 +165,7 @@ class S3Store:
         Raises StorageAuthError or StorageError.
         """
         try:
-            resp = self._request("head_object", f"check '{key}'", key, Key=key)
+            resp = self.requests.call("head_object", f"check '{key}'", key, Key=key)
         except ObjectNotFound:
             return None
         return ObjectInfo(key, int(resp["ContentLength"]))
@@ -172,10 +175,10 @@ class S3Store:
 
         Raises BucketNotFound, StorageAuthError or StorageError while iterating.
         """
-        paginator = self._client.get_paginator("list_objects_v2")
+        paginator = self.requests.client.get_paginator("list_objects_v2")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
         while True:
-            page = self._request_lazy(f"list '{prefix}'", None, lambda: next(pages, None))
+            page = self.requests.run(f"list '{prefix}'", None, lambda: next(pages, None))
             if page is None:
                 return
             for item in page.get("Contents", ()):
@@ -184,7 +187,7 @@ class S3Store:
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing object is fine. Raises StorageAuthError or StorageError."""
         try:
-            self._request("delete_object", f"delete '{key}'", key, Key=key)
+            self.requests.call("delete_object", f"delete '{key}'", key, Key=key)
         except ObjectNotFound:
             pass
 
@@ -193,10 +196,10 @@ class S3Store:
 
         Raises BucketNotFound, StorageAuthError or StorageError while iterating.
         """
-        paginator = self._client.get_paginator("list_multipart_uploads")
+        paginator = self.requests.client.get_paginator("list_multipart_uploads")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
         while True:
-            page = self._request_lazy(f"list unfinished uploads under '{prefix}'", None,
+            page = self.requests.run(f"list unfinished uploads under '{prefix}'", None,
                                       lambda: next(pages, None))
             if page is None:
                 return
@@ -206,7 +209,7 @@ class S3Store:
     def abort_upload(self, upload: PendingUpload) -> None:
         """Abort ``upload``; one that is already gone is fine. Raises StorageAuthError or StorageError."""
         try:
-            self._request("abort_multipart_upload", f"abort the upload of '{upload.key}'", upload.key,
+            self.requests.call("abort_multipart_upload", f"abort the upload of '{upload.key}'", upload.key,
                           Key=upload.key, UploadId=upload.upload_id)
         except ObjectNotFound:
             pass
@@ -219,82 +222,16 @@ class S3Store:
         if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
             raise ConfigError(f"Download link lifetime must be between 1 and {MAX_PRESIGN_SECONDS} seconds, "
                               f"not {expires_in}.")
-        return cast(str, self._request_lazy(f"sign a download link for '{key}'", key, lambda: (
-            self._client.generate_presigned_url(
+        return cast(str, self.requests.run(f"sign a download link for '{key}'", key, lambda: (
+            self.requests.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in))))
-
-    # ----- requests and error mapping -----
-
-    def _request(self, operation: str, action: str, key: str | None, **params: Any) -> Any:
-        """Call the client operation on this bucket; failures leave as mapped StorageErrors."""
-        return self._request_lazy(action, key, lambda: getattr(self._client, operation)(
-            Bucket=self.bucket, **params))
-
-    def _request_lazy(self, action: str, key: str | None, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except Exception as exc:
-            error = self.map_error(exc, action, key)
-            if error is None:
-                raise
-        raise error from None
-
-    def map_error(self, exc: BaseException, action: str, key: str | None = None) -> StorageError | None:
-        """The StorageError for a botocore/connection failure, or None for an unrelated exception.
-
-        ``action`` completes "while trying to ..." (for example ``"read 'a/b'"``).
-        """
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            ReadTimeoutError,
-            ResponseStreamingError,
-        )
-
-        if isinstance(exc, StorageError):
-            return exc
-        where = f"storage endpoint {self.endpoint}"
-        if isinstance(exc, ClientError):
-            code = _one_line(str(exc.response.get("Error", {}).get("Code") or ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "NoSuchBucket":
-                return BucketNotFound(f"Bucket '{self.bucket}' does not exist at {self.endpoint}.")
-            if code == "NoSuchUpload":
-                return ObjectNotFound(f"The upload of '{key}' no longer exists at {where}.")
-            if code in _MISSING_OBJECT_CODES or (status == 404 and not code):
-                return ObjectNotFound(f"Object '{key}' does not exist in bucket '{self.bucket}' "
-                                      f"at {self.endpoint}.")
-            if code in _AUTH_CODES or status == 403:
-                return StorageAuthError(
-                    f"Storage endpoint {self.endpoint} refused the credentials ({code or status}) while "
-                    f"trying to {action}: check the access key id and secret for storage bucket "
-                    f"'{self.bucket}'.")
-            detail = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
-            return StorageError(f"Storage request failed while trying to {action} at {where}: {detail}.")
-        if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
-            return StorageError(f"Cannot connect to {where} while trying to {action}; "
-                                "check the endpoint URL and that the service is running.")
-        if isinstance(exc, ReadTimeoutError | ConnectionClosedError | ResponseStreamingError):
-            return StorageError(f"The connection to {where} broke while trying to {action} "
-                                f"({type(exc).__name__}).")
-        if isinstance(exc, BotoCoreError):
-            return StorageError(f"Storage request failed while trying to {action} at {where}: "
-                                f"{_one_line(str(exc))}.")
-        if isinstance(exc, OSError):
-            return StorageError(f"The connection to {where} failed while trying to {action} "
-                                f"({type(exc).__name__}).")
-        return None
-
 
 class _S3Reader(io.RawIOBase):
     """A GET response body as a readable stream whose failures are StorageErrors."""
 
-    def __init__(self, body: Any, store: S3Store, key: str) -> None:
+    def __init__(self, body: Any, requests: S3Requests, key: str) -> None:
         super().__init__()
-        self._body, self._store, self._key = body, store, key
+        self._body, self._requests, self._key = body, requests, key
 
     def readable(self) -> bool:
         return True
@@ -302,7 +239,7 @@ class _S3Reader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
         amount = None if size is None or size < 0 else size
-        return cast(bytes, self._store._request_lazy(f"read '{self._key}'", self._key,
+        return cast(bytes, self._requests.run(f"read '{self._key}'", self._key,
                                                      lambda: self._body.read(amount)))
 
     def readall(self) -> bytes:
@@ -310,7 +247,7 @@ class _S3Reader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         self._check_open()
-        return cast(int, self._store._request_lazy(f"read '{self._key}'", self._key,
+        return cast(int, self._requests.run(f"read '{self._key}'", self._key,
                                                    lambda: self._body.readinto(buffer)))
 
     def close(self) -> None:
@@ -322,7 +259,3 @@ class _S3Reader(io.RawIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file.")
 
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,18 +1,15 @@
 """The streaming S3 upload: buffer a part, send parts on a small thread pool, complete in order.
 
-No botocore here: requests go through :meth:`S3Store._request`, which maps failures to
+No botocore here: requests go through :class:`~.s3_requests.S3Requests`, which maps failures to
 StorageErrors. Memory is bounded by one buffered part plus ``max_concurrency`` parts in flight.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING
 
 from ..errors import ObjectNotFound, StorageError
-
-if TYPE_CHECKING:
-    from .s3 import S3Store
+from .s3_requests import S3Requests
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10_000
@@ -22,9 +19,10 @@ class S3Writer:
     """An :class:`~.base.ObjectWriter` for S3. Small objects go up in one PUT at commit; larger
     ones as a multipart upload whose parts upload while the caller keeps writing."""
 
-    def __init__(self, store: S3Store, key: str) -> None:
-        self._store, self._key = store, key
-        self._part_size = store.part_size
+    def __init__(self, requests: S3Requests, key: str, part_size: int, max_concurrency: int) -> None:
+        self._requests, self._key = requests, key
+        self._part_size = part_size
+        self._max_concurrency = max_concurrency
         self._buf: bytearray | None = None  # the part being filled, allocated whole
         self._fill = 0
         self._size = 0
@@ -74,14 +72,14 @@ class S3Writer:
         self._check_open()
         try:
             if self._upload_id is None:
-                self._store._request("put_object", f"upload '{self._key}'", self._key,
+                self._requests.call("put_object", f"upload '{self._key}'", self._key,
                                      Key=self._key, Body=self._take_buffered())
             else:
                 if self._fill:
                     self._send(self._take_buffered())
                 self._wait_until(0)
                 parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
-                self._store._request(
+                self._requests.call(
                     "complete_multipart_upload", f"finish the upload of '{self._key}'", self._key,
                     Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts})
         except BaseException:
@@ -109,7 +107,7 @@ class S3Writer:
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
-                self._store._request("abort_multipart_upload", f"abort the upload of '{self._key}'",
+                self._requests.call("abort_multipart_upload", f"abort the upload of '{self._key}'",
                                      self._key, Key=self._key, UploadId=upload_id)
             except ObjectNotFound:
                 pass
@@ -146,20 +144,20 @@ class S3Writer:
 
     def _send(self, part: bytes | bytearray) -> None:
         if self._upload_id is None:
-            resp = self._store._request("create_multipart_upload", f"start the upload of '{self._key}'",
+            resp = self._requests.call("create_multipart_upload", f"start the upload of '{self._key}'",
                                         self._key, Key=self._key)
             self._upload_id = resp["UploadId"]
-            self._pool = ThreadPoolExecutor(self._store.max_concurrency, thread_name_prefix="tako-s3-part")
+            self._pool = ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="tako-s3-part")
         if self._next_part > MAX_PARTS:
             raise StorageError(f"Upload of '{self._key}' needs more than {MAX_PARTS} parts; "
                                "use a larger part size.")
-        self._wait_until(self._store.max_concurrency - 1)
+        self._wait_until(self._max_concurrency - 1)
         number, self._next_part = self._next_part, self._next_part + 1
         assert self._pool is not None
         self._in_flight.add(self._pool.submit(self._upload_part, number, part))
 
     def _upload_part(self, number: int, part: bytes | bytearray) -> None:
-        resp = self._store._request(
+        resp = self._requests.call(
             "upload_part", f"upload part {number} of '{self._key}'", self._key,
             Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part)
         self._etags[number] = resp["ETag"]

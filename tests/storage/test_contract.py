@@ -31,7 +31,7 @@ def pending_uploads(store: Any) -> list[str]:
     """Keys with an unfinished multipart upload (S3 only; the memory store has no such thing)."""
     if not isinstance(store, S3Store):
         return []
-    resp = store._client.list_multipart_uploads(Bucket=store.bucket)
+    resp = store.client.list_multipart_uploads(Bucket=store.bucket)
     return [u["Key"] for u in resp.get("Uploads", [])]
 
 
@@ -173,7 +173,7 @@ def test_list_by_prefix_in_key_order_without_siblings(store: Any) -> None:
 
 def test_list_pages_through_more_than_one_page(store: Any) -> None:
     if isinstance(store, S3Store):
-        store._client.meta.events.register(
+        store.client.meta.events.register(
             "before-parameter-build.s3.ListObjectsV2", lambda params, **_: params.update(MaxKeys=3))
     keys = [f"p/{i:02d}" for i in range(8)]
     for key in reversed(keys):

@@ -27,7 +27,7 @@ WRONG_SECRET = "wrong-secret-" + "Zq8" * 10
 def record_operations(store: S3Store) -> list[str]:
     """The names of the S3 operations the store's client calls from now on."""
     calls: list[str] = []
-    store._client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
     return calls
 
 
@@ -166,14 +166,14 @@ def unused_port() -> int:
 def test_client_configuration() -> None:
     store = S3Store("b", "http://127.0.0.1:9", "auto", "id", "secret", force_path_style=True,
                     max_concurrency=6)
-    config = store._client.meta.config
+    config = store.client.meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 6}
     assert config.signature_version == "s3v4"
     assert config.s3 == {"addressing_style": "path"}
     assert config.request_checksum_calculation == "when_required"
     assert config.response_checksum_validation == "when_required"
     assert config.max_pool_connections >= 8
-    assert store._client.meta.region_name == "auto"
+    assert store.client.meta.region_name == "auto"
     assert store.part_size == 16 * MIB
 
 
@@ -237,8 +237,8 @@ def test_parts_upload_concurrently_within_the_limit(make_store: Callable[..., An
         with lock:
             state["now"] -= 1
 
-    store._client.meta.events.register("before-send.s3.UploadPart", started)
-    store._client.meta.events.register("after-call.s3.UploadPart", finished)
+    store.client.meta.events.register("before-send.s3.UploadPart", started)
+    store.client.meta.events.register("after-call.s3.UploadPart", finished)
     data = os.urandom(MIB)
     with store.open_writer("parallel") as writer:
         for _ in range(40):
@@ -255,7 +255,7 @@ def test_a_failed_part_aborts_the_upload(make_store: Callable[..., Any]) -> None
         if params.get("PartNumber") == 2:
             raise EndpointConnectionError(endpoint_url=store.endpoint)
 
-    store._client.meta.events.register("before-parameter-build.s3.UploadPart", fail_part_two)
+    store.client.meta.events.register("before-parameter-build.s3.UploadPart", fail_part_two)
     writer = store.open_writer("broken")
     with pytest.raises(StorageError) as info, writer:
         for _ in range(5):
@@ -264,7 +264,7 @@ def test_a_failed_part_aborts_the_upload(make_store: Callable[..., Any]) -> None
     assert str(info.value) == (f"Cannot connect to storage endpoint {store.endpoint} while trying to upload "
                                "part 2 of 'broken'; check the endpoint URL and that the service is running.")
     assert store.head("broken") is None
-    assert store._client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
 
 
 def test_writer_memory_stays_bounded(make_store: Callable[..., Any]) -> None:
@@ -314,7 +314,7 @@ def test_a_broken_download_stream_is_a_storage_error() -> None:
     for exc in (ReadTimeoutError(endpoint_url="https://s3.example.com/b/k"),
                 ResponseStreamingError(error="connection reset")):
         body = BrokenBody(exc)
-        with _S3Reader(body, store, "_tako/a.enc") as reader, pytest.raises(StorageError) as info:
+        with _S3Reader(body, store.requests, "_tako/a.enc") as reader, pytest.raises(StorageError) as info:
             reader.read(1024)
         assert str(info.value) == ("The connection to storage endpoint https://s3.example.com broke while "
                                    f"trying to read '_tako/a.enc' ({type(exc).__name__}).")
