@@ -100,11 +100,12 @@ def dispatch(service: BackupService, request: Request) -> Any:
         runtime = fields.get("runtime")
         return service.deploy(app, _binding(fields.get("backup")),
                               None if runtime is None else RuntimeSettings.from_dict(runtime))
-    return _dispatch_beyond(service, command, app, fields)
+    return _dispatch_extension(service, command, app, fields)
 
 
-def _dispatch_beyond(service: BackupService, command: str, app: str, fields: dict[str, Any]) -> Any:
-    """Our commands beyond Tako's: drills, previews, undo, reindex, re-encryption."""
+def _dispatch_extension(service: BackupService, command: str, app: str, fields: dict[str, Any]) -> Any:
+    """Our commands that Tako's server does not have: drills, previews, undo, reindex,
+    re-encryption."""
     if command == protocol.DRILL_BACKUP:
         return service.drill_backup(app, fields.get("backup_id"))
     if command == protocol.RESTORE_PREVIEW:

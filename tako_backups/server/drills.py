@@ -1,4 +1,5 @@
-"""Where the server keeps each app's last restore drill, and when the next one is due.
+"""Restore drills on the server: running them (on demand and weekly), where each app's last drill
+is kept, and when the next one is due.
 
 ``state/drills/{name}.{env}.json`` holds the last :class:`DrillResult` (backup id, time, measured
 recovery seconds, ok, message) and the last one that passed: ``{"last": ..., "last_ok": ...}``.
@@ -12,14 +13,19 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
-from ..core.drill import DrillResult
-from ..errors import ConfigError, FormatError
+from ..core import catalog
+from ..core.drill import DrillResult, run_drill
+from ..errors import ConfigError, FormatError, NotFoundError
+from ..models import BackupInfo
 from ..primitives.atomic_files import os_reason, write_atomic
 from ..primitives.json_shapes import check_fields
 from ..primitives.names import check_app_id
+from .app_backups import AppBackups
+from .index_repair import IndexRepair
 
-__all__ = ["DRILL_INTERVAL", "DRILL_RETRY", "OVERDUE_AFTER", "DrillLog", "drill_due"]
+__all__ = ["DRILL_INTERVAL", "DRILL_RETRY", "OVERDUE_AFTER", "DrillLog", "RestoreDrills", "drill_due"]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +95,63 @@ class DrillLog:
     def _path(self, app: str) -> Path:
         name, env = check_app_id(app)
         return self.folder / f"{name}.{env}.json"
+
+
+class RestoreDrills:
+    """Runs drills (a drill restores a backup into ``tmp/drills/`` and checks it, never touching
+    live data) and keeps each app's last result. Thread-safe."""
+
+    def __init__(self, backups: AppBackups, index: IndexRepair, records: DrillLog) -> None:
+        self._backups = backups
+        self._index = index
+        self.records = records
+
+    def drill_backup(self, app: str, backup_id: str | None = None) -> dict[str, Any]:
+        """Drill ``backup_id`` (the newest when None) and record the result; returns it as
+        ``{"backup_id", "at_unix_secs", "seconds", "ok", "message"?}`` (a failed drill is a reply
+        with ``ok: false``, not an error). A drill only reads the bucket and writes its own
+        scratch folder, so it does not take the app's lock: backups and restores go on meanwhile.
+        Raises NotFoundError (no settings, no backups, unknown id) or StorageError when the index
+        cannot be read."""
+        check_app_id(app)
+        return self._drill(app, backup_id).to_dict()
+
+    def _drill(self, app: str, backup_id: str | None) -> DrillResult:
+        settings = self._backups.settings(app)
+        store, prefix = self._backups.location(app, settings)
+        if backup_id is None:
+            index = self._index.read(app, settings).index
+            if not index.backups:
+                raise NotFoundError(f"App '{app}' has no backups to drill; run tako backups now first.")
+            info = index.backups[0]
+        else:
+            info = catalog.find_backup(store, prefix, backup_id)
+        result = run_drill(store, info, settings.backup_keys, self._backups.paths.drill_work,
+                           clock=self._backups.clock)
+        self.records.record(app, result)
+        if result.ok:
+            log.info("drill of %s: %s restores in %.1f s", app, info.id, result.seconds)
+        else:
+            log.error("drill of %s: %s failed: %s", app, info.id, result.message)
+        return result
+
+    def is_due(self, app: str, now: int, interval: float = DRILL_INTERVAL) -> bool:
+        """Whether the weekly drill of ``app`` is due (never read from the bucket)."""
+        return drill_due(self.records.last(app), now, interval)
+
+    def scheduled_drill(self, app: str) -> DrillResult | None:
+        """Drill the newest backup (None when there is none yet). Raises StorageError."""
+        try:
+            return self._drill(app, None)
+        except NotFoundError:
+            return None
+
+    def status_fields(self, app: str, newest: BackupInfo | None, enabled: bool,
+                      rebuilt: bool) -> dict[str, Any]:
+        """``last_drill``, ``last_ok_drill``, ``overdue`` and ``index_rebuilt`` for ``backup_status``."""
+        last, last_ok = self.records.read(app)
+        now = int(self._backups.clock())
+        overdue = enabled and (newest is None or now - newest.created_at_unix_secs > OVERDUE_AFTER)
+        return {"last_drill": None if last is None else last.to_dict(),
+                "last_ok_drill": None if last_ok is None else last_ok.to_dict(),
+                "overdue": overdue, "index_rebuilt": rebuilt}

@@ -27,9 +27,11 @@ from ..storage.base import ObjectStore
 from .paths import DATA_DIR_MODE, ServerPaths
 from .runtime import AppRuntime
 
-__all__ = ["recover_interrupted_restores", "restore_over_live"]
+__all__ = ["PRE_RESTORE", "recover_interrupted_restores", "restore_over_live"]
 
 log = logging.getLogger(__name__)
+
+PRE_RESTORE = "pre-restore"  # the reason recorded on the safety backup a restore takes first
 
 
 def restore_over_live(

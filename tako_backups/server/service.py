@@ -8,23 +8,26 @@ never carry credentials. Backups, restores and deploys of one app hold that app'
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from .. import __version__
-from ..core import catalog, layout, pipeline
-from ..errors import FormatError, NotFoundError, RestoreError, StorageError, TakoError
-from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo, StorageBinding
+from ..core import catalog
+from ..core.drill import DrillResult
+from ..errors import FormatError, NotFoundError, RestoreError, TakoError
+from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo
 from ..primitives.names import check_app_id
 from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, Reply, RuntimeSettings
-from ..storage.base import ObjectStore
-from .confidence import PRE_RESTORE, RestoreConfidence, safety_fields
-from .drills import DrillLog
+from .app_backups import AppBackups, StoreFactory, s3_store_factory
+from .backup_runs import BackupRuns
+from .drills import DRILL_INTERVAL, DrillLog, RestoreDrills
+from .index_repair import IndexRepair
 from .locks import AppLocks
 from .paths import ServerPaths
-from .restore import restore_over_live
+from .preview import preview_restore
+from .reencryption import Reencryption
+from .restore import PRE_RESTORE, restore_over_live
 from .runtime import AppRuntime
 from .scheduler import is_due, next_backup_at
 from .state import AppState, StateStore
@@ -34,19 +37,15 @@ __all__ = ["DOWNLOAD_URL_SECONDS", "BackupService", "StoreFactory"]
 log = logging.getLogger(__name__)
 
 DOWNLOAD_URL_SECONDS = 900
-StoreFactory = Callable[[StorageBinding], ObjectStore]
 
 
-def s3_store_factory(binding: StorageBinding) -> ObjectStore:
-    from ..storage.s3 import S3Store
-
-    return cast(ObjectStore, S3Store.from_binding(binding))
-
-
-class BackupService(RestoreConfidence):
+class BackupService:
     """Runs the management commands for every app under one server data root. Thread-safe.
 
-    Drills, previews, undo, reindex and re-encryption come from :class:`RestoreConfidence`.
+    It holds its collaborators: ``backups`` (settings, stores, bucket prefixes), ``runs`` (taking
+    one backup), ``index`` (the self-healing index and ``reindex``), ``drills`` (restore drills and
+    their records) and ``reencryption`` (key rotation); the RPC commands they answer are delegated
+    to them.
     """
 
     def __init__(
@@ -59,14 +58,14 @@ class BackupService(RestoreConfidence):
         self.server_name = server_name
         self.runtime = runtime
         self.state = state or StateStore(paths.state_dir)
-        self.drills = DrillLog(paths.state_dir)
         self.locks = locks or AppLocks()
-        self._store_factory = store_factory
-        self._stores: dict[StorageBinding, ObjectStore] = {}
-        self._stores_lock = threading.Lock()
+        self.backups = AppBackups(paths, server_name, self.state, self.locks, store_factory, clock)
+        self.index = IndexRepair(self.backups)
+        self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir))
+        self.reencryption = Reencryption(self.backups, self.index)
+        self.runs = BackupRuns(self.backups, self.index)
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
-        self.started_at = time.time()
 
     # ----- unsigned commands -----
 
@@ -87,14 +86,14 @@ class BackupService(RestoreConfidence):
         check_app_id(app)
         with self.locks.hold(app):
             if backup is not None:
-                self._store_settings(app, backup)
-            return self._take_backup(app, self._settings(app), "manual").to_dict()
+                self.backups.store_settings(app, backup)
+            return self.runs.take(app, self.backups.settings(app), "manual").to_dict()
 
     def list_backups(self, app: str) -> dict[str, Any]:
         """``{"app", "backups", "index_rebuilt"}``, newest first; ``index_rebuilt`` says the index
         was missing or unreadable and was rebuilt from the manifests. Raises NotFoundError or
         StorageError."""
-        found = self._read_index(app, self._settings(app))
+        found = self.index.read(app, self.backups.settings(app))
         return {"app": app, "backups": [b.to_dict() for b in found.index.backups],
                 "index_rebuilt": found.rebuilt}
 
@@ -109,22 +108,22 @@ class BackupService(RestoreConfidence):
         if state is None or state.backup is None:
             return {"app": app, "enabled": False, "retention_days": DEFAULT_RETENTION_DAYS,
                     "last_backup": None, "next_backup_at_unix_secs": None,
-                    **self.status_fields(app, None, enabled=False, rebuilt=False)}
+                    **self.drills.status_fields(app, None, enabled=False, rebuilt=False)}
         now = int(self._clock())
-        found = self._read_index(app, state.backup)
+        found = self.index.read(app, state.backup)
         newest = _first(found.index)
         return {"app": app, "enabled": True, "retention_days": state.backup.retention_days,
                 "last_backup": None if newest is None else newest.to_dict(),
                 "next_backup_at_unix_secs": next_backup_at(newest, now),
-                **self.status_fields(app, newest, enabled=True, rebuilt=found.rebuilt)}
+                **self.drills.status_fields(app, newest, enabled=True, rebuilt=found.rebuilt)}
 
     def backup_download_url(self, app: str, backup_id: str) -> dict[str, Any]:
         """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s).
 
         Raises NotFoundError (app settings or backup id) or StorageError.
         """
-        settings = self._settings(app)
-        store, prefix = self._location(app, settings)
+        settings = self.backups.settings(app)
+        store, prefix = self.backups.location(app, settings)
         info = catalog.find_backup(store, prefix, backup_id)
         url = store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
         return {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
@@ -141,15 +140,15 @@ class BackupService(RestoreConfidence):
         check_app_id(app)
         with self.locks.hold(app):
             state = self.state.load(app)
-            settings = self._settings(app, state)
-            store, prefix = self._location(app, settings)
+            settings = self.backups.settings(app, state)
+            store, prefix = self.backups.location(app, settings)
             info = catalog.find_backup(store, prefix, backup_id)
             runtime_settings = state.runtime if state is not None else None
             taken: list[BackupInfo] = []
 
             def take_safety_backup() -> None:
                 try:
-                    taken.append(self._take_backup(app, settings, PRE_RESTORE))
+                    taken.append(self.runs.take(app, settings, PRE_RESTORE))
                 except TakoError as exc:
                     raise RestoreError(
                         f"Could not take the safety backup of app '{app}' before restoring {info.id}: "
@@ -164,7 +163,7 @@ class BackupService(RestoreConfidence):
             )
             safety_id = taken[0].id if taken else None
             log.info("restored %s from %s (safety backup %s)", app, info.id, safety_id or "none")
-            return Reply(info.to_dict(), safety_fields(safety_id))
+            return Reply(info.to_dict(), {} if safety_id is None else {"safety_backup_id": safety_id})
 
     # ----- deploy -----
 
@@ -188,7 +187,7 @@ class BackupService(RestoreConfidence):
         if backup is None:
             return {"status": "disabled"}
         try:
-            info = self._take_backup(app, backup, "post-deploy")
+            info = self.runs.take(app, backup, "post-deploy")
         except TakoError as exc:
             log.warning("post-deploy backup of %s failed: %s", app, exc)
             return {"status": "failed", "message": str(exc)}
@@ -221,6 +220,46 @@ class BackupService(RestoreConfidence):
             except TakoError as exc:
                 log.error("could not start %s: %s", app, exc)
 
+    # ----- our commands beyond Tako's: previews, undo, and the collaborators' commands -----
+
+    def restore_preview(self, app: str, backup_id: str) -> dict[str, Any]:
+        """What restoring ``backup_id`` would change (see :func:`preview_restore`); nothing is
+        swapped. Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, FormatError,
+        UnsafeArchiveError, StorageError or RestoreError."""
+        check_app_id(app)
+        with self.locks.hold(app):
+            settings = self.backups.settings(app)
+            store, prefix = self.backups.location(app, settings)
+            info = catalog.find_backup(store, prefix, backup_id)
+            return preview_restore(app=app, info=info, store=store, keys=settings.backup_keys,
+                                   paths=self.paths)
+
+    def undo_restore(self, app: str, safety_backup: bool = True) -> Reply:
+        """Restore the newest ``pre-restore`` backup (taking a new safety backup first unless
+        ``safety_backup`` is False, so an undo can be undone). Raises NotFoundError when there is
+        none, and what :meth:`restore_backup` raises."""
+        check_app_id(app)
+        index = self.index.read(app, self.backups.settings(app)).index
+        found = next((b for b in index.backups if b.extras is not None and b.extras.reason == PRE_RESTORE),
+                     None)
+        if found is None:
+            raise NotFoundError(
+                f"App '{app}' has no pre-restore backup to go back to: restores take one unless "
+                "--no-safety-backup is passed.")
+        return self.restore_backup(app, found.id, safety_backup)
+
+    def drill_backup(self, app: str, backup_id: str | None = None) -> dict[str, Any]:
+        """See :meth:`RestoreDrills.drill_backup`."""
+        return self.drills.drill_backup(app, backup_id)
+
+    def reindex(self, app: str) -> dict[str, Any]:
+        """See :meth:`IndexRepair.reindex`."""
+        return self.index.reindex(app)
+
+    def reencrypt_backups(self, app: str, backup: BackupBinding | None) -> dict[str, Any]:
+        """See :meth:`Reencryption.reencrypt_backups`."""
+        return self.reencryption.reencrypt_backups(app, backup)
+
     # ----- scheduler hooks -----
 
     def enabled_apps(self) -> list[str]:
@@ -241,84 +280,28 @@ class BackupService(RestoreConfidence):
 
         Raises NotFoundError or StorageError.
         """
-        settings = self._settings(app)
-        store, prefix = self._location(app, settings)
+        settings = self.backups.settings(app)
+        store, prefix = self.backups.location(app, settings)
         try:
             index = catalog.read_index(store, prefix)
         except FormatError:
             return True
         return is_due(_first(index), now)
 
+    def drill_due(self, app: str, now: int, interval: float = DRILL_INTERVAL) -> bool:
+        """Whether the weekly drill of ``app`` is due."""
+        return self.drills.is_due(app, now, interval)
+
+    def scheduled_drill(self, app: str) -> DrillResult | None:
+        """Drill the newest backup (None when there is none yet). Raises StorageError."""
+        return self.drills.scheduled_drill(app)
+
     def scheduled_backup(self, app: str) -> BackupInfo:
         """Take a backup with the stored settings. Raises BusyError when the app is busy."""
         with self.locks.hold(app):
-            return self._take_backup(app, self._settings(app), "scheduled")
+            return self.runs.take(app, self.backups.settings(app), "scheduled")
 
     # ----- helpers -----
-
-    def _settings(self, app: str, state: AppState | None = None) -> BackupBinding:
-        state = state if state is not None else self.state.load(app)
-        if state is None or state.backup is None:
-            raise NotFoundError(
-                f"App '{app}' has no backup settings on this server; run tako backups now or "
-                "tako deploy first."
-            )
-        return state.backup
-
-    def _store_settings(self, app: str, backup: BackupBinding) -> None:
-        state = self.state.load(app) or AppState()
-        self.state.save(app, state.with_backup(backup))
-
-    def _take_backup(self, app: str, settings: BackupBinding, reason: str) -> BackupInfo:
-        """Back up the app's data with ``reason``; the caller holds the app's lock. An index that
-        is missing or unreadable is rebuilt first."""
-        name, env = check_app_id(app)
-        data = self.paths.ensure_data_dir(name, env)
-        self.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = self._store(settings.storage)
-        now = int(self._clock())
-        self._clean_leftovers(app, store, layout.backup_prefix(name, env, self.server_name), now)
-        try:
-            self._read_index(app, settings, locked=True)
-        except StorageError as exc:
-            log.warning("could not check the index of %s before backing up: %s", app, exc)
-        try:
-            result = pipeline.backup(
-                store, data_root=data, work_root=self.paths.backup_work, app=name, env=env,
-                server=self.server_name, key=settings.active_key,
-                retention_days=settings.retention_days, now=now, reason=reason,
-            )
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
-        log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
-                 result.info.size_bytes, len(result.pruned))
-        return result.info
-
-    def _clean_leftovers(self, app: str, store: ObjectStore, prefix: str, now: int) -> None:
-        """Abort uploads and delete manifest-less archives that a crashed or failed run left: those
-        begun before this server started, or over a day ago. Failures are only logged."""
-        try:
-            left = catalog.clean_leftovers(store, prefix, started_before=max(self.started_at, now - 86_400))
-        except StorageError as exc:
-            log.warning("could not clean up after earlier backups of %s: %s", app, exc)
-            return
-        if left.uploads_aborted or left.archives_deleted:
-            log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
-                     "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)
-
-    def _location(self, app: str, settings: BackupBinding) -> tuple[ObjectStore, str]:
-        name, env = check_app_id(app)
-        return self._store(settings.storage), layout.backup_prefix(name, env, self.server_name)
-
-    def _store(self, binding: StorageBinding) -> ObjectStore:
-        with self._stores_lock:
-            store = self._stores.get(binding)
-            if store is None:
-                if len(self._stores) >= 32:
-                    self._stores.clear()
-                store = self._stores[binding] = self._store_factory(binding)
-            return store
 
 
 def _first(index: BackupIndex) -> BackupInfo | None:

@@ -44,10 +44,10 @@ def test_the_scheduler_drills_the_newest_backup_once_per_interval(tmp_path: Path
     scheduler = Scheduler(service, interval=3600, clock=lambda: clock["now"], drill_interval=HOUR)
     scheduler.start()
     try:
-        wait_for(lambda: service.drills.last(APP) is not None)
+        wait_for(lambda: service.drills.records.last(APP) is not None)
     finally:
         assert scheduler.stop(timeout=20)
-    drill = service.drills.last(APP)
+    drill = service.drills.records.last(APP)
     assert drill is not None
     assert (drill.backup_id, drill.at_unix_secs, drill.ok) == (newest["id"], NOW + 60, True)
     status = service.backup_status(APP)
@@ -74,7 +74,7 @@ def test_an_app_without_backups_is_overdue_and_not_drilled(tmp_path: Path, seawe
     service.state.save(APP, AppState(backup=binding()))
     assert service.backup_status(APP)["overdue"] is True
     assert Scheduler(service, clock=lambda: NOW).run_drills() == []
-    assert service.drills.last(APP) is None
+    assert service.drills.records.last(APP) is None
 
 
 def test_drills_are_due_weekly_and_failed_ones_daily() -> None:
@@ -99,5 +99,5 @@ def test_the_drill_log_keeps_the_last_and_the_last_passed_drill(tmp_path: Path) 
     assert path.stat().st_mode & 0o777 == 0o600
     path.write_text("{damaged")
     assert log.read(APP) == (None, None)
-    with pytest.raises(FormatError, match="^Invalid app 'Not An App'"):
+    with pytest.raises(FormatError, match="^Invalid app name: must start with a lowercase letter\\.$"):
         log.record("Not An App", passed)
