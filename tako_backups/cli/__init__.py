@@ -10,7 +10,7 @@ import typer
 
 from .. import __version__
 from .context import Globals
-from .frame import LazyCommand, TakoGroup
+from .root import LazyCommand, TakoGroup
 
 COMMANDS: dict[str, LazyCommand] = {
     "backups": LazyCommand("tako_backups.cli.backups", "backups_app",
@@ -50,11 +50,11 @@ def root(
                                  help="Show the version and exit."),
 ) -> None:
     """Tako-compatible backups and storage for your apps."""
-    g = ctx.ensure_object(Globals)
-    g.config = config if config is not None else g.config
-    g.json = g.json or json
-    g.dry_run = g.dry_run or dry_run
-    g.verbose = g.verbose or verbose
+    opts = ctx.ensure_object(Globals)
+    opts.config = config if config is not None else opts.config
+    opts.json = opts.json or json
+    opts.dry_run = opts.dry_run or dry_run
+    opts.verbose = opts.verbose or verbose
 
 
 def main() -> None:

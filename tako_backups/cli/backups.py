@@ -57,39 +57,39 @@ def now(
     from .replies import created_line
     from .targets import call_servers, raise_failures, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
     project, name = target.project, target.env
     if not backups_enabled(project, name):
         raise ConfigError(f"Backups are not enabled for environment '{name}'. Add "
                           f'`backup = {{ storage = "<resource>" }}` under [envs.{name}] in tako.toml.')
     secrets = load_secrets(project.secrets_path)
-    heading(g, target.title)
+    heading(opts, target.title)
     names = [s.name for s in target.servers]
-    if g.dry_run:
+    if opts.dry_run:
         creates_key = needs_backup_key(project, secrets, name)
         if creates_key:
-            g.out.would(f"create a backup key for {name} in {project.secrets_path}")
+            opts.out.would(f"create a backup key for {name} in {project.secrets_path}")
         for entry in names:
-            g.out.would(f"create a backup on {entry}")
-        g.out.line("Dry run: nothing was written or contacted.")
-        g.out.result("backups now", {**target_summary(target), "dry_run": True, "servers": names,
+            opts.out.would(f"create a backup on {entry}")
+        opts.out.line("Dry run: nothing was written or contacted.")
+        opts.out.result("backups now", {**target_summary(target), "dry_run": True, "servers": names,
                                      "backup_key_would_be_created": creates_key})
         return
     prompts = key_prompts()
     if ensure_backup_keys(project, secrets, name, prompts):
-        g.out.hint(f"Created backup key {secrets.envs[name].backup_keys[-1].id} for {name}.")
+        opts.out.hint(f"Created backup key {secrets.envs[name].backup_keys[-1].id} for {name}.")
     binding = backup_binding_for(project, secrets, name, prompts)
     assert binding is not None
     spinner = "Creating backup" if len(names) == 1 else f"Creating backups on {len(names)} servers"
     outcomes = call_servers(target.servers, protocol.BACKUP_NOW,
                             {"app": target.app_id, "backup": binding.to_dict()}, BackupInfo.from_dict,
-                            out=g.out, spinner=spinner)
+                            out=opts.out, spinner=spinner)
     for outcome in outcomes:
         if outcome.error is None:
-            g.out.line(created_line(outcome.name, outcome.data))
+            opts.out.line(created_line(outcome.name, outcome.data))
     raise_failures(outcomes, "Failed to back up {failed} of {total} servers.")
-    g.out.result("backups now", {**target_summary(target), "results": [
+    opts.out.result("backups now", {**target_summary(target), "results": [
         {"server": o.name, "backup": o.data.to_dict()} for o in outcomes]})
 
 
@@ -104,22 +104,22 @@ def list_backups(
     from .replies import backup_line, parse_list
     from .targets import failure_text, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
-    outcomes = ask_every_server(g, target, protocol.LIST_BACKUPS, parse_list,
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
+    outcomes = ask_every_server(opts, target, protocol.LIST_BACKUPS, parse_list,
                                 "Failed to query backups from all target servers.")
     for outcome in outcomes:
         if outcome.error is not None:
-            g.out.warning(failure_text(outcome))
+            opts.out.warning(failure_text(outcome))
             continue
         if len(outcomes) > 1:
-            g.out.line(outcome.name)
+            opts.out.line(outcome.name)
         if not outcome.data:
-            g.out.line("No backups found.")
+            opts.out.line("No backups found.")
         for info in outcome.data:
-            g.out.line(backup_line(info))
-        list_note(g, outcome)
-    g.out.result("backups list", {
+            opts.out.line(backup_line(info))
+        list_note(opts, outcome)
+    opts.out.result("backups list", {
         **target_summary(target),
         "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data],
                      **({"index_rebuilt": True} if o.data.index_rebuilt else {})}
@@ -144,17 +144,17 @@ def status(
     from .replies import parse_status, status_line
     from .targets import failure_text, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
-    outcomes = ask_every_server(g, target, protocol.BACKUP_STATUS, parse_status,
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
+    outcomes = ask_every_server(opts, target, protocol.BACKUP_STATUS, parse_status,
                                 "Failed to query backup status from all target servers.")
     for outcome in outcomes:
         if outcome.error is not None:
-            g.out.warning(failure_text(outcome))
+            opts.out.warning(failure_text(outcome))
         else:
-            g.out.line(status_line(outcome.name, outcome.data))
-            status_notes(g, outcome.name, outcome.data)
-    g.out.result("backups status", {
+            opts.out.line(status_line(outcome.name, outcome.data))
+            status_notes(opts, outcome.name, outcome.data)
+    opts.out.result("backups status", {
         **target_summary(target),
         "results": [{"server": o.name, "status": o.data.to_dict()} for o in outcomes if o.error is None],
         "errors": failures(outcomes),
@@ -179,20 +179,20 @@ def download(
     from .replies import parse_download
     from .targets import call_servers, download_transport, raise_failures, require_single, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
     entry = require_single(target, "Pass --server to choose a backup source.")
     check_id(backup_id)
     path = output.expanduser() if output is not None else Path(f"{backup_id}.tar.zst.enc")
     manifest = manifest_path_for(path)
     check_free(path)
-    heading(g, f"{target.title} from {entry.name}")
+    heading(opts, f"{target.title} from {entry.name}")
     result = {**target_summary(target), "server": entry.name, "path": str(path),
               "manifest_path": str(manifest)}
-    if g.dry_run:
-        g.out.would(f"download {backup_id} from {entry.name} to {path} (manifest {manifest})")
-        g.out.line("Dry run: nothing was written or contacted.")
-        g.out.result("backups download", {**result, "dry_run": True})
+    if opts.dry_run:
+        opts.out.would(f"download {backup_id} from {entry.name} to {path} (manifest {manifest})")
+        opts.out.line("Dry run: nothing was written or contacted.")
+        opts.out.result("backups download", {**result, "dry_run": True})
         return
     outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL,
                             {"app": target.app_id, "backup_id": backup_id}, parse_download)
@@ -201,9 +201,9 @@ def download(
     if link.backup.id != backup_id:
         raise RemoteError(f"Server '{entry.name}' sent the manifest of {link.backup.id} when asked for "
                           f"{backup_id}.")
-    save_backup(link.url, link.backup, path, g.out, transport=download_transport())
-    g.out.line(f"Saved {path} ({format_size(link.backup.size_bytes)})")
-    g.out.result("backups download", {**result, "backup": link.backup.to_dict()})
+    save_backup(link.url, link.backup, path, opts.out, transport=download_transport())
+    opts.out.line(f"Saved {path} ({format_size(link.backup.size_bytes)})")
+    opts.out.result("backups download", {**result, "backup": link.backup.to_dict()})
 
 
 @backups_app.command("restore")
@@ -226,33 +226,33 @@ def restore(
     from .output import format_size
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
     entry = require_single(target, "Pass --server to choose where to restore.")
     check_id(backup_id)
     if preview:
-        run_preview(g, target, entry, backup_id)
+        run_preview(opts, target, entry, backup_id)
         return
-    if not g.dry_run and not yes:
+    if not opts.dry_run and not yes:
         _confirm_restore(target, entry.name, backup_id)
-    heading(g, f"{target.title} on {entry.name}")
+    heading(opts, f"{target.title} on {entry.name}")
     summary = {**target_summary(target), "server": entry.name}
-    if g.dry_run:
-        g.out.would(f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}")
-        g.out.line("Dry run: nothing was restored or contacted.")
-        g.out.result("backups restore", {**summary, "dry_run": True, "backup_id": backup_id})
+    if opts.dry_run:
+        opts.out.would(f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}")
+        opts.out.line("Dry run: nothing was restored or contacted.")
+        opts.out.result("backups restore", {**summary, "dry_run": True, "backup_id": backup_id})
         return
     payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id}
     if no_safety_backup:
         payload["safety_backup"] = False
-    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload, parse_restored, out=g.out,
+    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload, parse_restored, out=opts.out,
                             spinner="Restoring backup", whole_reply=True)
     raise_failures(outcomes, "")
     info, safety = outcomes[0].data
-    g.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)})")
+    opts.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)})")
     if safety is not None:
-        g.out.line(str(safety_line(safety)))
-    g.out.result("backups restore", {**summary, "backup": info.to_dict(), "safety_backup_id": safety})
+        opts.out.line(str(safety_line(safety)))
+    opts.out.result("backups restore", {**summary, "backup": info.to_dict(), "safety_backup_id": safety})
 
 
 def _confirm_restore(target: Target, server: str, backup_id: str) -> None:

@@ -21,10 +21,10 @@ ENV_OPTION: Any = typer.Option(None, "--env", help=ENV_HELP)
 SERVER_OPTION: Any = typer.Option(None, "--server", help=SERVER_HELP)
 
 
-def heading(g: Globals, text: str) -> None:
+def heading(opts: Globals, text: str) -> None:
     """The "Backups" heading and ``text`` under it (usually ``{app} ({env})``)."""
-    g.out.heading("Backups")
-    g.out.line(text)
+    opts.out.heading("Backups")
+    opts.out.line(text)
 
 
 def target_summary(target: Target) -> dict[str, object]:
@@ -42,7 +42,7 @@ def check_id(backup_id: str) -> None:
                           "see `tako backups list`).")
 
 
-def ask_every_server(g: Globals, target: Target, method: str, parse: Callable[[Any], Any],
+def ask_every_server(opts: Globals, target: Target, method: str, parse: Callable[[Any], Any],
                      all_failed: str) -> list[Outcome]:
     """Print the heading, then send ``method`` with the app id to each of the target's servers.
 
@@ -50,7 +50,7 @@ def ask_every_server(g: Globals, target: Target, method: str, parse: Callable[[A
     ``all_failed`` as the message."""
     from .targets import call_servers, raise_failures
 
-    heading(g, target.title)
+    heading(opts, target.title)
     outcomes = call_servers(target.servers, method, {"app": target.app_id}, parse)
     if all(o.error is not None for o in outcomes):
         raise_failures(outcomes, all_failed)

@@ -42,29 +42,29 @@ def rebuilt_note(server: str) -> str:
     return f"{server}: index.json was missing or unreadable; the server rebuilt it from the manifests."
 
 
-def status_notes(g: Globals, server: str, status: BackupStatus) -> None:
+def status_notes(opts: Globals, server: str, status: BackupStatus) -> None:
     """After Tako's status line: the last drill that passed (stdout), and warnings (stderr) for an
     overdue backup, a failed last drill or a rebuilt index."""
     from .output import format_local_time
 
     ok = status.last_ok_drill
     if ok is not None:
-        g.out.line(f"{server}: last verified restorable {format_local_time(ok.at_unix_secs)} "
+        opts.out.line(f"{server}: last verified restorable {format_local_time(ok.at_unix_secs)} "
                    f"({seconds_text(ok.seconds)} recovery)")
     if status.overdue:
         last = status.last_backup
         if last is None:
-            g.out.warning(f"{server}: backup overdue: no backups yet.")
+            opts.out.warning(f"{server}: backup overdue: no backups yet.")
         else:
-            g.out.warning(f"{server}: backup overdue: the newest ({last.id}, "
+            opts.out.warning(f"{server}: backup overdue: the newest ({last.id}, "
                           f"{format_local_time(last.created_at_unix_secs)}) is more than {OVERDUE_HOURS} "
                           "hours old.")
     drill = status.last_drill
     if drill is not None and not drill.ok:
-        g.out.warning(f"{server}: the last restore drill ({drill.backup_id}, "
+        opts.out.warning(f"{server}: the last restore drill ({drill.backup_id}, "
                       f"{format_local_time(drill.at_unix_secs)}) failed: {drill.message}")
     if status.index_rebuilt:
-        g.out.warning(rebuilt_note(server))
+        opts.out.warning(rebuilt_note(server))
 
 
 # ----- drill -----
@@ -86,61 +86,61 @@ def drill(
     from ..remote import protocol
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
     servers = target.servers
     if backup_id is not None:
         check_id(backup_id)
         servers = [require_single(target, "Pass --server to choose whose backup to drill "
                                           "(ids are per server).")]
-    heading(g, target.title)
-    if g.dry_run:
+    heading(opts, target.title)
+    if opts.dry_run:
         for entry in servers:
-            g.out.would(f"drill {backup_id or 'the newest backup'} on {entry.name}")
-        g.out.line("Dry run: nothing was contacted.")
-        g.out.result("backups drill", {**target_summary(target), "dry_run": True})
+            opts.out.would(f"drill {backup_id or 'the newest backup'} on {entry.name}")
+        opts.out.line("Dry run: nothing was contacted.")
+        opts.out.result("backups drill", {**target_summary(target), "dry_run": True})
         return
     payload: dict[str, Any] = {"app": target.app_id, "backup_id": backup_id}
-    outcomes = call_servers(servers, protocol.DRILL_BACKUP, payload, parse_drill, out=g.out,
+    outcomes = call_servers(servers, protocol.DRILL_BACKUP, payload, parse_drill, out=opts.out,
                             spinner="Running restore drill")
     for o in outcomes:
         if o.error is None and o.data.ok:
-            g.out.line(f"{o.name}: {o.data.backup_id} restorable ({seconds_text(o.data.seconds)} recovery)")
+            opts.out.line(f"{o.name}: {o.data.backup_id} restorable ({seconds_text(o.data.seconds)} recovery)")
         elif o.error is None:
-            g.out.line(f"{o.name}: {o.data.backup_id} failed the drill: {o.data.message}")
+            opts.out.line(f"{o.name}: {o.data.backup_id} failed the drill: {o.data.message}")
     raise_failures(outcomes, "Failed to drill on {failed} of {total} servers.")
     failed = [o for o in outcomes if not o.data.ok]
     if failed:
         raise IntegrityError(f"The restore drill failed on {len(failed)} of {len(outcomes)} servers.")
-    g.out.result("backups drill", {**target_summary(target), "results": [
+    opts.out.result("backups drill", {**target_summary(target), "results": [
         {"server": o.name, "drill": o.data.to_dict()} for o in outcomes]})
 
 
 # ----- restore --preview -----
 
-def preview(g: Globals, outcome_data: dict[str, Any], backup_id: str) -> None:
+def preview(opts: Globals, outcome_data: dict[str, Any], backup_id: str) -> None:
     """Print what restoring ``backup_id`` would change (``restore_preview``'s reply)."""
     from .output import format_size
 
     counts = outcome_data["counts"]
     added, removed, changed = (_files(counts[k]) for k in ("added", "removed", "changed"))
-    g.out.line(f"Restoring {backup_id} would add {added}, remove {removed} and change {changed} "
+    opts.out.line(f"Restoring {backup_id} would add {added}, remove {removed} and change {changed} "
                f"({counts['unchanged']} unchanged):")
     for mark, kind in (("+", "added"), ("-", "removed")):
         for change in outcome_data[kind]:
             size = change["size_after"] if mark == "+" else change["size_before"]
-            g.out.line(f"{mark} {change['path']} ({format_size(size)})")
+            opts.out.line(f"{mark} {change['path']} ({format_size(size)})")
     for change in outcome_data["changed"]:
-        g.out.line(f"~ {change['path']} ({format_size(change['size_before'])} -> "
+        opts.out.line(f"~ {change['path']} ({format_size(change['size_before'])} -> "
                    f"{format_size(change['size_after'])})")
     listed = sum(len(outcome_data[k]) for k in ("added", "removed", "changed"))
     total = counts["added"] + counts["removed"] + counts["changed"]
     if total > listed:
-        g.out.line(f"... and {total - listed} more (see --json).")
+        opts.out.line(f"... and {total - listed} more (see --json).")
     for table in outcome_data["tables"]:
         if table["delta"] or None in (table["before"], table["after"]):
-            g.out.line(table_line(table))
-    g.out.line("Preview only: nothing was restored.")
+            opts.out.line(table_line(table))
+    opts.out.line("Preview only: nothing was restored.")
 
 
 def _files(count: int) -> str:
@@ -169,24 +169,24 @@ def parse_preview(data: Any) -> dict[str, Any]:
     return data
 
 
-def run_preview(g: Globals, target: Target, entry: Any, backup_id: str) -> None:
+def run_preview(opts: Globals, target: Target, entry: Any, backup_id: str) -> None:
     """``tako backups restore <id> --preview``."""
     from ..remote import protocol
     from .targets import call_servers, raise_failures
 
-    heading(g, f"{target.title} on {entry.name}")
-    if g.dry_run:
-        g.out.would(f"preview restoring {backup_id} on {entry.name}")
-        g.out.line("Dry run: nothing was contacted.")
-        g.out.result("backups restore", {**target_summary(target), "server": entry.name, "dry_run": True,
+    heading(opts, f"{target.title} on {entry.name}")
+    if opts.dry_run:
+        opts.out.would(f"preview restoring {backup_id} on {entry.name}")
+        opts.out.line("Dry run: nothing was contacted.")
+        opts.out.result("backups restore", {**target_summary(target), "server": entry.name, "dry_run": True,
                                          "preview": True, "backup_id": backup_id})
         return
     outcomes = call_servers([entry], protocol.RESTORE_PREVIEW, {"app": target.app_id, "backup_id": backup_id},
-                            parse_preview, out=g.out, spinner="Staging the backup to compare")
+                            parse_preview, out=opts.out, spinner="Staging the backup to compare")
     raise_failures(outcomes, "")
     data = outcomes[0].data
-    preview(g, data, backup_id)
-    g.out.result("backups restore", {**target_summary(target), "server": entry.name, "preview": {
+    preview(opts, data, backup_id)
+    opts.out.result("backups restore", {**target_summary(target), "server": entry.name, "preview": {
         k: v for k, v in data.items() if k != "app"}})
 
 
@@ -222,32 +222,32 @@ def undo(
     from .output import format_size
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
     entry = require_single(target, "Pass --server to choose where to undo the last restore.")
-    if not g.dry_run and not yes:
+    if not opts.dry_run and not yes:
         confirm_replace(f"Undo the last restore of {target.app} in {target.env} on {entry.name}?",
                         f"Undoing the last restore of {target.app} ({target.env}) on {entry.name} replaces "
                         "its live data; pass --yes to confirm (there is no terminal to ask on).",
                         "Undo cancelled.")
-    heading(g, f"{target.title} on {entry.name}")
-    if g.dry_run:
-        g.out.would(f"restore the newest pre-restore backup of {target.app} ({target.env}) on {entry.name}")
-        g.out.line("Dry run: nothing was restored or contacted.")
-        g.out.result("backups undo", {**target_summary(target), "server": entry.name, "dry_run": True})
+    heading(opts, f"{target.title} on {entry.name}")
+    if opts.dry_run:
+        opts.out.would(f"restore the newest pre-restore backup of {target.app} ({target.env}) on {entry.name}")
+        opts.out.line("Dry run: nothing was restored or contacted.")
+        opts.out.result("backups undo", {**target_summary(target), "server": entry.name, "dry_run": True})
         return
     payload: dict[str, Any] = {"app": target.app_id}
     if no_safety_backup:
         payload["safety_backup"] = False
-    outcomes = call_servers([entry], protocol.UNDO_RESTORE, payload, parse_restored, out=g.out,
+    outcomes = call_servers([entry], protocol.UNDO_RESTORE, payload, parse_restored, out=opts.out,
                             spinner="Undoing the last restore", whole_reply=True)
     raise_failures(outcomes, "")
     info, safety = outcomes[0].data
-    g.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)}), the data the last "
+    opts.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)}), the data the last "
                "restore replaced")
     if safety_line(safety):
-        g.out.line(str(safety_line(safety)))
-    g.out.result("backups undo", {**target_summary(target), "server": entry.name, "backup": info.to_dict(),
+        opts.out.line(str(safety_line(safety)))
+    opts.out.result("backups undo", {**target_summary(target), "server": entry.name, "backup": info.to_dict(),
                                   "safety_backup_id": safety})
 
 
@@ -271,29 +271,29 @@ def reindex(
     from ..remote import protocol
     from .targets import call_servers, raise_failures, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
-    heading(g, target.title)
-    if g.dry_run:
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
+    heading(opts, target.title)
+    if opts.dry_run:
         for entry in target.servers:
-            g.out.would(f"rebuild the index of {target.app} ({target.env}) on {entry.name}")
-        g.out.line("Dry run: nothing was written or contacted.")
-        g.out.result("backups reindex", {**target_summary(target), "dry_run": True})
+            opts.out.would(f"rebuild the index of {target.app} ({target.env}) on {entry.name}")
+        opts.out.line("Dry run: nothing was written or contacted.")
+        opts.out.result("backups reindex", {**target_summary(target), "dry_run": True})
         return
     outcomes = call_servers(target.servers, protocol.REINDEX, {"app": target.app_id}, parse_reindex,
-                            out=g.out, spinner="Rebuilding the index")
+                            out=opts.out, spinner="Rebuilding the index")
     for o in outcomes:
         if o.error is None:
             count = len(o.data["backups"])
-            g.out.line(f"{o.name}: rebuilt index.json from {count} backup{'s' if count != 1 else ''} "
+            opts.out.line(f"{o.name}: rebuilt index.json from {count} backup{'s' if count != 1 else ''} "
                        f"({REINDEX_WAS[o.data['previous']]})")
     raise_failures(outcomes, "Failed to rebuild the index on {failed} of {total} servers.")
-    g.out.result("backups reindex", {**target_summary(target), "results": [
+    opts.out.result("backups reindex", {**target_summary(target), "results": [
         {"server": o.name, "backups": len(o.data["backups"]), "previous": o.data["previous"]}
         for o in outcomes]})
 
 
-def list_note(g: Globals, outcome: Outcome) -> None:
+def list_note(opts: Globals, outcome: Outcome) -> None:
     """The note ``list`` prints when a server rebuilt its index to answer."""
     if getattr(outcome.data, "index_rebuilt", False):
-        g.out.warning(rebuilt_note(outcome.name))
+        opts.out.warning(rebuilt_note(outcome.name))

@@ -81,7 +81,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
-def resolve_env(g: Globals, requested: str | None) -> str:
+def resolve_env(opts: Globals, requested: str | None) -> str:
     """``--env`` or, when omitted, production with the warning "Using production environment".
 
     Raises ConfigError for a name that is not a valid environment name.
@@ -89,7 +89,7 @@ def resolve_env(g: Globals, requested: str | None) -> str:
     from ..primitives.names import env_name_problem, validation_error
 
     if requested is None:
-        g.out.warning(f"Using {PRODUCTION} environment")
+        opts.out.warning(f"Using {PRODUCTION} environment")
         return PRODUCTION
     problem = env_name_problem(requested)
     if problem:

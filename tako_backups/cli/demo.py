@@ -26,8 +26,8 @@ def demo(
     deploy → now → list → status → download → verify → damage → restore, printing each command."""
     from ..demo.scenario import Demo
 
-    g = get_globals(ctx)
-    out = g.out
+    opts = get_globals(ctx)
+    out = opts.out
     root = Path(tempfile.mkdtemp(prefix="tako-demo-")) if directory is None else directory.resolve()
     root.mkdir(parents=True, exist_ok=True)
     run = Demo(root=root, s3_port=s3_port, server_port=server_port, out=out)

@@ -29,19 +29,19 @@ def deploy(
     """Check the project and deploy an environment."""
     from ..project.deploy_plan import plan_deploy
 
-    g = get_globals(ctx)
+    opts = get_globals(ctx)
     explicit = env is not None
-    env = resolve_env(g, env)
-    plan = plan_deploy(g.config_path, env)
+    env = resolve_env(opts, env)
+    plan = plan_deploy(opts.config_path, env)
     for warning in plan.checks.warnings:
-        g.out.warning(f"Validation: {warning}")
-    if g.dry_run:
-        _render_dry_run(g, plan)
+        opts.out.warning(f"Validation: {warning}")
+    if opts.dry_run:
+        _render_dry_run(opts, plan)
         return
-    deploy_to_servers(g, plan, assume_yes=yes or explicit)
+    deploy_to_servers(opts, plan, assume_yes=yes or explicit)
 
 
-def deploy_to_servers(g: Globals, plan: Any, *, assume_yes: bool) -> None:
+def deploy_to_servers(opts: Globals, plan: Any, *, assume_yes: bool) -> None:
     """The remote part of a deploy: confirm a production deploy on a terminal (unless
     ``assume_yes``), create the env's backup key when backups are enabled and it has none, then send
     ``deploy`` with the decrypted backup settings and the runtime (tako.toml's ``start``, one
@@ -59,7 +59,7 @@ def deploy_to_servers(g: Globals, plan: Any, *, assume_yes: bool) -> None:
     from .targets import call_servers, raise_failures
 
     project, env = plan.project, plan.env
-    out = g.out
+    out = opts.out
     _confirm_production(out, env, assume_yes)
     out.heading("Deploy")
     out.line(f"{project.name} ({env})")
@@ -96,8 +96,8 @@ def _confirm_production(out: Output, env: str, assume_yes: bool) -> None:
         raise Interrupted("Deployment cancelled.")
 
 
-def _render_dry_run(g: Globals, plan: Any) -> None:
-    out = g.out
+def _render_dry_run(opts: Globals, plan: Any) -> None:
+    out = opts.out
     project, env = plan.project, plan.env
     backup = plan.backup_storage
     out.heading("Deploy (dry run)")

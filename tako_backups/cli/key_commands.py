@@ -32,21 +32,21 @@ def rotate(ctx: typer.Context, env: str | None = ENV_OPTION) -> None:
     from .context import resolve_env
     from .prompts import key_prompts
 
-    g = get_globals(ctx)
-    name = resolve_env(g, env)
-    project = load_project(g.config_path)
+    opts = get_globals(ctx)
+    name = resolve_env(opts, env)
+    project = load_project(opts.config_path)
     secrets = load_secrets(project.secrets_path)
-    heading(g, f"{project.name} ({name})")
-    if g.dry_run:
-        g.out.would(f"add a backup key to {name} in {project.secrets_path}")
-        g.out.line("Dry run: nothing was written.")
-        g.out.result("backups keys rotate", {"app": project.name, "environment": name, "dry_run": True})
+    heading(opts, f"{project.name} ({name})")
+    if opts.dry_run:
+        opts.out.would(f"add a backup key to {name} in {project.secrets_path}")
+        opts.out.line("Dry run: nothing was written.")
+        opts.out.result("backups keys rotate", {"app": project.name, "environment": name, "dry_run": True})
         return
     key_id = rotate_backup_key(project, secrets, name, key_prompts())
-    g.out.line(f"Added backup key {key_id} to {name}; it is now the active key.")
-    g.out.hint(f"Run `tako backups now --env {name}` or deploy to send it to the servers, then "
+    opts.out.line(f"Added backup key {key_id} to {name}; it is now the active key.")
+    opts.out.hint(f"Run `tako backups now --env {name}` or deploy to send it to the servers, then "
                f"`tako backups keys reencrypt --env {name}`.")
-    g.out.result("backups keys rotate", {"app": project.name, "environment": name, "key_id": key_id,
+    opts.out.result("backups keys rotate", {"app": project.name, "environment": name, "key_id": key_id,
                                          "keys": [k.id for k in secrets.envs[name].backup_keys]})
 
 
@@ -72,35 +72,35 @@ def reencrypt(
     from .prompts import key_prompts
     from .targets import call_servers, raise_failures, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, server)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, server)
     project, name = target.project, target.env
     secrets = load_secrets(project.secrets_path)
-    heading(g, target.title)
+    heading(opts, target.title)
     if not backups_enabled(project, name):
         from ..errors import ConfigError
 
         raise ConfigError(f"Backups are not enabled for environment '{name}'.")
-    if g.dry_run:
+    if opts.dry_run:
         for entry in target.servers:
-            g.out.would(f"re-encrypt the backups of {target.app} ({name}) on {entry.name} with the "
+            opts.out.would(f"re-encrypt the backups of {target.app} ({name}) on {entry.name} with the "
                         "active key")
-        g.out.line("Dry run: nothing was written or contacted.")
-        g.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "dry_run": True})
+        opts.out.line("Dry run: nothing was written or contacted.")
+        opts.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "dry_run": True})
         return
     binding = backup_binding_for(project, secrets, name, key_prompts())
     assert binding is not None
     outcomes = call_servers(target.servers, protocol.REENCRYPT_BACKUPS,
                             {"app": target.app_id, "backup": binding.to_dict()}, parse_reencrypted,
-                            out=g.out, spinner="Re-encrypting backups")
+                            out=opts.out, spinner="Re-encrypting backups")
     for o in outcomes:
         if o.error is None:
             count = len(o.data["reencrypted"])
             plural = "" if count == 1 else "s"
-            g.out.line(f"{o.name}: re-encrypted {count} backup{plural} with {o.data['key_id']} "
+            opts.out.line(f"{o.name}: re-encrypted {count} backup{plural} with {o.data['key_id']} "
                        f"({o.data['unchanged']} already used it)")
     raise_failures(outcomes, "Failed to re-encrypt on {failed} of {total} servers.")
-    g.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "results": [
+    opts.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "results": [
         {"server": o.name, "key_id": o.data["key_id"], "reencrypted": o.data["reencrypted"],
          "unchanged": o.data["unchanged"]} for o in outcomes]})
 
@@ -119,14 +119,14 @@ def retire(
     from .replies import parse_list
     from .targets import call_servers, failure_text, resolve_target
 
-    g = get_globals(ctx)
-    target = resolve_target(g, env, None)
+    opts = get_globals(ctx)
+    target = resolve_target(opts, env, None)
     project, name = target.project, target.env
     secrets = load_secrets(project.secrets_path)
     check_retirable(secrets, name, key_id)
-    heading(g, target.title)
+    heading(opts, target.title)
     outcomes = call_servers(target.servers, protocol.LIST_BACKUPS, {"app": target.app_id}, parse_list,
-                            out=g.out, spinner="Checking the servers' backups")
+                            out=opts.out, spinner="Checking the servers' backups")
     for o in outcomes:
         if o.error is not None:
             raise ConfigError(f"Cannot check server '{o.name}' for backups that need {key_id} "
@@ -136,14 +136,14 @@ def retire(
             plural = "" if using == 1 else "s"
             raise ConfigError(f"Key {key_id} still encrypts {using} retained backup{plural} on server "
                               f"{o.name}; run tako backups keys reencrypt first.")
-    if g.dry_run:
-        g.out.would(f"retire backup key {key_id} from {name} in {project.secrets_path}")
-        g.out.line("Dry run: nothing was written.")
-        g.out.result("backups keys retire", {"app": target.app, "environment": name, "dry_run": True,
+    if opts.dry_run:
+        opts.out.would(f"retire backup key {key_id} from {name} in {project.secrets_path}")
+        opts.out.line("Dry run: nothing was written.")
+        opts.out.result("backups keys retire", {"app": target.app, "environment": name, "dry_run": True,
                                              "key_id": key_id})
         return
     retire_backup_key(secrets, name, key_id)
-    g.out.line(f"Retired backup key {key_id} from {name}.")
-    g.out.result("backups keys retire", {"app": target.app, "environment": name, "key_id": key_id,
+    opts.out.line(f"Retired backup key {key_id} from {name}.")
+    opts.out.result("backups keys retire", {"app": target.app, "environment": name, "key_id": key_id,
                                          "keys": [k.id for k in secrets.envs[name].backup_keys]})
 

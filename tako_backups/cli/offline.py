@@ -38,7 +38,7 @@ class Source:
             yield stream
 
 
-def _load_source(g: Globals, source: str, manifest: Path | None, env: str | None,
+def _load_source(opts: Globals, source: str, manifest: Path | None, env: str | None,
                  server: str | None) -> Source:
     from ..core.layout import is_backup_id
     from ..errors import ConfigError, FormatError, IntegrityError
@@ -50,7 +50,7 @@ def _load_source(g: Globals, source: str, manifest: Path | None, env: str | None
 
     path = Path(source)
     if not path.exists() and is_backup_id(source):
-        return _bucket_source(g, source, env, server)
+        return _bucket_source(opts, source, env, server)
     if not path.is_file():
         raise ConfigError(f"Archive '{source}' not found (pass a downloaded <id>.tar.zst.enc or a "
                           "backup id).")
@@ -66,13 +66,13 @@ def _load_source(g: Globals, source: str, manifest: Path | None, env: str | None
     if size != info.size_bytes:
         raise IntegrityError(f"Archive {path} is {size} bytes but its manifest says {info.size_bytes}: "
                              "the file is incomplete or not this backup.")
-    name = resolve_env(g, env)
-    project = load_project(g.config_path)
+    name = resolve_env(opts, env)
+    project = load_project(opts.config_path)
     keys = backup_keys_for(load_secrets(project.secrets_path), name, key_prompts())
     return Source(info, keys, str(path), lambda: open(path, "rb"))
 
 
-def _bucket_source(g: Globals, backup_id: str, env: str | None, server: str | None) -> Source:
+def _bucket_source(opts: Globals, backup_id: str, env: str | None, server: str | None) -> Source:
     from ..core.catalog import find_backup
     from ..core.layout import backup_prefix
     from ..errors import ConfigError
@@ -82,7 +82,7 @@ def _bucket_source(g: Globals, backup_id: str, env: str | None, server: str | No
     from .prompts import key_prompts
     from .targets import require_single, resolve_target
 
-    target = resolve_target(g, env, server)
+    target = resolve_target(opts, env, server)
     entry = require_single(target, "Pass --server to choose which server's backups to read.")
     binding = backup_binding_for(target.project, load_secrets(target.project.secrets_path),
                                  target.env, key_prompts())
@@ -111,14 +111,14 @@ def verify(
     from ..core.verify import verify_backup
     from .output import format_size
 
-    g = get_globals(ctx)
-    src = _load_source(g, source, manifest, env, server)
+    opts = get_globals(ctx)
+    src = _load_source(opts, source, manifest, env, server)
     with src.open() as stream:
-        report = verify_backup(stream, src.info, src.keys, Path(tempfile.gettempdir()), g.out)
-    g.out.line(f"Verified {src.info.id}: checksum, tag and {len(report.sqlite_files)} SQLite "
+        report = verify_backup(stream, src.info, src.keys, Path(tempfile.gettempdir()), opts.out)
+    opts.out.line(f"Verified {src.info.id}: checksum, tag and {len(report.sqlite_files)} SQLite "
                f"integrity checks ok")
-    g.out.line(f"{report.files} files, {format_size(report.bytes)}, restored in {report.seconds:.2f}s")
-    g.out.result("backups verify", _report_dict(report))
+    opts.out.line(f"{report.files} files, {format_size(report.bytes)}, restored in {report.seconds:.2f}s")
+    opts.out.result("backups verify", _report_dict(report))
 
 
 def extract(
@@ -135,27 +135,27 @@ def extract(
     from ..errors import ConfigError
     from .output import format_size
 
-    g = get_globals(ctx)
+    opts = get_globals(ctx)
     into = into.resolve()
     if into.exists() and not into.is_dir():
         raise ConfigError(f"--into {into} is not a folder.")
     if into.is_dir() and any(into.iterdir()) and not force:
         raise ConfigError(f"{into} is not empty; pass --force to replace its app/ and tako/.")
-    src = _load_source(g, source, manifest, env, server)
-    if g.dry_run:
-        g.out.would(f"verify {src.label} and extract it into {into}")
+    src = _load_source(opts, source, manifest, env, server)
+    if opts.dry_run:
+        opts.out.would(f"verify {src.label} and extract it into {into}")
         return
     into.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".tako-extract-", dir=into.parent))
     try:
         with src.open() as stream:
-            report = extract_verified(stream, src.info, src.keys, scratch, g.out)
+            report = extract_verified(stream, src.info, src.keys, scratch, opts.out)
         _place(scratch, into)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    g.out.line(f"Extracted {src.info.id} into {into}: {report.files} files, {format_size(report.bytes)}, "
+    opts.out.line(f"Extracted {src.info.id} into {into}: {report.files} files, {format_size(report.bytes)}, "
                f"{len(report.sqlite_files)} SQLite files checked")
-    g.out.result("backups extract", {**_report_dict(report), "into": str(into)})
+    opts.out.result("backups extract", {**_report_dict(report), "into": str(into)})
 
 
 def _place(scratch: Path, into: Path) -> None:

@@ -16,10 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import typer
-from typer._click import exceptions as click_exceptions  # typer vendors click; its own classes
 from typer.core import TyperCommand, TyperGroup
 
 from .context import Globals, hoist_global_options
+
+
+def _base_named(cls: type, name: str) -> type[Exception]:
+    return next(base for base in cls.__mro__ if base.__name__ == name)
+
+
+# Usage errors are click's UsageError and ClickException. Typer re-exports neither, but its
+# public BadParameter derives from both, whichever click it runs on (the click package, or the
+# copy newer typers carry), so they are found through it rather than through a private module.
+USAGE_ERROR = _base_named(typer.BadParameter, "UsageError")
+CLICK_EXCEPTION = _base_named(typer.BadParameter, "ClickException")
 
 
 @dataclass(frozen=True)
@@ -86,26 +96,26 @@ class TakoGroup(TyperGroup):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
-        g = extra.setdefault("obj", Globals())
+        opts = extra.setdefault("obj", Globals())
         argv = hoist_global_options(list(sys.argv[1:] if args is None else args))
         try:
             result = super().main(args=argv, prog_name=prog_name or "tako", complete_var=complete_var,
                                   standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = result if isinstance(result, int) else 0
-            if code == 0 and g.json and g.command:
-                g.out.result(g.command)
+            if code == 0 and opts.json and opts.command:
+                opts.out.result(opts.command)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
-            code = exit_code_for(exc, g, argv)
+            code = exit_code_for(exc, opts, argv)
         finally:
-            g.out.finish()
+            opts.out.finish()
         if standalone_mode:
             sys.exit(code)
         return code
 
 
-def exit_code_for(exc: BaseException, g: Globals, argv: list[str]) -> int:
+def exit_code_for(exc: BaseException, opts: Globals, argv: list[str]) -> int:
     """Report ``exc`` the way the CLI promises and return its exit code: a TakoError prints
     ``error: <message>`` (never a traceback) and exits with its ``exit_code``; Ctrl-C and declined
     prompts exit 130; usage errors 2; anything else prints a one-line message (the traceback only
@@ -113,10 +123,10 @@ def exit_code_for(exc: BaseException, g: Globals, argv: list[str]) -> int:
     from ..errors import TakoError
 
     if "--json" in argv:
-        g.json = g.out.json_mode = True
+        opts.json = opts.out.json_mode = True
     if "-v" in argv or "--verbose" in argv:
-        g.verbose = g.out.verbose = True
-    out = g.out
+        opts.verbose = opts.out.verbose = True
+    out = opts.out
     if isinstance(exc, TakoError):
         out.failure(exc.message, getattr(exc, "details", None))
         return exc.exit_code
@@ -126,13 +136,13 @@ def exit_code_for(exc: BaseException, g: Globals, argv: list[str]) -> int:
     if isinstance(exc, typer.Abort):
         out.failure("Cancelled.")
         return 130
-    if isinstance(exc, click_exceptions.ClickException):
-        if isinstance(exc, click_exceptions.UsageError) and not g.json:
-            exc.show()
+    if isinstance(exc, CLICK_EXCEPTION):
+        if isinstance(exc, USAGE_ERROR) and not opts.json:
+            exc.show()  # type: ignore[attr-defined]
         else:
-            out.failure(exc.format_message())
-        return exc.exit_code
+            out.failure(exc.format_message())  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
     out.failure(f"Unexpected {exc.__class__.__name__}. Run again with -v for the details.")
-    if g.verbose:
+    if opts.verbose:
         typer.echo("".join(traceback.format_exception(exc)), err=True)
     return 1

@@ -40,7 +40,7 @@ def _read_credentials(access_key_id: str | None, secret_access_key: str | None,
     return key_id, secret, normalize_expires_on(optional_text(expires_on, "Expires on", EXPIRES_ON_HINT))
 
 
-def _store_credentials(g: Globals, project: Any, env: str, resource: str,
+def _store_credentials(opts: Globals, project: Any, env: str, resource: str,
                        credentials: tuple[str, str, str | None]) -> None:
     """Open (or create) the env key, encrypt the credentials and save secrets.json atomically."""
     from ..project.secrets import load_secrets, open_env_key, save_secrets, set_storage_credentials
@@ -51,7 +51,7 @@ def _store_credentials(g: Globals, project: Any, env: str, resource: str,
     set_storage_credentials(secrets, env, resource, key, *credentials)
     save_secrets(secrets)
     if key.created:
-        g.out.hint(f"Created the {env} key {key.key_id} ({key.source}).")
+        opts.out.hint(f"Created the {env} key {key.key_id} ({key.source}).")
 
 
 @storages_app.command("add")
@@ -78,10 +78,10 @@ def add(
     from ..project.tako_toml import load_project, read_text
     from ..project.toml_edit import write_config
 
-    g = get_globals(ctx)
-    env = resolve_env(g, env)
+    opts = get_globals(ctx)
+    env = resolve_env(opts, env)
     check_names(env, binding)
-    project = load_project(g.config_path)
+    project = load_project(opts.config_path)
     options = S3Options(bucket, endpoint, region, force_path_style, public_base_url)
     if provider is Provider.local and (access_key_id or secret_access_key or expires_on):
         raise ConfigError("S3 storage options cannot be used with local storage.")
@@ -89,22 +89,22 @@ def add(
                         resource, options)
     is_s3 = provider is Provider.s3
     summary = {"app": project.name, "environment": env, "binding": binding, "resource": edit.resource_name,
-               "provider": provider.value, "dry_run": g.dry_run}
-    if g.dry_run:
-        g.out.would(f"write {project.path.name}: [envs.{env}].storages.{binding} = \"{edit.resource_name}\""
+               "provider": provider.value, "dry_run": opts.dry_run}
+    if opts.dry_run:
+        opts.out.would(f"write {project.path.name}: [envs.{env}].storages.{binding} = \"{edit.resource_name}\""
                     + (f" and [storages.{edit.resource_name}]" if edit.resource is not None else ""))
         if is_s3:
-            g.out.would(f"store credentials of '{edit.resource_name}' for {env} in {project.secrets_path}")
-        g.out.line("Dry run: nothing was written.")
-        g.out.result("storages add", summary)
+            opts.out.would(f"store credentials of '{edit.resource_name}' for {env} in {project.secrets_path}")
+        opts.out.line("Dry run: nothing was written.")
+        opts.out.result("storages add", summary)
         return
     if is_s3:
         credentials = _read_credentials(access_key_id, secret_access_key, expires_on)
-        _store_credentials(g, project, env, edit.resource_name, credentials)
+        _store_credentials(opts, project, env, edit.resource_name, credentials)
     write_config(project.path, edit.new_text)
-    g.out.success(f"Attached storage {binding} to {env}.")
-    g.out.hint("Deploy to sync the storage binding to your server.")
-    g.out.result("storages add", summary)
+    opts.out.success(f"Attached storage {binding} to {env}.")
+    opts.out.hint("Deploy to sync the storage binding to your server.")
+    opts.out.result("storages add", summary)
 
 
 @storages_app.command("credentials")
@@ -121,26 +121,26 @@ def credentials(
     from ..primitives.names import LOCAL_STORAGE
     from ..project.tako_toml import load_project
 
-    g = get_globals(ctx)
-    env = resolve_env(g, env)
-    project = load_project(g.config_path)
+    opts = get_globals(ctx)
+    env = resolve_env(opts, env)
+    project = load_project(opts.config_path)
     if resource == LOCAL_STORAGE:
         raise ConfigError("Only S3-compatible storage resources use credentials.")
     if resource not in project.storages:
         raise ConfigError(f"Storage resource '{resource}' is not declared in tako.toml.")
     config = project.envs.get(env)
     if config is None or (resource not in config.storages.values() and config.backup_storage != resource):
-        g.out.warning(f"Storage resource '{resource}' is not bound or used for backups in {env}; "
+        opts.out.warning(f"Storage resource '{resource}' is not bound or used for backups in {env}; "
                       "tako deploy rejects credentials nothing uses.")
-    if g.dry_run:
-        g.out.would(f"store credentials of '{resource}' for {env} in {project.secrets_path}")
-        g.out.line("Dry run: nothing was written.")
-        g.out.result("storages credentials", {"environment": env, "resource": resource, "dry_run": True})
+    if opts.dry_run:
+        opts.out.would(f"store credentials of '{resource}' for {env} in {project.secrets_path}")
+        opts.out.line("Dry run: nothing was written.")
+        opts.out.result("storages credentials", {"environment": env, "resource": resource, "dry_run": True})
         return
     stored = _read_credentials(access_key_id, secret_access_key, expires_on)
-    _store_credentials(g, project, env, resource, stored)
-    g.out.success(f"Updated storage credentials {resource} for {env}.")
-    g.out.result("storages credentials", {"environment": env, "resource": resource,
+    _store_credentials(opts, project, env, resource, stored)
+    opts.out.success(f"Updated storage credentials {resource} for {env}.")
+    opts.out.result("storages credentials", {"environment": env, "resource": resource,
                                           "expires_on": stored[2], "dry_run": False})
 
 
@@ -153,13 +153,13 @@ def list_storages(
     from ..project.secrets import load_secrets
     from ..project.tako_toml import load_project
 
-    g = get_globals(ctx)
-    project = load_project(g.config_path)
+    opts = get_globals(ctx)
+    project = load_project(opts.config_path)
     if env is not None:
         project.env(env)
     overview = storage_overview(project, load_secrets(project.secrets_path), env)
-    _render_overview(g, overview)
-    g.out.result("storages list", overview)
+    _render_overview(opts, overview)
+    opts.out.result("storages list", overview)
 
 
 def _credential_state(expires_on: str | None, now: dt.datetime) -> dict[str, Any]:
@@ -195,8 +195,8 @@ def storage_overview(project: Any, secrets: Any, only_env: str | None = None,
     return {"app": project.name, "resources": resources, "environments": envs}
 
 
-def _render_overview(g: Globals, overview: dict[str, Any]) -> None:
-    out = g.out
+def _render_overview(opts: Globals, overview: dict[str, Any]) -> None:
+    out = opts.out
     out.heading("Storages")
     out.line(overview["app"])
     out.line("Resources:")

@@ -77,7 +77,7 @@ class ServersFailed(RemoteError):
         self.details = details
 
 
-def resolve_target(g: Globals, env: str | None, server: str | None) -> Target:
+def resolve_target(opts: Globals, env: str | None, server: str | None) -> Target:
     """Load tako.toml and config.toml and pick the env's servers (or only ``server``).
 
     Prints the "Using production environment" warning when ``env`` is None. Raises ConfigError for
@@ -89,8 +89,8 @@ def resolve_target(g: Globals, env: str | None, server: str | None) -> Target:
     from ..project.tako_toml import load_project
     from .context import resolve_env
 
-    name = resolve_env(g, env)
-    project = load_project(g.config_path)
+    name = resolve_env(opts, env)
+    project = load_project(opts.config_path)
     if name == DEVELOPMENT_ENV:
         raise ConfigError(f"Environment '{name}' is reserved for local development and has no servers; "
                           "pass --env with a deployed environment.")

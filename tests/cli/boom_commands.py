@@ -1,4 +1,4 @@
-"""A command group for frame tests: each subcommand fails (or not) in one way."""
+"""A command group for the root group's tests: each subcommand fails (or not) in one way."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ boom_app = typer.Typer()
 
 @boom_app.command()
 def boom(ctx: typer.Context, kind: str) -> None:
-    g = get_globals(ctx)
+    opts = get_globals(ctx)
     if kind == "config":
         raise ConfigError("Broken tako.toml.")
     if kind == "interrupted":
@@ -24,4 +24,4 @@ def boom(ctx: typer.Context, kind: str) -> None:
     if kind == "bug":
         print(1 / 0)
     if kind == "show":
-        g.out.result("boom", {"dry_run": g.dry_run, "config": str(g.config_path)})
+        opts.out.result("boom", {"dry_run": opts.dry_run, "config": str(opts.config_path)})

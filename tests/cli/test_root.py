@@ -10,7 +10,7 @@ import pytest
 from typer.testing import Result
 
 from tako_backups.cli import COMMANDS
-from tako_backups.cli.frame import LazyCommand
+from tako_backups.cli.root import LazyCommand
 
 REPO = Path(__file__).resolve().parents[2]
 
