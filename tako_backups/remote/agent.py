@@ -35,10 +35,11 @@ class AgentClient:
                 sock.sendall(struct.pack(">I", len(message)) + message)
                 (length,) = struct.unpack(">I", _recv_exact(sock, 4))
                 if not 0 < length <= MAX_MESSAGE:
-                    raise AuthError(f"ssh-agent at {self.socket_path} sent a malformed reply")
+                    raise AuthError(f"ssh-agent at {self.socket_path} sent a malformed reply.")
                 reply = _recv_exact(sock, length)
         except OSError as exc:
-            raise AuthError(f"Cannot talk to ssh-agent at {self.socket_path}: {exc.strerror or exc}") from exc
+            raise AuthError(
+                f"Cannot talk to ssh-agent at {self.socket_path}: {exc.strerror or exc}.") from None
         return reply[0], reply[1:]
 
     def identities(self) -> list[tuple[bytes, str]]:
@@ -48,14 +49,14 @@ class AgentClient:
         """
         kind, payload = self._request(SSH2_AGENTC_REQUEST_IDENTITIES, b"")
         if kind != SSH2_AGENT_IDENTITIES_ANSWER:
-            raise AuthError(f"ssh-agent at {self.socket_path} refused to list its keys")
+            raise AuthError(f"ssh-agent at {self.socket_path} refused to list its keys.")
         reader = sshwire.Reader(payload)
         try:
             count = reader.uint32()
             found = [(reader.string(), reader.string().decode("utf-8", "replace")) for _ in range(count)]
             reader.finish()
-        except sshwire.WireError as exc:
-            raise AuthError(f"ssh-agent at {self.socket_path} sent a malformed key list") from exc
+        except sshwire.WireError:
+            raise AuthError(f"ssh-agent at {self.socket_path} sent a malformed key list.") from None
         return found
 
     def sign(self, key_blob: bytes, data: bytes, flags: int = 0) -> bytes:
@@ -68,14 +69,14 @@ class AgentClient:
         if kind != SSH2_AGENT_SIGN_RESPONSE:
             raise AuthError(
                 f"ssh-agent at {self.socket_path} refused to sign with key "
-                f"{sshwire.fingerprint_of_blob(key_blob)}"
+                f"{sshwire.fingerprint_of_blob(key_blob)}."
             )
         reader = sshwire.Reader(reply)
         try:
             signature = reader.string()
             reader.finish()
-        except sshwire.WireError as exc:
-            raise AuthError(f"ssh-agent at {self.socket_path} sent a malformed signature") from exc
+        except sshwire.WireError:
+            raise AuthError(f"ssh-agent at {self.socket_path} sent a malformed signature.") from None
         return signature
 
 
@@ -116,12 +117,12 @@ class AgentSigner:
         signature = self.agent.sign(self.public_key_blob, data, SSH_AGENT_RSA_SHA2_512 if is_rsa else 0)
         try:
             algorithm = sshwire.Reader(signature).text()
-        except sshwire.WireError as exc:
-            raise AuthError(f"ssh-agent sent a malformed signature for {self.fingerprint}") from exc
+        except sshwire.WireError:
+            raise AuthError(f"ssh-agent sent a malformed signature for {self.fingerprint}.") from None
         expected = "rsa-sha2-512" if is_rsa else self.key_type
         if algorithm != expected:
             raise AuthError(
-                f"ssh-agent signed with {algorithm} instead of {expected} for key {self.fingerprint}"
+                f"ssh-agent signed with {algorithm} instead of {expected} for key {self.fingerprint}."
             )
         return signature
 

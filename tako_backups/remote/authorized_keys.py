@@ -44,8 +44,8 @@ def _split_options(line: str) -> tuple[str, str]:
 def _parse_key(key_type: str, encoded: str, comment: str, options: str) -> AuthorizedKey:
     try:
         blob = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise sshwire.WireError("the key data is not base64") from exc
+    except (binascii.Error, ValueError):
+        raise sshwire.WireError("the key data is not base64") from None
     if sshwire.key_type_of(blob) != key_type:
         raise sshwire.WireError(f"the key data is not a {key_type} key")
     public_key = sshwire.load_public_key(blob)
@@ -67,23 +67,23 @@ def parse_public_key(line: str) -> AuthorizedKey:
     """
     text = line.strip()
     if not text or text.startswith("#"):
-        raise ConfigError("Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment')")
+        raise ConfigError("Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment').")
     parts = text.split(None, 2)
     options = ""
     if parts[0] not in sshwire.SUPPORTED_KEY_TYPES and len(parts) > 1 and not _looks_like_key_type(parts[0]):
         options, rest = _split_options(text)
         parts = rest.split(None, 2)
     if len(parts) < 2:
-        raise ConfigError("Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment')")
+        raise ConfigError("Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment').")
     key_type, encoded = parts[0], parts[1]
     if key_type not in sshwire.SUPPORTED_KEY_TYPES:
         raise ConfigError(
-            f"SSH key type {key_type} is not supported; use Ed25519, RSA or ECDSA (nistp256/384/521)"
+            f"SSH key type {key_type} is not supported; use Ed25519, RSA or ECDSA (nistp256/384/521)."
         )
     try:
         return _parse_key(key_type, encoded, parts[2].strip() if len(parts) > 2 else "", options)
     except sshwire.WireError as exc:
-        raise ConfigError(f"Invalid {key_type} public key: {exc}") from exc
+        raise ConfigError(f"Invalid {key_type} public key: {exc}.") from None
 
 
 def _looks_like_key_type(word: str) -> bool:

@@ -108,8 +108,9 @@ class _RpcBase:
         if not rejections:
             return ConfigError(f"No SSH key to sign requests to server '{self.server_name}'; create one "
                                "with ssh-keygen -t ed25519 or set key_path for the server.")
+        reasons = "; ".join(r.rstrip(".") for r in rejections)
         return AuthError(f"Server '{self.server_name}' ({self.address}) rejected every key "
-                         f"({'; '.join(rejections)}); add yours with tako-server authorize-key")
+                         f"({reasons}); add yours with tako-server authorize-key.")
 
     def _transport_error(self, command: str, exc: httpx.HTTPError, timeout: httpx.Timeout) -> RemoteError:
         where = f"Server '{self.server_name}' ({self.address})"

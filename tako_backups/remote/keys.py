@@ -126,5 +126,5 @@ def _no_key_message(ssh_dir: Path, skipped: list[str]) -> str:
     tried = ", ".join(str(ssh_dir / name) for name in DEFAULT_KEY_NAMES)
     message = f"No usable SSH key: tried {tried} and {agent}"
     if skipped:
-        message += " (" + "; ".join(skipped) + ")"
-    return message + "; create one with ssh-keygen -t ed25519 or set key_path for the server"
+        message += " (" + "; ".join(reason.rstrip(".") for reason in skipped) + ")"
+    return message + "; create one with ssh-keygen -t ed25519 or set key_path for the server."

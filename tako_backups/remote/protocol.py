@@ -40,7 +40,7 @@ BACKUP_STATUS = "backup_status"
 BACKUP_DOWNLOAD_URL = "backup_download_url"
 RESTORE_BACKUP = "restore_backup"
 DEPLOY = "deploy"
-# Beyond Tako (our server only): drills, previews, undo, reindex, key rotation.
+# Our extensions (our server only): drills, previews, undo, reindex, key rotation.
 DRILL_BACKUP = "drill_backup"
 RESTORE_PREVIEW = "restore_preview"
 UNDO_RESTORE = "undo_restore"

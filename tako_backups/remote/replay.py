@@ -44,7 +44,7 @@ class NonceCache:
             if nonce in self._expiry:
                 return False
             if len(self._expiry) >= self.max_entries:
-                raise AuthError("Too many signed requests in the replay window; try again shortly")
+                raise AuthError("Too many signed requests in the replay window; try again shortly.")
             self._expiry[nonce] = expires_at
             heapq.heappush(self._heap, (expires_at, nonce))
             return True

@@ -69,7 +69,7 @@ def fingerprint(public_key: bytes | sshwire.PublicKey) -> str:
     try:
         return sshwire.fingerprint_of_blob(sshwire.public_key_blob(public_key))
     except sshwire.WireError as exc:
-        raise ConfigError(f"Unsupported public key: {exc}") from exc
+        raise ConfigError(f"Unsupported public key: {exc}.") from None
 
 
 def signed_message(timestamp: str, nonce: str, body: bytes) -> bytes:
@@ -86,7 +86,7 @@ class FileSigner:
         try:
             self._blob = sshwire.public_key_blob(key.public_key())
         except sshwire.WireError as exc:
-            raise ConfigError(f"SSH key {path} is not supported: {exc}") from exc
+            raise ConfigError(f"SSH key {path} is not supported: {exc}.") from None
 
     @classmethod
     def load(cls, path: str | Path) -> FileSigner:
@@ -98,29 +98,29 @@ class FileSigner:
         path = Path(path)
         try:
             data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ConfigError(f"SSH key {path} does not exist") from exc
+        except FileNotFoundError:
+            raise ConfigError(f"SSH key {path} does not exist.") from None
         except OSError as exc:
-            raise ConfigError(f"Cannot read SSH key {path}: {exc.strerror}") from exc
+            raise ConfigError(f"Cannot read SSH key {path}: {exc.strerror}.") from None
         key: object
         try:
             if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
                 key = serialization.load_ssh_private_key(data, password=None)
             else:
                 key = serialization.load_pem_private_key(data, password=None)
-        except TypeError as exc:
+        except TypeError:
             raise EncryptedKeyError(
                 f"SSH key {path} is encrypted with a passphrase; add it to ssh-agent "
-                f"(ssh-add {path}) and tako will sign through the agent"
-            ) from exc
-        except (ValueError, UnsupportedAlgorithm) as exc:
+                f"(ssh-add {path}) and tako will sign through the agent."
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
             hint = (
                 "; pass the private key, not the .pub file" if data.startswith((b"ssh-", b"ecdsa-")) else ""
             )
-            raise ConfigError(f"SSH key {path} is not a valid OpenSSH or PEM private key{hint}") from exc
+            raise ConfigError(f"SSH key {path} is not a valid OpenSSH or PEM private key{hint}.") from None
         if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise ConfigError(
-                f"SSH key {path} is of an unsupported type; use Ed25519, RSA or ECDSA (nistp256/384/521)"
+                f"SSH key {path} is of an unsupported type; use Ed25519, RSA or ECDSA (nistp256/384/521)."
             )
         return cls(path, key)
 
@@ -179,7 +179,7 @@ class _AuthorizedKeysFile:
             except FileNotFoundError:
                 stamp = ()
             except OSError as exc:
-                raise ConfigError(f"Cannot read authorized keys file {self.path}: {exc.strerror}") from exc
+                raise ConfigError(f"Cannot read authorized keys file {self.path}: {exc.strerror}.") from None
             if stamp != self._stamp:
                 self._keys = {key.fingerprint: key for key in self._read()} if stamp else {}
                 self._stamp = stamp
@@ -191,7 +191,7 @@ class _AuthorizedKeysFile:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise ConfigError(f"Cannot read authorized keys file {self.path}: {exc.strerror}") from exc
+            raise ConfigError(f"Cannot read authorized keys file {self.path}: {exc.strerror}.") from None
 
 
 class RequestVerifier:
@@ -226,27 +226,27 @@ class RequestVerifier:
         values = _auth_headers(headers)
         fp, stamp, nonce, signature = (values[name] for name in _HEADERS)
         if not _FINGERPRINT_RE.fullmatch(fp):
-            raise AuthError(f"Invalid {HEADER_FINGERPRINT} header (expected SHA256:<43 base64 chars>)")
+            raise AuthError(f"Invalid {HEADER_FINGERPRINT} header (expected SHA256:<43 base64 chars>).")
         if not _TIMESTAMP_RE.fullmatch(stamp):
-            raise AuthError(f"Invalid {HEADER_TIMESTAMP} header (expected unix seconds)")
+            raise AuthError(f"Invalid {HEADER_TIMESTAMP} header (expected unix seconds).")
         offset = int(stamp) - int(now)
         if offset < -self.skew:
-            raise AuthError(f"Request timestamp is {-offset} s old (limit {self.skew} s); check the clock")
+            raise AuthError(f"Request timestamp is {-offset} s old (limit {self.skew} s); check the clock.")
         if offset > self.skew:
             raise AuthError(
-                f"Request timestamp is {offset} s in the future (limit {self.skew} s); check the clock"
+                f"Request timestamp is {offset} s in the future (limit {self.skew} s); check the clock."
             )
         if not _NONCE_RE.fullmatch(nonce):
-            raise AuthError(f"Invalid {HEADER_NONCE} header (expected 16-128 characters of A-Za-z0-9_-)")
+            raise AuthError(f"Invalid {HEADER_NONCE} header (expected 16-128 characters of A-Za-z0-9_-).")
         if self._nonces.seen(nonce, now):
-            raise AuthError("Nonce was already used (replayed request)")
+            raise AuthError("Nonce was already used (replayed request).")
         key = self._keys.keys().get(fp)
         if key is None:
-            raise AuthError(f"Key {fp} is not authorized; add it with tako-server authorize-key")
+            raise AuthError(f"Key {fp} is not authorized; add it with tako-server authorize-key.")
         sshsig.verify(_decode_signature_header(signature), signed_message(stamp, nonce, body), key.blob)
         expires_at = max(now + self.replay_window, int(stamp) + self.skew)
         if not self._nonces.add(nonce, expires_at, now):
-            raise AuthError("Nonce was already used (replayed request)")
+            raise AuthError("Nonce was already used (replayed request).")
         return key
 
 
@@ -256,18 +256,18 @@ def _auth_headers(headers: Mapping[str, str]) -> dict[str, str]:
         lower = name.lower()
         if lower in _HEADERS:
             if lower in found:
-                raise AuthError(f"Duplicate {lower} header")
+                raise AuthError(f"Duplicate {lower} header.")
             found[lower] = value.strip()
     for name in _HEADERS:
         if not found.get(name):
-            raise AuthError(f"Missing {name} header; the request must be signed")
+            raise AuthError(f"Missing {name} header; the request must be signed.")
     return found
 
 
 def _decode_signature_header(value: str) -> str:
     if len(value) > _MAX_SIGNATURE_HEADER:
-        raise AuthError(f"{HEADER_SIGNATURE} header is too long")
+        raise AuthError(f"{HEADER_SIGNATURE} header is too long.")
     try:
         return base64.b64decode(value, validate=True).decode("ascii")
-    except (binascii.Error, ValueError) as exc:
-        raise AuthError(f"{HEADER_SIGNATURE} header is not base64 of an armored SSH signature") from exc
+    except (binascii.Error, ValueError):
+        raise AuthError(f"{HEADER_SIGNATURE} header is not base64 of an armored SSH signature.") from None

@@ -84,11 +84,11 @@ def dearmor(text: str) -> bytes:
     """Return the blob inside an armored SSH signature. Raises AuthError when it is not one."""
     lines = [line.strip() for line in text.strip().splitlines()]
     if len(lines) < 3 or lines[0] != BEGIN or lines[-1] != END:
-        raise AuthError("Signature is not an armored SSH signature")
+        raise AuthError("Signature is not an armored SSH signature.")
     try:
         return base64.b64decode("".join(lines[1:-1]), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AuthError("Signature is not an armored SSH signature") from exc
+    except (binascii.Error, ValueError):
+        raise AuthError("Signature is not an armored SSH signature.") from None
 
 
 def parse(blob: bytes) -> Signature:
@@ -96,16 +96,16 @@ def parse(blob: bytes) -> Signature:
     reader = sshwire.Reader(blob)
     try:
         if reader.take(len(MAGIC)) != MAGIC:
-            raise AuthError("Signature is not an SSHSIG signature")
+            raise AuthError("Signature is not an SSHSIG signature.")
         version = reader.uint32()
         if version != VERSION:
-            raise AuthError(f"Signature version {version} is not supported")
+            raise AuthError(f"Signature version {version} is not supported.")
         fields = [reader.string() for _ in range(3)]
         hash_algorithm = reader.text()
         signature_blob = reader.string()
         reader.finish()
-    except sshwire.WireError as exc:
-        raise AuthError("Signature is malformed") from exc
+    except sshwire.WireError:
+        raise AuthError("Signature is malformed.") from None
     return Signature(fields[0], fields[1], fields[2], hash_algorithm, signature_blob)
 
 
@@ -141,14 +141,14 @@ def verify(armored: str, message: bytes, key_blob: bytes, *, namespace: str = NA
     if sig.public_key_blob != key_blob:
         raise AuthError(
             f"Signature was made by key {sshwire.fingerprint_of_blob(sig.public_key_blob)}, "
-            f"not by {sshwire.fingerprint_of_blob(key_blob)}"
+            f"not by {sshwire.fingerprint_of_blob(key_blob)}."
         )
     if sig.namespace != namespace.encode():
-        raise AuthError(f"Signature namespace is not {namespace}")
+        raise AuthError(f"Signature namespace is not {namespace}.")
     if sig.hash_algorithm not in ACCEPTED_HASHES:
-        raise AuthError("Signature hash algorithm must be sha512 or sha256")
+        raise AuthError("Signature hash algorithm must be sha512 or sha256.")
     data = signed_data(namespace, sig.hash_algorithm, message)
     try:
         sshwire.verify_signature(key_blob, sig.signature_blob, data)
     except sshwire.WireError as exc:
-        raise AuthError(f"Bad signature: {exc}") from exc
+        raise AuthError(f"Bad signature: {exc}.") from None

@@ -107,8 +107,8 @@ def load_public_key(blob: bytes) -> PublicKey:
         raise WireError(f"unsupported key type {key_type}")
     try:
         key = serialization.load_ssh_public_key(key_type.encode() + b" " + base64.b64encode(blob))
-    except (ValueError, TypeError) as exc:
-        raise WireError(f"invalid {key_type} key") from exc
+    except (ValueError, TypeError):
+        raise WireError(f"invalid {key_type} key") from None
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < RSA_MIN_BITS:
         raise WireError(f"RSA key of {key.key_size} bits is too small")
     if not isinstance(key, (ed25519.Ed25519PublicKey, rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
@@ -120,8 +120,8 @@ def public_key_blob(key: PublicKey) -> bytes:
     """The SSH key blob of a public key. Raises WireError for keys SSH cannot carry."""
     try:
         line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    except ValueError as exc:
-        raise WireError("key type not supported by SSH") from exc
+    except ValueError:
+        raise WireError("key type not supported by SSH") from None
     blob = base64.b64decode(line.split()[1])
     if key_type_of(blob) not in SUPPORTED_KEY_TYPES:
         raise WireError(f"unsupported key type {key_type_of(blob)}")
@@ -180,5 +180,5 @@ def verify_signature(key_blob: bytes, signature_blob: bytes, data: bytes) -> Non
             if r == 0 or s == 0:
                 raise WireError("ECDSA signature has a zero component")
             key.verify(encode_dss_signature(r, s), data, ec.ECDSA(ECDSA_HASHES[key_type]()))
-    except InvalidSignature as exc:
-        raise WireError("signature does not verify") from exc
+    except InvalidSignature:
+        raise WireError("signature does not verify") from None

@@ -219,7 +219,7 @@ def test_unauthorized_key_names_authorize_key(demo: Demo, tako: Tako,
     assert result.stderr == (
         f"error: Server 'la' (127.0.0.1:9844) rejected every key ({stranger.path}: Key "
         f"{stranger.fingerprint} is not authorized; add it with tako-server authorize-key); add yours with "
-        "tako-server authorize-key\n")
+        "tako-server authorize-key.\n")
 
 
 def test_unknown_server_and_env_are_config_errors(demo: Demo, tako: Tako) -> None:

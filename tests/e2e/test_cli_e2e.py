@@ -223,4 +223,4 @@ def test_unauthorized_key_is_one_line_naming_authorize_key(dev: Developer, la: R
     assert result.stderr == (
         f"error: Server 'la' (127.0.0.1:{la.port}) rejected every key ({stranger.path}: Key "
         f"{stranger.fingerprint} is not authorized; add it with tako-server authorize-key); add yours with "
-        "tako-server authorize-key\n")
+        "tako-server authorize-key.\n")

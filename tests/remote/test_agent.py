@@ -73,7 +73,7 @@ def test_agent_refusing_to_sign_is_an_auth_error(ssh_agent, ssh_keys):
     with pytest.raises(AuthError) as caught:
         signer.sign(b"data")
     assert str(caught.value) == (
-        f"ssh-agent at {ssh_agent.socket_path} refused to sign with key {ssh_keys['other'].fingerprint}"
+        f"ssh-agent at {ssh_agent.socket_path} refused to sign with key {ssh_keys['other'].fingerprint}."
     )
 
 
@@ -81,7 +81,7 @@ def test_unreachable_agent_is_an_auth_error(tmp_path):
     path = str(tmp_path / "no-agent.sock")
     with pytest.raises(AuthError) as caught:
         AgentClient(path).identities()
-    assert str(caught.value) == f"Cannot talk to ssh-agent at {path}: No such file or directory"
+    assert str(caught.value) == f"Cannot talk to ssh-agent at {path}: No such file or directory."
 
 
 def _fake_agent(path: str, reply: bytes) -> threading.Thread:
@@ -116,7 +116,7 @@ def test_agent_falling_back_to_sha1_rsa_is_refused(ssh_keys):
     finally:
         os.unlink(path)
     assert str(caught.value) == (
-        f"ssh-agent signed with ssh-rsa instead of rsa-sha2-512 for key {ssh_keys['rsa2048'].fingerprint}"
+        f"ssh-agent signed with ssh-rsa instead of rsa-sha2-512 for key {ssh_keys['rsa2048'].fingerprint}."
     )
 
 
@@ -129,4 +129,4 @@ def test_agent_sending_garbage_is_an_auth_error():
         thread.join(timeout=5)
     finally:
         os.unlink(path)
-    assert str(caught.value) == f"ssh-agent at {path} sent a malformed key list"
+    assert str(caught.value) == f"ssh-agent at {path} sent a malformed key list."

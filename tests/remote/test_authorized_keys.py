@@ -56,20 +56,20 @@ def test_parse_authorized_keys_of_empty_text_is_empty():
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("", "Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment')"),
-        ("hello", "Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment')"),
+        ("", "Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment')."),
+        ("hello", "Not an SSH public key line (expected e.g. 'ssh-ed25519 AAAA... comment')."),
         (
             "ssh-dss AAAA",
-            "SSH key type ssh-dss is not supported; use Ed25519, RSA or ECDSA (nistp256/384/521)",
+            "SSH key type ssh-dss is not supported; use Ed25519, RSA or ECDSA (nistp256/384/521).",
         ),
-        ("ssh-ed25519 @@@@", "Invalid ssh-ed25519 public key: the key data is not base64"),
+        ("ssh-ed25519 @@@@", "Invalid ssh-ed25519 public key: the key data is not base64."),
         (
             "ssh-rsa " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x01x").decode(),
-            "Invalid ssh-rsa public key: the key data is not a ssh-rsa key",
+            "Invalid ssh-rsa public key: the key data is not a ssh-rsa key.",
         ),
         (
             "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x01x").decode(),
-            "Invalid ssh-ed25519 public key: invalid ssh-ed25519 key",
+            "Invalid ssh-ed25519 public key: invalid ssh-ed25519 key.",
         ),
     ],
 )
@@ -87,7 +87,7 @@ def test_small_rsa_keys_are_refused(make_key):
     line = "ssh-rsa " + base64.b64encode(blob).decode()
     with pytest.raises(ConfigError) as caught:
         parse_public_key(line)
-    assert str(caught.value) == "Invalid ssh-rsa public key: RSA key of 768 bits is too small"
+    assert str(caught.value) == "Invalid ssh-rsa public key: RSA key of 768 bits is too small."
 
 
 def test_encrypted_key_file_says_to_use_ssh_agent(make_key):
@@ -96,7 +96,7 @@ def test_encrypted_key_file_says_to_use_ssh_agent(make_key):
         FileSigner.load(path)
     assert str(caught.value) == (
         f"SSH key {path} is encrypted with a passphrase; add it to ssh-agent (ssh-add {path}) "
-        "and tako will sign through the agent"
+        "and tako will sign through the agent."
     )
     assert "correct horse" not in str(caught.value)
 
@@ -113,18 +113,18 @@ def test_bad_key_files_are_named(tmp_path, ssh_keys):
     missing = tmp_path / "nope"
     with pytest.raises(ConfigError) as caught:
         FileSigner.load(missing)
-    assert str(caught.value) == f"SSH key {missing} does not exist"
+    assert str(caught.value) == f"SSH key {missing} does not exist."
     pub = ssh_keys["ed25519"].path.with_suffix(".pub")
     with pytest.raises(ConfigError) as caught:
         FileSigner.load(pub)
     assert str(caught.value) == (
-        f"SSH key {pub} is not a valid OpenSSH or PEM private key; pass the private key, not the .pub file"
+        f"SSH key {pub} is not a valid OpenSSH or PEM private key; pass the private key, not the .pub file."
     )
     junk = tmp_path / "junk"
     junk.write_text("hello\n")
     with pytest.raises(ConfigError) as caught:
         FileSigner.load(junk)
-    assert str(caught.value) == f"SSH key {junk} is not a valid OpenSSH or PEM private key"
+    assert str(caught.value) == f"SSH key {junk} is not a valid OpenSSH or PEM private key."
 
 
 def test_dsa_pem_key_is_refused_as_unsupported(tmp_path):
@@ -138,7 +138,7 @@ def test_dsa_pem_key_is_refused_as_unsupported(tmp_path):
     with pytest.raises(ConfigError) as caught:
         FileSigner.load(path)
     assert str(caught.value) == (
-        f"SSH key {path} is of an unsupported type; use Ed25519, RSA or ECDSA (nistp256/384/521)"
+        f"SSH key {path} is of an unsupported type; use Ed25519, RSA or ECDSA (nistp256/384/521)."
     )
 
 

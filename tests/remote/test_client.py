@@ -85,7 +85,7 @@ def test_every_key_rejected_is_an_auth_error(app: Any, keys: tuple[FileSigner, F
         run_async(app, [old], "list_backups", {"app": APP})
     assert str(rejected.value) == (
         f"Server 'la' (127.0.0.1:9844) rejected every key ({old.path}: Key {old.fingerprint} is not "
-        "authorized; add it with tako-server authorize-key); add yours with tako-server authorize-key")
+        "authorized; add it with tako-server authorize-key); add yours with tako-server authorize-key.")
 
 
 def test_no_key_at_all_is_a_config_error(app: Any) -> None:

@@ -76,7 +76,7 @@ def test_key_path_means_only_that_key(home, ssh_keys, ssh_agent, monkeypatch):
 def test_missing_key_path_is_a_config_error(home):
     with pytest.raises(ConfigError) as caught:
         discover_signers(str(home / "missing"))
-    assert str(caught.value) == f"SSH key {home / 'missing'} does not exist"
+    assert str(caught.value) == f"SSH key {home / 'missing'} does not exist."
 
 
 def test_encrypted_key_path_signs_through_the_agent_holding_it(home, ssh_keys, ssh_agent, monkeypatch):
@@ -113,7 +113,7 @@ def test_encrypted_key_path_not_in_agent_says_to_add_it(home, ssh_keys, ssh_agen
         discover_signers(str(path))
     assert str(caught.value) == (
         f"SSH key {path} is encrypted with a passphrase; add it to ssh-agent (ssh-add {path}) "
-        "and tako will sign through the agent"
+        "and tako will sign through the agent."
     )
 
 
@@ -141,7 +141,7 @@ def test_no_key_anywhere_explains_what_was_tried(home):
     ssh = home / ".ssh"
     assert str(caught.value) == (
         f"No usable SSH key: tried {ssh}/id_ed25519, {ssh}/id_rsa, {ssh}/id_ecdsa and ssh-agent "
-        "(SSH_AUTH_SOCK is not set); create one with ssh-keygen -t ed25519 or set key_path for the server"
+        "(SSH_AUTH_SOCK is not set); create one with ssh-keygen -t ed25519 or set key_path for the server."
     )
 
 
@@ -155,7 +155,7 @@ def test_no_usable_key_lists_skipped_files(home, ssh_keys, ssh_agent, monkeypatc
     assert str(caught.value) == (
         f"No usable SSH key: tried {ssh}/id_ed25519, {ssh}/id_rsa, {ssh}/id_ecdsa and ssh-agent "
         f"(SSH key {path} is encrypted with a passphrase; add it to ssh-agent (ssh-add {path}) and tako "
-        "will sign through the agent); create one with ssh-keygen -t ed25519 or set key_path for the server"
+        "will sign through the agent); create one with ssh-keygen -t ed25519 or set key_path for the server."
     )
 
 

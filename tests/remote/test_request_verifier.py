@@ -70,20 +70,20 @@ def test_sign_request_makes_fresh_hex_nonce_and_current_timestamp(signer, verifi
 def test_unsigned_request_is_refused(verifier, signer, missing):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     del headers[missing]
-    assert refused(verifier, headers) == f"Missing {missing} header; the request must be signed"
-    assert refused(verifier, {}) == "Missing x-tako-key-fingerprint header; the request must be signed"
+    assert refused(verifier, headers) == f"Missing {missing} header; the request must be signed."
+    assert refused(verifier, {}) == "Missing x-tako-key-fingerprint header; the request must be signed."
 
 
 def test_replayed_nonce_is_refused(verifier, signer):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     verifier.verify(headers, BODY, now=NOW)
-    assert refused(verifier, headers, now=NOW + 10) == "Nonce was already used (replayed request)"
+    assert refused(verifier, headers, now=NOW + 10) == "Nonce was already used (replayed request)."
 
 
 def test_replay_of_future_dated_request_is_refused_while_its_timestamp_is_valid(verifier, signer):
     headers = sign_request(signer, BODY, timestamp=NOW + 299, nonce=NONCE)
     verifier.verify(headers, BODY, now=NOW)
-    assert refused(verifier, headers, now=NOW + 590) == "Nonce was already used (replayed request)"
+    assert refused(verifier, headers, now=NOW + 590) == "Nonce was already used (replayed request)."
 
 
 def test_concurrent_replays_let_exactly_one_through(verifier, signer):
@@ -104,14 +104,14 @@ def test_concurrent_replays_let_exactly_one_through(verifier, signer):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(outcomes) == ["Nonce was already used (replayed request)"] * 7 + ["ok"]
+    assert sorted(outcomes) == ["Nonce was already used (replayed request)."] * 7 + ["ok"]
 
 
 @pytest.mark.parametrize(
     ("offset", "message"),
     [
-        (-301, "Request timestamp is 301 s old (limit 300 s); check the clock"),
-        (301, "Request timestamp is 301 s in the future (limit 300 s); check the clock"),
+        (-301, "Request timestamp is 301 s old (limit 300 s); check the clock."),
+        (301, "Request timestamp is 301 s in the future (limit 300 s); check the clock."),
     ],
 )
 def test_stale_and_future_timestamps_are_refused(verifier, signer, offset, message):
@@ -128,7 +128,7 @@ def test_timestamps_at_the_skew_limit_are_accepted(verifier, signer, offset):
 def test_skew_is_counted_in_whole_seconds(verifier, signer):
     headers = sign_request(signer, BODY, timestamp=NOW - 300, nonce=NONCE)
     assert refused(verifier, headers, now=NOW + 1.2) == (
-        "Request timestamp is 301 s old (limit 300 s); check the clock"
+        "Request timestamp is 301 s old (limit 300 s); check the clock."
     )
 
 
@@ -150,16 +150,16 @@ def test_mangled_signatures_only_ever_raise_auth_error(verifier, signer, ssh_key
         with pytest.raises(AuthError) as caught:
             verifier.verify({**headers, "x-tako-signature": value}, BODY, now=NOW)
         reasons.add(str(caught.value).split(":")[0])
-    assert "Bad signature" in reasons and "Signature is malformed" in reasons
+    assert "Bad signature" in reasons and "Signature is malformed." in reasons
 
 
 @pytest.mark.parametrize("stamp", ["", "abc", "-5", "1.5", "1e9", "9" * 16])
 def test_malformed_timestamp_is_refused(verifier, signer, stamp):
     headers = {**sign_request(signer, BODY, timestamp=NOW, nonce=NONCE), "x-tako-timestamp": stamp}
     expected = (
-        "Missing x-tako-timestamp header; the request must be signed"
+        "Missing x-tako-timestamp header; the request must be signed."
         if not stamp
-        else "Invalid x-tako-timestamp header (expected unix seconds)"
+        else "Invalid x-tako-timestamp header (expected unix seconds)."
     )
     assert refused(verifier, headers) == expected
 
@@ -167,28 +167,28 @@ def test_malformed_timestamp_is_refused(verifier, signer, stamp):
 def test_body_changed_after_signing_is_refused(verifier, signer):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     tampered = BODY.replace(b"list_backups", b"restore_backup")
-    assert refused(verifier, headers, body=tampered) == "Bad signature: signature does not verify"
+    assert refused(verifier, headers, body=tampered) == "Bad signature: signature does not verify."
 
 
 def test_timestamp_or_nonce_changed_after_signing_is_refused(verifier, signer):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     moved = {**headers, "x-tako-timestamp": str(NOW + 1)}
-    assert refused(verifier, moved) == "Bad signature: signature does not verify"
+    assert refused(verifier, moved) == "Bad signature: signature does not verify."
     renonced = {**headers, "x-tako-nonce": NONCE[:-1] + "8"}
-    assert refused(verifier, renonced) == "Bad signature: signature does not verify"
+    assert refused(verifier, renonced) == "Bad signature: signature does not verify."
 
 
 def test_unknown_key_is_refused_with_the_fix(verifier, other, ssh_keys):
     headers = sign_request(other, BODY, timestamp=NOW, nonce=NONCE)
     assert refused(verifier, headers) == (
-        f"Key {ssh_keys['other'].fingerprint} is not authorized; add it with tako-server authorize-key"
+        f"Key {ssh_keys['other'].fingerprint} is not authorized; add it with tako-server authorize-key."
     )
 
 
 def test_missing_authorized_keys_file_authorizes_nobody(tmp_path, signer):
     verifier = RequestVerifier(tmp_path / "absent")
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
-    assert refused(verifier, headers).endswith("is not authorized; add it with tako-server authorize-key")
+    assert refused(verifier, headers).endswith("is not authorized; add it with tako-server authorize-key.")
 
 
 @pytest.mark.parametrize("nonce", ["a" * 15, "a" * 129, "0123456789abcdef!", "0123456789abcde f", "ÄÖÜ" * 6])
@@ -196,7 +196,7 @@ def test_bad_nonce_format_is_refused(verifier, signer, nonce):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=nonce)
     assert (
         refused(verifier, headers)
-        == "Invalid x-tako-nonce header (expected 16-128 characters of A-Za-z0-9_-)"
+        == "Invalid x-tako-nonce header (expected 16-128 characters of A-Za-z0-9_-)."
     )
 
 
@@ -211,7 +211,8 @@ def test_signature_by_another_key_under_an_authorized_fingerprint_is_refused(
     headers = sign_request(other, BODY, timestamp=NOW, nonce=NONCE)
     headers["x-tako-key-fingerprint"] = signer.fingerprint
     assert refused(verifier, headers) == (
-        f"Signature was made by key {ssh_keys['other'].fingerprint}, not by {ssh_keys['ed25519'].fingerprint}"
+        f"Signature was made by key {ssh_keys['other'].fingerprint}, "
+        f"not by {ssh_keys['ed25519'].fingerprint}."
     )
 
 
@@ -228,7 +229,7 @@ def test_signature_relabelled_with_the_authorized_public_key_is_refused(verifier
     )
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     headers["x-tako-signature"] = base64.b64encode(sshsig.armor(blob).encode()).decode()
-    assert refused(verifier, headers) == "Bad signature: signature does not verify"
+    assert refused(verifier, headers) == "Bad signature: signature does not verify."
 
 
 def test_wrong_namespace_is_refused(verifier, signer, ssh_keys, openssh):
@@ -239,7 +240,7 @@ def test_wrong_namespace_is_refused(verifier, signer, ssh_keys, openssh):
         openssh.sign(ssh_keys["ed25519"], message, "git"),
     ):
         headers["x-tako-signature"] = base64.b64encode(armored.encode()).decode()
-        assert refused(verifier, headers) == "Signature namespace is not tako-management-rpc-v0"
+        assert refused(verifier, headers) == "Signature namespace is not tako-management-rpc-v0."
 
 
 def test_sha1_rsa_signature_is_refused_but_rsa_sha2_256_is_accepted(tmp_path, ssh_keys):
@@ -263,7 +264,7 @@ def test_sha1_rsa_signature_is_refused_but_rsa_sha2_256_is_accepted(tmp_path, ss
 
     sha1 = sign_request(LegacyRsa("ssh-rsa", hashes.SHA1()), BODY, timestamp=NOW, nonce=NONCE)
     assert (
-        refused(verifier, sha1) == "Bad signature: signature algorithm ssh-rsa is not accepted for RSA keys"
+        refused(verifier, sha1) == "Bad signature: signature algorithm ssh-rsa is not accepted for RSA keys."
     )
     sha256 = sign_request(LegacyRsa("rsa-sha2-256", hashes.SHA256()), BODY, timestamp=NOW, nonce=NONCE)
     assert verifier.verify(sha256, BODY, now=NOW).key_type == "ssh-rsa"
@@ -272,14 +273,14 @@ def test_sha1_rsa_signature_is_refused_but_rsa_sha2_256_is_accepted(tmp_path, ss
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("not base64!", "x-tako-signature header is not base64 of an armored SSH signature"),
-        (base64.b64encode(b"hello").decode(), "Signature is not an armored SSH signature"),
+        ("not base64!", "x-tako-signature header is not base64 of an armored SSH signature."),
+        (base64.b64encode(b"hello").decode(), "Signature is not an armored SSH signature."),
         (
             base64.b64encode(sshsig.armor(b"SSHSIG\0\0\0\2").encode()).decode(),
-            "Signature version 2 is not supported",
+            "Signature version 2 is not supported.",
         ),
-        (base64.b64encode(sshsig.armor(b"SSHSIG\0\0\0\1\0\0").encode()).decode(), "Signature is malformed"),
-        ("A" * 40000, "x-tako-signature header is too long"),
+        (base64.b64encode(sshsig.armor(b"SSHSIG\0\0\0\1\0\0").encode()).decode(), "Signature is malformed."),
+        ("A" * 40000, "x-tako-signature header is too long."),
     ],
 )
 def test_garbage_signature_headers_are_refused(verifier, signer, value, message):
@@ -294,7 +295,7 @@ def test_bad_fingerprint_header_is_refused_without_echoing_it(verifier, signer):
     }
     assert (
         refused(verifier, headers)
-        == "Invalid x-tako-key-fingerprint header (expected SHA256:<43 base64 chars>)"
+        == "Invalid x-tako-key-fingerprint header (expected SHA256:<43 base64 chars>)."
     )
 
 
@@ -302,7 +303,7 @@ def test_header_names_are_case_insensitive_and_duplicates_refused(verifier, sign
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     verifier.verify({name.upper(): value for name, value in headers.items()}, BODY, now=NOW)
     raw = [(k.encode(), v.encode()) for k, v in headers.items()] + [(b"X-Tako-Nonce", b"f" * 32)]
-    assert refused(verifier, Headers(raw=raw)) == "Duplicate x-tako-nonce header"
+    assert refused(verifier, Headers(raw=raw)) == "Duplicate x-tako-nonce header."
 
 
 def test_nonce_is_recorded_only_after_the_signature_verifies(verifier, signer, other):
@@ -319,7 +320,7 @@ def test_replay_cache_is_bounded_and_forgets_expired_nonces(keys_file, signer):
     for i in range(2):
         verifier.verify(sign_request(signer, BODY, timestamp=NOW, nonce=f"nonce-{i:011d}"), BODY, now=NOW)
     third = sign_request(signer, BODY, timestamp=NOW, nonce="nonce-third-00000")
-    assert refused(verifier, third) == "Too many signed requests in the replay window; try again shortly"
+    assert refused(verifier, third) == "Too many signed requests in the replay window; try again shortly."
     later = NOW + 301
     assert verifier.verify(
         sign_request(signer, BODY, timestamp=later, nonce="nonce-third-00000"), BODY, now=later
@@ -338,6 +339,6 @@ def test_authorized_keys_file_changes_are_picked_up(keys_file, verifier, signer,
     os.replace(replacement, keys_file)
     headers = sign_request(signer, BODY, timestamp=NOW, nonce="second-request-001")
     assert refused(verifier, headers) == (
-        f"Key {ssh_keys['ed25519'].fingerprint} is not authorized; add it with tako-server authorize-key"
+        f"Key {ssh_keys['ed25519'].fingerprint} is not authorized; add it with tako-server authorize-key."
     )
     assert [key.fingerprint for key in verifier.authorized_keys()] == [ssh_keys["other"].fingerprint]

@@ -334,7 +334,7 @@ def test_nonce_cache_stays_bounded_under_a_flood(tmp_path: Path, signer: FileSig
         assert len(flooded.verifier._nonces) == 32
         refused = call()
         assert refused.json() == {
-            "status": "error", "message": "Too many signed requests in the replay window; try again shortly"}
+            "status": "error", "message": "Too many signed requests in the replay window; try again shortly."}
         replay = sign_request(signer, body, timestamp=int(clock.now))
         clock.now += 301
         statuses = [call().status_code for _ in range(40)]
@@ -353,4 +353,4 @@ def test_replayed_request_is_refused_after_it_ran_once(server: Server, signer: F
     assert post(server, body, headers).status_code == 200
     again = post(server, body, headers)
     assert (again.status_code, again.json()) == (
-        401, {"status": "error", "message": "Nonce was already used (replayed request)"})
+        401, {"status": "error", "message": "Nonce was already used (replayed request)."})

@@ -118,7 +118,7 @@ def test_unsigned_call_is_401_and_changes_nothing(client: AsgiClient, memory_sto
     reply = post(client, data)
     assert reply.status_code == 401
     assert reply.json() == {"status": "error",
-                            "message": "Missing x-tako-key-fingerprint header; the request must be signed"}
+                            "message": "Missing x-tako-key-fingerprint header; the request must be signed."}
     assert_untouched(memory_store, paths)
 
 
@@ -131,7 +131,7 @@ def test_replayed_nonce_is_401(client: AsgiClient, signer: FileSigner, memory_st
     objects = dict(memory_store.objects)
     replay = post(client, data, headers)
     assert replay.status_code == 401
-    assert replay.json()["message"] == "Nonce was already used (replayed request)"
+    assert replay.json()["message"] == "Nonce was already used (replayed request)."
     assert memory_store.objects == objects
 
 
@@ -162,7 +162,7 @@ def test_unknown_key_is_401(client: AsgiClient, stranger: FileSigner, memory_sto
     reply = post(client, data, signed(stranger, data))
     assert reply.status_code == 401
     assert reply.json()["message"] == (
-        f"Key {stranger.fingerprint} is not authorized; add it with tako-server authorize-key")
+        f"Key {stranger.fingerprint} is not authorized; add it with tako-server authorize-key.")
     assert_untouched(memory_store, paths)
 
 
