@@ -1,7 +1,8 @@
 """``tako backups now | list (ls) | status | download <id> | restore <id>``.
 
-Beyond Tako (see :mod:`.confidence` and :mod:`.key_commands`): ``drill``, ``undo``, ``reindex``,
-``restore --preview`` / ``--no-safety-backup`` and ``keys rotate | reencrypt | retire``.
+Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands` and :mod:`.offline`):
+``drill``, ``undo``, ``reindex``, ``restore --preview`` / ``--no-safety-backup``,
+``keys rotate | reencrypt | retire``, ``verify`` and ``extract``.
 
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
@@ -54,7 +55,7 @@ def now(
     from ..project.secrets import load_secrets
     from ..remote import protocol
     from .prompts import key_prompts
-    from .replies import created_line
+    from .render import created_line
     from .targets import call_servers, raise_failures, resolve_target
 
     opts = get_globals(ctx)
@@ -68,13 +69,10 @@ def now(
     names = [s.name for s in target.servers]
     if opts.dry_run:
         creates_key = needs_backup_key(project, secrets, name)
-        if creates_key:
-            opts.out.would(f"create a backup key for {name} in {project.secrets_path}")
-        for entry in names:
-            opts.out.would(f"create a backup on {entry}")
-        opts.out.line("Dry run: nothing was written or contacted.")
-        opts.out.result("backups now", {**target_summary(target), "dry_run": True, "servers": names,
-                                     "backup_key_would_be_created": creates_key})
+        steps = [f"create a backup key for {name} in {project.secrets_path}"] if creates_key else []
+        opts.out.dry_run_done("backups now", {**target_summary(target), "dry_run": True, "servers": names,
+                                              "backup_key_would_be_created": creates_key},
+                              steps + [f"create a backup on {entry}" for entry in names])
         return
     prompts = key_prompts()
     if ensure_backup_keys(project, secrets, name, prompts):
@@ -100,8 +98,8 @@ def list_backups(
 ) -> None:
     """List backups, newest first."""
     from ..remote import protocol
-    from .confidence import list_note
-    from .replies import backup_line, parse_list
+    from .render import backup_line, list_note
+    from .replies import parse_list
     from .targets import failure_text, resolve_target
 
     opts = get_globals(ctx)
@@ -118,7 +116,7 @@ def list_backups(
             opts.out.line("No backups found.")
         for info in outcome.data:
             opts.out.line(backup_line(info))
-        list_note(opts, outcome)
+        list_note(opts.out, outcome.name, outcome.data.index_rebuilt)
     opts.out.result("backups list", {
         **target_summary(target),
         "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data],
@@ -140,8 +138,8 @@ def status(
 ) -> None:
     """Show whether backups are enabled, the last one and the next one."""
     from ..remote import protocol
-    from .confidence import status_notes
-    from .replies import parse_status, status_line
+    from .render import status_line, status_notes
+    from .replies import parse_status
     from .targets import failure_text, resolve_target
 
     opts = get_globals(ctx)
@@ -153,7 +151,7 @@ def status(
             opts.out.warning(failure_text(outcome))
         else:
             opts.out.line(status_line(outcome.name, outcome.data))
-            status_notes(opts, outcome.name, outcome.data)
+            status_notes(opts.out, outcome.name, outcome.data)
     opts.out.result("backups status", {
         **target_summary(target),
         "results": [{"server": o.name, "status": o.data.to_dict()} for o in outcomes if o.error is None],
@@ -190,13 +188,12 @@ def download(
     result = {**target_summary(target), "server": entry.name, "path": str(path),
               "manifest_path": str(manifest)}
     if opts.dry_run:
-        opts.out.would(f"download {backup_id} from {entry.name} to {path} (manifest {manifest})")
-        opts.out.line("Dry run: nothing was written or contacted.")
-        opts.out.result("backups download", {**result, "dry_run": True})
+        opts.out.dry_run_done("backups download", result,
+                              [f"download {backup_id} from {entry.name} to {path} (manifest {manifest})"])
         return
     outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL,
                             {"app": target.app_id, "backup_id": backup_id}, parse_download)
-    raise_failures(outcomes, "")
+    raise_failures(outcomes, f"Failed to get a download link for {backup_id}.")
     link = outcomes[0].data
     if link.backup.id != backup_id:
         raise RemoteError(f"Server '{entry.name}' sent the manifest of {link.backup.id} when asked for "
@@ -222,8 +219,9 @@ def restore(
 
     The server first backs up the data it replaces (`tako backups undo` restores it)."""
     from ..remote import protocol
-    from .confidence import parse_restored, run_preview, safety_line
-    from .output import format_size
+    from .recovery_commands import run_preview
+    from .render import restored_line, safety_line
+    from .replies import parse_restored
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
     opts = get_globals(ctx)
@@ -238,20 +236,20 @@ def restore(
     heading(opts, f"{target.title} on {entry.name}")
     summary = {**target_summary(target), "server": entry.name}
     if opts.dry_run:
-        opts.out.would(f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}")
-        opts.out.line("Dry run: nothing was restored or contacted.")
-        opts.out.result("backups restore", {**summary, "dry_run": True, "backup_id": backup_id})
+        opts.out.dry_run_done("backups restore", {**summary, "dry_run": True, "backup_id": backup_id},
+                              [f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}"],
+                              nothing="restored or contacted")
         return
     payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id}
     if no_safety_backup:
         payload["safety_backup"] = False
     outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload, parse_restored, out=opts.out,
                             spinner="Restoring backup", whole_reply=True)
-    raise_failures(outcomes, "")
+    raise_failures(outcomes, f"Failed to restore {backup_id}.")
     info, safety = outcomes[0].data
-    opts.out.line(f"Restored {target.app} from {info.id} ({format_size(info.size_bytes)})")
+    opts.out.line(restored_line(target.app, info))
     if safety is not None:
-        opts.out.line(str(safety_line(safety)))
+        opts.out.line(safety_line(safety))
     opts.out.result("backups restore", {**summary, "backup": info.to_dict(), "safety_backup_id": safety})
 
 
@@ -269,9 +267,9 @@ def _register_offline() -> None:
     backups_app.command("extract")(extract)
 
 
-def _register_beyond() -> None:
-    from .confidence import drill, reindex, undo
+def _register_extensions() -> None:
     from .key_commands import keys_app
+    from .recovery_commands import drill, reindex, undo
 
     backups_app.command("drill")(drill)
     backups_app.command("undo")(undo)
@@ -280,4 +278,4 @@ def _register_beyond() -> None:
 
 
 _register_offline()
-_register_beyond()
+_register_extensions()

@@ -1,4 +1,4 @@
-"""What the ``tako backups`` command modules (:mod:`.backups`, :mod:`.confidence`,
+"""What the ``tako backups`` command modules (:mod:`.backups`, :mod:`.recovery_commands`,
 :mod:`.key_commands`) share: the ``--env`` and ``--server`` options, the "Backups" heading, the
 JSON summary, the backup id check, asking every server at once and the confirmation before live
 data is replaced."""

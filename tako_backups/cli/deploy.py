@@ -7,13 +7,14 @@ are enabled and whether a backup key would be created.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from .context import Globals, get_globals, resolve_env
 
 if TYPE_CHECKING:
+    from ..project.deploy_plan import DeployPlan
     from .output import Output
 
 deploy_app = typer.Typer(name="deploy", rich_markup_mode=None, add_completion=False,
@@ -41,7 +42,7 @@ def deploy(
     deploy_to_servers(opts, plan, assume_yes=yes or explicit)
 
 
-def deploy_to_servers(opts: Globals, plan: Any, *, assume_yes: bool) -> None:
+def deploy_to_servers(opts: Globals, plan: DeployPlan, *, assume_yes: bool) -> None:
     """The remote part of a deploy: confirm a production deploy on a terminal (unless
     ``assume_yes``), create the env's backup key when backups are enabled and it has none, then send
     ``deploy`` with the decrypted backup settings and the runtime (tako.toml's ``start``, one
@@ -55,7 +56,8 @@ def deploy_to_servers(opts: Globals, plan: Any, *, assume_yes: bool) -> None:
     from ..project.backup_keys import backup_binding_for, ensure_backup_keys
     from ..remote import protocol
     from .prompts import key_prompts
-    from .replies import finalize_line, parse_finalize
+    from .render import finalize_line
+    from .replies import parse_finalize
     from .targets import call_servers, raise_failures
 
     project, env = plan.project, plan.env
@@ -96,7 +98,7 @@ def _confirm_production(out: Output, env: str, assume_yes: bool) -> None:
         raise Interrupted("Deployment cancelled.")
 
 
-def _render_dry_run(opts: Globals, plan: Any) -> None:
+def _render_dry_run(opts: Globals, plan: DeployPlan) -> None:
     out = opts.out
     project, env = plan.project, plan.env
     backup = plan.backup_storage

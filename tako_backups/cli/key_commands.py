@@ -12,7 +12,6 @@ Only key ids are printed, never key values.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import typer
 
@@ -38,9 +37,8 @@ def rotate(ctx: typer.Context, env: str | None = ENV_OPTION) -> None:
     secrets = load_secrets(project.secrets_path)
     heading(opts, f"{project.name} ({name})")
     if opts.dry_run:
-        opts.out.would(f"add a backup key to {name} in {project.secrets_path}")
-        opts.out.line("Dry run: nothing was written.")
-        opts.out.result("backups keys rotate", {"app": project.name, "environment": name, "dry_run": True})
+        opts.out.dry_run_done("backups keys rotate", {"app": project.name, "environment": name},
+                              [f"add a backup key to {name} in {project.secrets_path}"], nothing="written")
         return
     key_id = rotate_backup_key(project, secrets, name, key_prompts())
     opts.out.line(f"Added backup key {key_id} to {name}; it is now the active key.")
@@ -48,15 +46,6 @@ def rotate(ctx: typer.Context, env: str | None = ENV_OPTION) -> None:
                f"`tako backups keys reencrypt --env {name}`.")
     opts.out.result("backups keys rotate", {"app": project.name, "environment": name, "key_id": key_id,
                                          "keys": [k.id for k in secrets.envs[name].backup_keys]})
-
-
-def parse_reencrypted(data: Any) -> dict[str, Any]:
-    from ..errors import FormatError
-
-    if not isinstance(data, dict) or not isinstance(data.get("reencrypted"), list) \
-            or not isinstance(data.get("unchanged"), int) or not isinstance(data.get("key_id"), str):
-        raise FormatError("The re-encryption reply must have 'reencrypted', 'unchanged' and 'key_id'.")
-    return data
 
 
 @keys_app.command("reencrypt")
@@ -70,6 +59,7 @@ def reencrypt(
     from ..project.secrets import load_secrets
     from ..remote import protocol
     from .prompts import key_prompts
+    from .replies import parse_reencrypted
     from .targets import call_servers, raise_failures, resolve_target
 
     opts = get_globals(ctx)
@@ -82,11 +72,9 @@ def reencrypt(
 
         raise ConfigError(f"Backups are not enabled for environment '{name}'.")
     if opts.dry_run:
-        for entry in target.servers:
-            opts.out.would(f"re-encrypt the backups of {target.app} ({name}) on {entry.name} with the "
-                        "active key")
-        opts.out.line("Dry run: nothing was written or contacted.")
-        opts.out.result("backups keys reencrypt", {"app": target.app, "environment": name, "dry_run": True})
+        opts.out.dry_run_done("backups keys reencrypt", {"app": target.app, "environment": name}, [
+            f"re-encrypt the backups of {target.app} ({name}) on {entry.name} with the active key"
+            for entry in target.servers])
         return
     binding = backup_binding_for(project, secrets, name, key_prompts())
     assert binding is not None
@@ -137,10 +125,10 @@ def retire(
             raise ConfigError(f"Key {key_id} still encrypts {using} retained backup{plural} on server "
                               f"{o.name}; run tako backups keys reencrypt first.")
     if opts.dry_run:
-        opts.out.would(f"retire backup key {key_id} from {name} in {project.secrets_path}")
-        opts.out.line("Dry run: nothing was written.")
-        opts.out.result("backups keys retire", {"app": target.app, "environment": name, "dry_run": True,
-                                             "key_id": key_id})
+        opts.out.dry_run_done("backups keys retire", {"app": target.app, "environment": name, "dry_run": True,
+                                                      "key_id": key_id},
+                              [f"retire backup key {key_id} from {name} in {project.secrets_path}"],
+                              nothing="written")
         return
     retire_backup_key(secrets, name, key_id)
     opts.out.line(f"Retired backup key {key_id} from {name}.")

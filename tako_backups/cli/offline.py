@@ -11,14 +11,18 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
 
 from .context import Globals, get_globals, resolve_env
+
+if TYPE_CHECKING:
+    from ..core.verify import VerifyReport
+    from ..models import BackupInfo, BackupKey
 
 SOURCE_HELP = "A downloaded <id>.tar.zst.enc, or a backup id to read from the bucket."
 ENV_HELP = "Environment whose keys to use (default: production)."
@@ -27,10 +31,13 @@ MANIFEST_HELP = "Manifest JSON (default <archive>.json)."
 
 @dataclass
 class Source:
-    info: Any
-    keys: list[Any]
+    """A backup to verify or extract: its manifest, the env's keys, how to name it in messages and
+    how to open its archive (a downloaded file, or a GET from the bucket)."""
+
+    info: BackupInfo
+    keys: list[BackupKey]
     label: str
-    _opener: Any
+    _opener: Callable[[], BinaryIO]
 
     @contextlib.contextmanager
     def open(self) -> Iterator[BinaryIO]:
@@ -95,7 +102,7 @@ def _bucket_source(opts: Globals, backup_id: str, env: str | None, server: str |
                   lambda: store.open_read(info.archive_key))
 
 
-def _report_dict(report: Any) -> dict[str, Any]:
+def _report_dict(report: VerifyReport) -> dict[str, Any]:
     return {"backup_id": report.backup_id, "files": report.files, "bytes": report.bytes,
             "sqlite_files": report.sqlite_files, "seconds": round(report.seconds, 3)}
 

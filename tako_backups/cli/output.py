@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import typer
@@ -65,6 +65,15 @@ class Output:
     def would(self, text: str) -> None:
         """A dry-run step that was skipped: ``Would <text>``."""
         self.line(f"Would {text}")
+
+    def dry_run_done(self, command: str, result: dict[str, Any], steps: Iterable[str],
+                     nothing: str = "written or contacted") -> None:
+        """End a ``--dry-run``: ``Would <step>`` for each skipped step, ``Dry run: nothing was
+        <nothing>.``, then the JSON result with ``dry_run: true`` (kept where ``result`` has it)."""
+        for step in steps:
+            self.would(step)
+        self.line(f"Dry run: nothing was {nothing}.")
+        self.result(command, {**result, "dry_run": True})
 
     def warning(self, text: str) -> None:
         typer.echo(f"{typer.style('warning:', fg='yellow', bold=True)} {text}", err=True)

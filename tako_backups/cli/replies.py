@@ -1,7 +1,8 @@
-"""The replies of the management commands, checked, and the lines the CLI prints for them.
+"""The replies of the management commands, checked.
 
-Each ``parse_*`` takes a reply's ``data`` and raises FormatError when it does not have Tako's
-shape; the ``*_line`` functions render Tako's output lines.
+Each ``parse_*`` takes a reply's ``data`` (the whole reply for :func:`parse_restored`) and raises
+FormatError when it does not have the expected shape. What the CLI prints for them is in
+:mod:`.render`. Parsing is lenient about fields it does not use, so a newer server still works.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from typing import Any
 from ..core.drill import DrillResult
 from ..errors import FormatError
 from ..models import BackupInfo
-from ..primitives.json_shapes import check_object
-from .output import format_local_time, format_size
+from ..primitives.json_shapes import check_object, is_kind
 
 
 @dataclass(frozen=True)
@@ -157,37 +157,48 @@ def parse_finalize(data: Any) -> Finalized:
     raise FormatError("The deploy reply's backup status must be created, failed or disabled.")
 
 
-def backup_line(info: BackupInfo) -> str:
-    """``{id} {YYYY-MM-DD HH:MM:SS local} {size}``."""
-    return f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
+def parse_drill(data: Any) -> DrillResult:
+    """``drill_backup``'s reply: one drill result."""
+    return DrillResult.from_dict(data)
 
 
-def created_line(server: str, info: BackupInfo) -> str:
-    """``{server}: {id} ({size})``."""
-    return f"{server}: {info.id} ({format_size(info.size_bytes)})"
+PREVIEW_FIELDS = ("added", "removed", "changed", "counts", "tables", "backup")
 
 
-def status_line(server: str, status: BackupStatus) -> str:
-    """``{server}: disabled`` or ``{server}: enabled, last {id} at {time}`` (or ``no backups
-    yet``) ``, next {time}, {N}d retention``."""
-    if not status.enabled:
-        return f"{server}: disabled"
-    last = status.last_backup
-    last_text = ("no backups yet" if last is None
-                 else f"last {last.id} at {format_local_time(last.created_at_unix_secs)}")
-    nxt = status.next_backup_at_unix_secs
-    next_text = "-" if nxt is None else format_local_time(nxt)
-    days = status.retention_days
-    retention = "retention unknown" if days is None else f"{days}d retention"
-    return f"{server}: enabled, {last_text}, next {next_text}, {retention}"
+def parse_preview(data: Any) -> dict[str, Any]:
+    """``restore_preview``'s reply: ``{"app", "backup", "added", "removed", "changed", "counts",
+    "truncated", "tables"}`` (the backup's manifest is checked)."""
+    if not isinstance(data, dict) or not all(k in data for k in PREVIEW_FIELDS):
+        raise FormatError("The restore preview must be an object with added, removed, changed, counts, "
+                          "tables and backup.")
+    BackupInfo.from_dict(data["backup"])
+    return data
 
 
-def finalize_line(server: str, result: Finalized) -> str:
-    """``{server}: deployed, backup {id} ({size})`` / ``..., backup failed: {message}`` /
-    ``..., backups disabled``."""
-    if result.status == "created":
-        assert result.size_bytes is not None
-        return f"{server}: deployed, backup {result.backup_id} ({format_size(result.size_bytes)})"
-    if result.status == "failed":
-        return f"{server}: deployed, backup failed: {result.message}"
-    return f"{server}: deployed, backups disabled"
+def parse_restored(reply: Any) -> tuple[BackupInfo, str | None]:
+    """A whole ``restore_backup``/``undo_restore`` reply -> (restored BackupInfo, the safety
+    backup's id or None)."""
+    obj = check_object(reply, "The restore reply")
+    safety = obj.get("safety_backup_id")
+    if safety is not None and not isinstance(safety, str):
+        raise FormatError("The restore reply field 'safety_backup_id' must be a string.")
+    return BackupInfo.from_dict(obj.get("data")), safety
+
+
+REINDEX_PREVIOUS = ("ok", "missing", "unreadable")
+
+
+def parse_reindex(data: Any) -> dict[str, Any]:
+    """``reindex``'s reply: ``{"app", "backups", "index_rebuilt", "previous"}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("backups"), list) \
+            or data.get("previous") not in REINDEX_PREVIOUS:
+        raise FormatError("The reindex reply must have a 'backups' list and 'previous'.")
+    return data
+
+
+def parse_reencrypted(data: Any) -> dict[str, Any]:
+    """``reencrypt_backups``' reply: ``{"app", "key_id", "reencrypted", "unchanged"}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("reencrypted"), list) \
+            or not is_kind(data.get("unchanged"), int) or not isinstance(data.get("key_id"), str):
+        raise FormatError("The re-encryption reply must have 'reencrypted', 'unchanged' and 'key_id'.")
+    return data

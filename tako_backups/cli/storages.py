@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .context import Globals, get_globals, resolve_env
+
+if TYPE_CHECKING:
+    from ..project.model import Project
+    from ..project.secrets import Secrets
 
 storages_app = typer.Typer(name="storages", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
                            help="Attach storage to environments and manage its credentials.")
@@ -40,7 +44,7 @@ def _read_credentials(access_key_id: str | None, secret_access_key: str | None,
     return key_id, secret, normalize_expires_on(optional_text(expires_on, "Expires on", EXPIRES_ON_HINT))
 
 
-def _store_credentials(opts: Globals, project: Any, env: str, resource: str,
+def _store_credentials(opts: Globals, project: Project, env: str, resource: str,
                        credentials: tuple[str, str, str | None]) -> None:
     """Open (or create) the env key, encrypt the credentials and save secrets.json atomically."""
     from ..project.secrets import load_secrets, open_env_key, save_secrets, set_storage_credentials
@@ -91,12 +95,12 @@ def add(
     summary = {"app": project.name, "environment": env, "binding": binding, "resource": edit.resource_name,
                "provider": provider.value, "dry_run": opts.dry_run}
     if opts.dry_run:
-        opts.out.would(f"write {project.path.name}: [envs.{env}].storages.{binding} = \"{edit.resource_name}\""
-                    + (f" and [storages.{edit.resource_name}]" if edit.resource is not None else ""))
+        declared = f" and [storages.{edit.resource_name}]" if edit.resource is not None else ""
+        steps = [f"write {project.path.name}: [envs.{env}].storages.{binding} = \"{edit.resource_name}\""
+                 + declared]
         if is_s3:
-            opts.out.would(f"store credentials of '{edit.resource_name}' for {env} in {project.secrets_path}")
-        opts.out.line("Dry run: nothing was written.")
-        opts.out.result("storages add", summary)
+            steps.append(f"store credentials of '{edit.resource_name}' for {env} in {project.secrets_path}")
+        opts.out.dry_run_done("storages add", summary, steps, nothing="written")
         return
     if is_s3:
         credentials = _read_credentials(access_key_id, secret_access_key, expires_on)
@@ -133,9 +137,9 @@ def credentials(
         opts.out.warning(f"Storage resource '{resource}' is not bound or used for backups in {env}; "
                       "tako deploy rejects credentials nothing uses.")
     if opts.dry_run:
-        opts.out.would(f"store credentials of '{resource}' for {env} in {project.secrets_path}")
-        opts.out.line("Dry run: nothing was written.")
-        opts.out.result("storages credentials", {"environment": env, "resource": resource, "dry_run": True})
+        opts.out.dry_run_done("storages credentials", {"environment": env, "resource": resource},
+                              [f"store credentials of '{resource}' for {env} in {project.secrets_path}"],
+                              nothing="written")
         return
     stored = _read_credentials(access_key_id, secret_access_key, expires_on)
     _store_credentials(opts, project, env, resource, stored)
@@ -169,7 +173,7 @@ def _credential_state(expires_on: str | None, now: dt.datetime) -> dict[str, Any
             "expires_soon": expires_soon(expires_on, now)}
 
 
-def storage_overview(project: Any, secrets: Any, only_env: str | None = None,
+def storage_overview(project: Project, secrets: Secrets, only_env: str | None = None,
                      now: dt.datetime | None = None) -> dict[str, Any]:
     """Resources, and per env its bindings, backup target and credential status (no values)."""
     now = now or dt.datetime.now(dt.UTC)

@@ -170,7 +170,13 @@ def failure_text(outcome: Outcome) -> str:
 def raise_failures(outcomes: Sequence[Outcome], summary: str) -> None:
     """Raise for the failed outcomes, if any: with one server its own error; with several a
     :class:`ServersFailed` whose details list each failure and whose message is ``summary``
-    (``{failed}`` and ``{total}`` are filled in)."""
+    (``{failed}`` and ``{total}`` are filled in).
+
+    ``summary`` must say what failed (it is the message whenever more than one server is asked);
+    raises ValueError for an empty one, so a caller cannot leave it out by accident.
+    """
+    if not summary.strip():
+        raise ValueError("raise_failures needs a summary message.")
     failed = [o for o in outcomes if o.error is not None]
     if not failed:
         return

@@ -2,7 +2,7 @@
 
 An app is due when it has no backups, its newest is at least 86,400 s old, or its index cannot be
 read; ``next_backup_at`` is the newest's ``created_at`` + 86,400, or now when there is none.
-Beyond Tako, each check also runs the restore drill of every app whose drill is due (weekly, on
+As our extension, each check also runs the restore drill of every app whose drill is due (weekly, on
 the newest backup; see :mod:`.drills`).
 """
 

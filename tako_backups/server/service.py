@@ -220,7 +220,7 @@ class BackupService:
             except TakoError as exc:
                 log.error("could not start %s: %s", app, exc)
 
-    # ----- our commands beyond Tako's: previews, undo, and the collaborators' commands -----
+    # ----- our extensions: previews, undo, and the collaborators' commands -----
 
     def restore_preview(self, app: str, backup_id: str) -> dict[str, Any]:
         """What restoring ``backup_id`` would change (see :func:`preview_restore`); nothing is

@@ -1,4 +1,4 @@
-"""Fixtures for the Beyond Tako tests: a small data tree with a SQLite database and backup keys
+"""Fixtures for the recovery tests: a small data tree with a SQLite database and backup keys
 (the SSH key for signed calls comes from tests/conftest.py)."""
 
 from __future__ import annotations

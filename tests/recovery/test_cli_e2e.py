@@ -1,4 +1,5 @@
-"""Beyond Tako through the `tako` CLI: a real `tako-server serve`, a real SeaweedFS bucket, the
+"""The recovery commands through the `tako` CLI: a real `tako-server serve`, a real SeaweedFS
+bucket, the
 developer's key in ~/.ssh. drill and status, restore --preview, the safety backup and undo,
 reindex, and key rotation (rotate, reencrypt, retire)."""
 
@@ -17,8 +18,8 @@ from tako_backups.models import BackupInfo
 from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.beyond.conftest import make_tree, sql
 from tests.e2e.support import Developer, developer_home, enter_developer
+from tests.recovery.conftest import make_tree, sql
 from tests.server.e2e_support import RunningServer, running_server
 from tests.servers import SeaweedFS
 

@@ -1,4 +1,5 @@
-"""The Beyond Tako CLI against in-process tako-servers with a fake clock (tests/cli/remote_harness):
+"""The CLI's recovery commands (drill, undo, reindex, preview, keys) against in-process
+tako-servers with a fake clock (tests/cli/remote_harness):
 overdue warnings, JSON status fields, dry runs, and what is sent on the wire."""
 
 from __future__ import annotations

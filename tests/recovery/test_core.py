@@ -1,4 +1,4 @@
-"""The core of Beyond Tako over a MemoryStore: manifest extras, drills, tree comparison, the
+"""The recovery core over a MemoryStore: manifest extras, drills, tree comparison, the
 self-healing index and re-encryption."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tako_backups.core.treediff import compare_trees
 from tako_backups.errors import FormatError, IntegrityError
 from tako_backups.models import BackupExtras, BackupIndex, BackupInfo, BackupKey
 from tako_backups.storage.memory import MemoryStore
-from tests.beyond.conftest import sql
+from tests.recovery.conftest import sql
 
 PREFIX = layout.backup_prefix("demo", "production", "la")
 NOW = 1_800_000_000

@@ -17,7 +17,7 @@ from tako_backups.server.scheduler import Scheduler
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import AppState
 from tako_backups.storage.s3 import S3Store
-from tests.beyond.conftest import make_tree
+from tests.recovery.conftest import make_tree
 from tests.server.helpers import APP, binding
 
 NOW = 1_800_000_000

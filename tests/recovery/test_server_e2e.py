@@ -1,4 +1,4 @@
-"""Beyond Tako end to end over the signed RPC: a real `tako-server serve`, a real SeaweedFS bucket.
+"""The recovery commands end to end over the signed RPC: a real `tako-server serve`, a real SeaweedFS bucket.
 
 Drills and status, restore previews, the safety backup and undo (with the notes app running),
 the self-healing index, re-encryption under a rotated key, and signatures on the new commands.
@@ -19,7 +19,7 @@ from tako_backups.models import BackupBinding, BackupIndex, BackupInfo
 from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.beyond.conftest import make_tree, sql
+from tests.recovery.conftest import make_tree, sql
 from tests.server.e2e_support import (
     NOTES_RUNTIME,
     RunningServer,
@@ -39,7 +39,7 @@ NEW_COMMANDS = ["drill_backup", "restore_preview", "undo_restore", "reindex", "r
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    yield from running_server(tmp_path_factory.mktemp("beyond") / "tako", signer)
+    yield from running_server(tmp_path_factory.mktemp("recovery") / "tako", signer)
 
 
 @pytest.fixture(scope="module")

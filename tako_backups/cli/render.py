@@ -1,0 +1,142 @@
+"""What the CLI prints for the management replies: Tako's lines (list, status, now, deploy) and
+ours (drills, overdue backups, rebuilt indexes, restore previews, safety backups).
+
+Functions named ``*_line`` return one line; the others print through the run's
+:class:`~.output.Output` (stdout lines, stderr warnings).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..models import BackupInfo
+from .output import format_local_time, format_size
+
+if TYPE_CHECKING:
+    from .output import Output
+    from .replies import BackupStatus, Finalized
+
+OVERDUE_HOURS = 26
+REINDEX_WAS = {"ok": "the old one was readable", "missing": "it was missing",
+               "unreadable": "it was unreadable"}
+
+
+def backup_line(info: BackupInfo) -> str:
+    """``{id} {YYYY-MM-DD HH:MM:SS local} {size}``."""
+    return f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
+
+
+def created_line(server: str, info: BackupInfo) -> str:
+    """``{server}: {id} ({size})``."""
+    return f"{server}: {info.id} ({format_size(info.size_bytes)})"
+
+
+def status_line(server: str, status: BackupStatus) -> str:
+    """``{server}: disabled`` or ``{server}: enabled, last {id} at {time}`` (or ``no backups
+    yet``) ``, next {time}, {N}d retention``."""
+    if not status.enabled:
+        return f"{server}: disabled"
+    last = status.last_backup
+    last_text = ("no backups yet" if last is None
+                 else f"last {last.id} at {format_local_time(last.created_at_unix_secs)}")
+    nxt = status.next_backup_at_unix_secs
+    next_text = "-" if nxt is None else format_local_time(nxt)
+    days = status.retention_days
+    retention = "retention unknown" if days is None else f"{days}d retention"
+    return f"{server}: enabled, {last_text}, next {next_text}, {retention}"
+
+
+def finalize_line(server: str, result: Finalized) -> str:
+    """``{server}: deployed, backup {id} ({size})`` / ``..., backup failed: {message}`` /
+    ``..., backups disabled``."""
+    if result.status == "created":
+        assert result.size_bytes is not None
+        return f"{server}: deployed, backup {result.backup_id} ({format_size(result.size_bytes)})"
+    if result.status == "failed":
+        return f"{server}: deployed, backup failed: {result.message}"
+    return f"{server}: deployed, backups disabled"
+
+
+def seconds_text(seconds: float) -> str:
+    """Recovery time as ``{N.N}s``."""
+    return f"{seconds:.1f}s"
+
+
+def rebuilt_note(server: str) -> str:
+    return f"{server}: index.json was missing or unreadable; the server rebuilt it from the manifests."
+
+
+def status_notes(out: Output, server: str, status: BackupStatus) -> None:
+    """After Tako's status line: the last drill that passed (stdout), and warnings (stderr) for an
+    overdue backup, a failed last drill or a rebuilt index."""
+    ok = status.last_ok_drill
+    if ok is not None:
+        out.line(f"{server}: last verified restorable {format_local_time(ok.at_unix_secs)} "
+                 f"({seconds_text(ok.seconds)} recovery)")
+    if status.overdue:
+        last = status.last_backup
+        if last is None:
+            out.warning(f"{server}: backup overdue: no backups yet.")
+        else:
+            out.warning(f"{server}: backup overdue: the newest ({last.id}, "
+                        f"{format_local_time(last.created_at_unix_secs)}) is more than {OVERDUE_HOURS} "
+                        "hours old.")
+    drill = status.last_drill
+    if drill is not None and not drill.ok:
+        out.warning(f"{server}: the last restore drill ({drill.backup_id}, "
+                    f"{format_local_time(drill.at_unix_secs)}) failed: {drill.message}")
+    if status.index_rebuilt:
+        out.warning(rebuilt_note(server))
+
+
+def list_note(out: Output, server: str, index_rebuilt: bool) -> None:
+    """The note ``list`` prints when a server rebuilt its index to answer."""
+    if index_rebuilt:
+        out.warning(rebuilt_note(server))
+
+
+def preview_lines(out: Output, preview: dict[str, Any], backup_id: str) -> None:
+    """Print what restoring ``backup_id`` would change (``restore_preview``'s reply)."""
+    counts = preview["counts"]
+    added, removed, changed = (_files(counts[k]) for k in ("added", "removed", "changed"))
+    out.line(f"Restoring {backup_id} would add {added}, remove {removed} and change {changed} "
+             f"({counts['unchanged']} unchanged):")
+    for mark, kind in (("+", "added"), ("-", "removed")):
+        for change in preview[kind]:
+            size = change["size_after"] if mark == "+" else change["size_before"]
+            out.line(f"{mark} {change['path']} ({format_size(size)})")
+    for change in preview["changed"]:
+        out.line(f"~ {change['path']} ({format_size(change['size_before'])} -> "
+                 f"{format_size(change['size_after'])})")
+    listed = sum(len(preview[k]) for k in ("added", "removed", "changed"))
+    total = counts["added"] + counts["removed"] + counts["changed"]
+    if total > listed:
+        out.line(f"... and {total - listed} more (see --json).")
+    for table in preview["tables"]:
+        if table["delta"] or None in (table["before"], table["after"]):
+            out.line(table_line(table))
+    out.line("Preview only: nothing was restored.")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def table_line(table: dict[str, Any]) -> str:
+    """``{file}: {table} {before} -> {after} rows ({delta:+d})``, or a new or dropped table."""
+    where = f"{table['file']}: {table['table']}"
+    if table["before"] is None:
+        return f"{where} new table, {table['after']} rows"
+    if table["after"] is None:
+        return f"{where} table removed ({table['before']} rows)"
+    return f"{where} {table['before']} -> {table['after']} rows ({table['delta']:+d})"
+
+
+def restored_line(app: str, info: BackupInfo, what: str = "") -> str:
+    """``Restored {app} from {id} ({size})`` and, for an undo, what was restored."""
+    return f"Restored {app} from {info.id} ({format_size(info.size_bytes)}){what}"
+
+
+def safety_line(safety: str) -> str:
+    """Where the data a restore replaced went."""
+    return f"Safety backup {safety} holds the data it replaced; `tako backups undo` restores it."
