@@ -40,12 +40,13 @@ def check_endpoint(url: str, what: str = "endpoint") -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{label} '{_shown(text)}' is not a valid URL; use https://host[:port].") from None
+        raise ConfigError(
+            f"{label} '{_redacted(text)}' is not a valid URL; use https://host[:port].") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise ConfigError(f"{label} '{_shown(text)}' must be an https:// URL (for example https://s3.example.com).")
+        raise ConfigError(f"{label} '{_redacted(text)}' must be an https:// URL (for example https://s3.example.com).")
     if parts.username is not None or parts.password is not None:
-        raise ConfigError(f"{label} '{_shown(text)}' must not contain credentials; "
+        raise ConfigError(f"{label} '{_redacted(text)}' must not contain credentials; "
                           "set the access key id and secret in the storage settings instead.")
     host = parts.hostname
     if not host:
@@ -61,7 +62,7 @@ def check_endpoint(url: str, what: str = "endpoint") -> str:
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _shown(text: str) -> str:
+def _redacted(text: str) -> str:
     """The URL with any user-info part replaced, so a message never repeats a secret."""
     scheme, sep, rest = text.partition("://")
     if not sep:
