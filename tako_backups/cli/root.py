@@ -25,9 +25,9 @@ def _base_named(cls: type, name: str) -> type[Exception]:
     return next(base for base in cls.__mro__ if base.__name__ == name)
 
 
-# Usage errors are click's UsageError and ClickException. Typer re-exports neither, but its
-# public BadParameter derives from both, whichever click it runs on (the click package, or the
-# copy newer typers carry), so they are found through it rather than through a private module.
+# Usage errors are click's UsageError and ClickException. Typer (which carries its own click)
+# re-exports neither, but its public BadParameter derives from both, so they are found through it
+# rather than through typer's private click module.
 USAGE_ERROR = _base_named(typer.BadParameter, "UsageError")
 CLICK_EXCEPTION = _base_named(typer.BadParameter, "ClickException")
 

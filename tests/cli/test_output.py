@@ -48,3 +48,24 @@ def test_json_mode_prints_only_the_result_object(capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     assert captured.out == '{"ok": true, "command": "backups list", "app": "demo"}\n'
     assert captured.err == "warning: Using production environment\n"
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_a_dry_run_says_each_step_and_that_nothing_changed(capsys: pytest.CaptureFixture[str],
+                                                           json_mode: bool) -> None:
+    result = {"app": "demo", "dry_run": True, "servers": ["la"]}
+    Output(json_mode=json_mode).dry_run_done("backups now", result, ["create a backup on la"],
+                                             nothing="written")
+    out = capsys.readouterr().out
+    if json_mode:
+        assert out == ('{"ok": true, "command": "backups now", "app": "demo", "dry_run": true, '
+                       '"servers": ["la"]}\n')
+    else:
+        assert out == "Would create a backup on la\nDry run: nothing was written.\n"
+
+
+def test_failures_always_carry_a_summary() -> None:
+    from tako_backups.cli.targets import raise_failures
+
+    with pytest.raises(ValueError, match="needs a summary"):
+        raise_failures([], "")
