@@ -41,7 +41,7 @@ def test_authorize_key_appends_once(tmp_path: Path, signer: FileSigner, stranger
     (None, "Cannot read public key file {path}: No such file or directory."),
     ("", "{path} must hold exactly one public key line (found 0)."),
     ("ssh-dss AAAAB3NzaC1kc3MAAACBAP== x\n", "SSH key type ssh-dss is not supported; "
-     "use Ed25519, RSA or ECDSA (nistp256/384/521)"),
+     "use Ed25519, RSA or ECDSA (nistp256/384/521)."),
     ("ssh-ed25519 AAAA a\nssh-ed25519 AAAA b\n", "{path} must hold exactly one public key line (found 2)."),
 ])
 def test_authorize_key_refuses_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str],
