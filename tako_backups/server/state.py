@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..errors import ConfigError, FormatError
 from ..models import BackupBinding
 from ..primitives.atomic_files import os_reason, write_atomic
+from ..primitives.json_shapes import check_fields
 from ..primitives.names import check_app_id
 from ..remote.protocol import RuntimeSettings
 
@@ -46,10 +47,13 @@ class AppState:
 
     @classmethod
     def from_dict(cls, obj: Any) -> AppState:
-        if not isinstance(obj, dict) or obj.get("version") != 1:
+        """Raises FormatError for anything but the layout :meth:`to_dict` writes."""
+        fields = check_fields(obj, "App state", {"version": int},
+                              {"backup": (dict, type(None)), "runtime": (dict, type(None))})
+        if fields["version"] != 1:
             raise FormatError("App state has an unknown layout.")
-        backup = obj.get("backup")
-        runtime = obj.get("runtime")
+        backup = fields.get("backup")
+        runtime = fields.get("runtime")
         return cls(backup=None if backup is None else BackupBinding.from_dict(backup),
                    runtime=None if runtime is None else RuntimeSettings.from_dict(runtime))
 
