@@ -13,8 +13,9 @@
 - ``tako/channels.sqlite``: Tako's channel replay log, 256 kB (a backup never includes it).
 
 The same ``mb`` and ``seed`` give the same files byte for byte (SQLite files too, for one SQLite
-version). Bytes come from AES-CTR keyed by the seed and the part being written, in large blocks, so
-the 1 GB tree builds in seconds; Python's ``random`` only picks sizes and a few words per row.
+version). Bytes come from AES-CTR keyed by the seed and the part being written, in large blocks;
+text is sliced from one pool of words built from that stream; Python's ``random`` only picks sizes,
+offsets and a few values per row. The 1 GB tree builds in well under a minute.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ FILES_PER_FOLDER = 200
 PHOTO_SIZES = (20_000, 600_000)
 DOC_SIZES = (2_000, 60_000)
 ROW_CHARS = (200, 1_500)
+POOL_CHARS = 64 * MB  # text is sliced from a pool this large (smaller for trees under 100 MB)
 
 # Words an app's rows and documents are made of; earlier words are more common (see _VOCABULARY).
 WORDS = (
@@ -80,26 +82,36 @@ _PAIRS = [
 ]
 
 
-def text(stream: Stream, chars: int) -> str:
-    """At least ``chars`` characters of word-like text (two words per 16 bits of the stream)."""
-    out: list[str] = []
-    have = 0
-    while have < chars:
-        want = (chars - have) // 10 + 16  # a pair averages over 10 characters
-        piece = "".join(map(_PAIRS.__getitem__, memoryview(stream.read(2 * want)).cast("H")))
-        out.append(piece)
-        have += len(piece)
-    return "".join(out)
+class Text:
+    """Word-like text: slices at random offsets of one seeded pool of ``chars`` characters (two
+    words per 16 bits of the stream). A slice per row or document is cheap, and a pool much larger
+    than zstd's window (2 MiB at level 3) keeps nearby slices from repeating each other."""
+
+    def __init__(self, seed: int, chars: int) -> None:
+        stream = Stream(seed, "text")
+        pieces: list[str] = []
+        have = 0
+        while have < chars:
+            want = min(chars - have, 4 * MB) // 8 + 16  # a pair averages over 8 characters
+            piece = "".join(map(_PAIRS.__getitem__, memoryview(stream.read(2 * want)).cast("H")))
+            pieces.append(piece)
+            have += len(piece)
+        self.pool = "".join(pieces)
+
+    def take(self, rng: random.Random, chars: int) -> str:
+        """``chars`` characters from a random offset (``chars`` at most the pool's length)."""
+        at = rng.randrange(len(self.pool) - chars + 1)
+        return self.pool[at:at + chars]
 
 
-def make_sqlite(path: Path, target: int, seed: int, table: str, columns: tuple[str, str, str]) -> None:
+def make_sqlite(path: Path, target: int, seed: int, words: Text, table: str,
+                columns: tuple[str, str, str]) -> None:
     """A SQLite database in WAL mode of about ``target`` bytes: rows of (id, word, text, JSON).
 
     Built without a journal in large transactions (nothing else reads it meanwhile), then switched
     to WAL mode, which stays in the file header as a live app's database would have it."""
     path.unlink(missing_ok=True)
     rng = random.Random(f"{seed}/{table}")
-    stream = Stream(seed, table)
     db = sqlite3.connect(path)
     try:
         db.execute("PRAGMA journal_mode=OFF")
@@ -108,32 +120,27 @@ def make_sqlite(path: Path, target: int, seed: int, table: str, columns: tuple[s
         db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, {kind} TEXT NOT NULL, "
                    f"{body} TEXT NOT NULL, {meta} TEXT NOT NULL)")
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        batch_chars = max(16_384, min(MB, target // 8))
-        row = 0
+        batch_rows = max(16, min(1_000, target // 8 // ROW_CHARS[1]))
+        written = 0
         while db.execute("PRAGMA page_count").fetchone()[0] * page_size < target:
-            lengths = []
-            while sum(lengths) < batch_chars:
-                lengths.append(rng.randint(*ROW_CHARS))
-            words = text(stream, sum(lengths))
-            rows, at = [], 0
-            for length in lengths:
-                row += 1
+            rows = []
+            for row in range(written + 1, written + batch_rows + 1):
                 tag = _VOCABULARY[rng.getrandbits(8)]
                 doc = (f'{{"n":{row},"tag":"{tag}","score":{rng.random():.6f},'
                        f'"owner":"user-{rng.getrandbits(20):05x}"}}')
-                rows.append((row, tag, words[at:at + length], doc))
-                at += length
+                rows.append((row, tag, words.take(rng, rng.randint(*ROW_CHARS)), doc))
             with db:
                 db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", rows)
+            written += batch_rows
         db.execute("PRAGMA journal_mode=WAL")
     finally:
         db.close()
 
 
-def write_uploads(uploads: Path, photo_bytes: int, doc_bytes: int, seed: int) -> int:
+def write_uploads(uploads: Path, photo_bytes: int, doc_bytes: int, seed: int, words: Text) -> int:
     """Photo-like files, then document-like ones, 200 to a folder; returns the last folder number."""
     rng = random.Random(f"{seed}/uploads")
-    photos, docs = Stream(seed, "photos"), Stream(seed, "docs")
+    photos = Stream(seed, "photos")
     n = 0
 
     def folder() -> Path:
@@ -149,7 +156,7 @@ def write_uploads(uploads: Path, photo_bytes: int, doc_bytes: int, seed: int) ->
     written = 0
     while written < doc_bytes:
         size = min(rng.randint(*DOC_SIZES), doc_bytes - written)
-        (folder() / f"doc-{n:06d}.txt").write_bytes(text(docs, size)[:size].encode())
+        (folder() / f"doc-{n:06d}.txt").write_bytes(words.take(rng, size).encode())
         written, n = written + size, n + 1
     return max(n - 1, 0) // FILES_PER_FOLDER
 
@@ -163,14 +170,16 @@ def make_dataset(out: Path, mb: int, seed: int = 7) -> Built:
     total = mb * MB
     (out / "app").mkdir(parents=True, exist_ok=True)
     (out / "tako").mkdir(parents=True, exist_ok=True)
-    make_sqlite(out / "app" / "app.db", int(total * SHARES["app.db"]), seed, "records",
+    text_chars = int(total * (SHARES["app.db"] + SHARES["docs"] + SHARES["workflows"]))
+    words = Text(seed, max(MB, min(POOL_CHARS, text_chars)))
+    make_sqlite(out / "app" / "app.db", int(total * SHARES["app.db"]), seed, words, "records",
                 ("kind", "body", "meta"))
-    make_sqlite(out / "tako" / "workflows.sqlite", int(total * SHARES["workflows"]), seed, "runs",
+    make_sqlite(out / "tako" / "workflows.sqlite", int(total * SHARES["workflows"]), seed, words, "runs",
                 ("workflow", "log", "payload"))
-    make_sqlite(out / "tako" / "channels.sqlite", CHANNELS_BYTES, seed, "replay",
+    make_sqlite(out / "tako" / "channels.sqlite", CHANNELS_BYTES, seed, words, "replay",
                 ("channel", "message", "headers"))
     last = write_uploads(out / "app" / "uploads", int(total * SHARES["photos"]),
-                         int(total * SHARES["docs"]), seed)
+                         int(total * SHARES["docs"]), seed, words)
     link = out / "app" / "symlink-to-latest"
     link.unlink(missing_ok=True)
     os.symlink(f"uploads/{last:03d}", link)
