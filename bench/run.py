@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="datasets and scratch space (default $TAKO_BENCH_CACHE or /tmp/tako-bench)")
     ap.add_argument("--only", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
     ap.add_argument("--no-latest", action="store_true", help="do not rewrite bench/LATEST.md")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.cache = args.cache.resolve()  # the reference commands run in the dataset folder
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
