@@ -1,37 +1,31 @@
-"""The benchmark data tree: built once per size by ../shared/bench/make_dataset.py and cached."""
+"""The benchmark data tree: built once per size by tests/support/dataset.py and cached.
+
+Imported by run.py, which puts the repository root on ``sys.path``."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MAKE_DATASET_CANDIDATES = (ROOT.parent / "shared" / "bench" / "make_dataset.py",
-                           Path("/work/shared/bench/make_dataset.py"))
-
-
-def make_dataset_script() -> Path:
-    """The dataset generator: ../shared/bench relative to the repo, else /work/shared/bench."""
-    for candidate in MAKE_DATASET_CANDIDATES:
-        if candidate.exists():
-            return candidate
-    raise SystemExit("make_dataset.py not found in ../shared/bench nor /work/shared/bench")
+from tests.support import dataset
 
 
 def ensure_dataset(cache: Path, mb: int) -> Path:
-    """``cache/datasets/mb{mb}``, built on first use (into a ``.partial`` folder, then renamed)."""
-    final = cache / "datasets" / f"mb{mb}"
+    """``cache/datasets/mb{mb}-{generator}``, built on first use (into a ``.partial`` folder, then
+    renamed). ``{generator}`` is a digest of tests/support/dataset.py, so a changed generator
+    never reuses a tree an older one built."""
+    generator = hashlib.sha256(Path(dataset.__file__).read_bytes()).hexdigest()[:10]
+    final = cache / "datasets" / f"mb{mb}-{generator}"
     if (final / "app").is_dir() and (final / "tako").is_dir():
         return final
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     print(f"building the {mb} MB dataset in {final} (once) ...", flush=True)
-    subprocess.run([sys.executable, str(make_dataset_script()), str(partial), "--mb", str(mb)],
-                   check=True)
+    dataset.make_dataset(partial, mb)
     os.rename(partial, final)
     return final
 

@@ -4,10 +4,10 @@
     .venv/bin/python bench/run.py [--mb 1024] [--repeat 3] [--big] [--json OUT] [--cache DIR]
                                   [--only archive,backup,restore,cli] [--no-latest]
 
-Builds (once, cached by size) the dataset of ../shared/bench/make_dataset.py, starts SeaweedFS and
-a real `tako-server serve` on 127.0.0.1, and measures in one run: the archive stage alone, backup
-and restore end to end through the signed RPC, the server's peak RSS and temporary disk, and the
-CLI's start-up time. Prints a table, writes JSON (bench/results/ by default) and bench/LATEST.md.
+Builds (once, cached by size) the dataset of tests/support/dataset.py, starts SeaweedFS and a
+real `tako-server serve` on 127.0.0.1, and measures in one run: the archive stage alone, backup and
+restore end to end through the signed RPC, the server's peak RSS and temporary disk, and the CLI's
+start-up time. Prints a table, writes JSON (bench/results/ by default) and bench/LATEST.md.
 `--big` adds a 4096 MB run for the RSS growth (needs ~15 GB of free disk and several minutes).
 """
 
@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="datasets and scratch space (default $TAKO_BENCH_CACHE or /tmp/tako-bench)")
     ap.add_argument("--only", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
     ap.add_argument("--no-latest", action="store_true", help="do not rewrite bench/LATEST.md")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.cache = args.cache.resolve()  # the reference commands run in the dataset folder
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,11 @@
 """Real S3 servers for tests, on 127.0.0.1 only: SeaweedFS (`weed mini`) and moto.
 
-See /work/shared/S3-SERVERS.md for the flags and why each one is there.
+SeaweedFS is started by the demo's launcher (``tako_backups.demo.seaweed.spawn_weed``): bound to
+127.0.0.1 with telemetry off (it is on by default), random free ports for each of its servers (each
+also opens port + 10000 for gRPC), and SigV4 authentication on (the AWS_* variables it is given).
+It is ready only once a real PUT + GET works: right after start a read can fail while its volume
+server registers. moto runs in this process: fast, but it checks no signatures and keeps data in
+memory, so auth and restart behaviour are proven on SeaweedFS.
 """
 
 from __future__ import annotations

@@ -1,28 +1,19 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tako_backups.models import BackupKey
-
-ROOT = Path(__file__).resolve().parents[2]
-MAKE_DATASET = next(
-    (p for p in (ROOT.parent / "shared" / "bench" / "make_dataset.py",
-                 Path("/work/shared/bench/make_dataset.py")) if p.exists()),
-    ROOT.parent / "shared" / "bench" / "make_dataset.py",
-)
+from tests.support.dataset import make_dataset
 
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small deterministic data root made by ../shared/bench/make_dataset.py."""
+    """A small deterministic app data root (tests/support/dataset.py, 3 MiB)."""
     root = tmp_path_factory.mktemp("dataset") / "data"
-    subprocess.run([sys.executable, str(MAKE_DATASET), str(root), "--mb", "3"], check=True,
-                   capture_output=True)
+    make_dataset(root, mb=3)
     return root
 
 

@@ -1,4 +1,5 @@
-"""The hand-rolled tar writer emits tarfile's exact bytes; SQLite snapshots run ahead safely."""
+"""The hand-rolled tar writer emits tarfile's exact bytes and GNU tar reads back every field;
+SQLite snapshots run ahead safely."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 import os
 import sqlite3
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -14,7 +16,9 @@ import zstandard
 
 from tako_backups.core import archive
 from tako_backups.core.archive import write_archive
-from tako_backups.core.snapshot import SnapshotError, walk
+from tako_backups.core.snapshot import SnapshotError
+
+from .treecmp import describe
 
 
 def _tree(root: Path) -> Path:
@@ -34,18 +38,53 @@ def _plain(root: Path, scratch: Path) -> bytes:
     return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(out.getvalue())).read()
 
 
-def test_tar_bytes_match_tarfile_stream_mode(tmp_path: Path) -> None:
+def test_tar_bytes_match_what_tarfile_writes_for_the_same_files(tmp_path: Path) -> None:
+    """Headers made by tarfile's own ``gettarinfo`` (lstat to header), not by our code: the
+    hand-rolled writer emits tarfile's exact PAX bytes, with no user or group names (as Tako's)."""
     root = _tree(tmp_path / "data")
+    (tmp_path / "scratch").mkdir()
+    plain = _plain(root, tmp_path / "scratch")
+    with tarfile.open(fileobj=io.BytesIO(plain)) as ours:
+        names = ours.getnames()  # the member order is ours to choose; the bytes of each are not
+    assert names[:1] == ["app"] and "tako" in names and f"app/deep/{'d' * 120}/ünïcode.txt" in names
     expected = io.BytesIO()
     with tarfile.open(fileobj=expected, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for entry in walk(root):
-            info = archive._tarinfo(entry, entry.st.st_size if entry.kind == "file" else 0)
-            info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}.get(entry.kind, tarfile.REGTYPE)
-            if entry.kind == "symlink":
-                info.linkname = os.readlink(entry.path)
-            tar.addfile(info, open(entry.path, "rb") if entry.kind == "file" else None)
+        for name in names:
+            info = tar.gettarinfo(root / name, arcname=name)
+            info.uname = info.gname = ""
+            if info.isfile():
+                with open(root / name, "rb") as body:
+                    tar.addfile(info, body)
+            else:
+                tar.addfile(info)
+    assert plain == expected.getvalue()
+
+
+def test_gnu_tar_lists_and_extracts_what_the_source_tree_holds(tmp_path: Path) -> None:
+    """GNU tar reads every header field as the source files have them, and extracts the same tree."""
+    root = _tree(tmp_path / "data")
     (tmp_path / "scratch").mkdir()
-    assert _plain(root, tmp_path / "scratch") == expected.getvalue()
+    (tmp_path / "a.tar").write_bytes(_plain(root, tmp_path / "scratch"))
+    listing = subprocess.run(["tar", "--numeric-owner", "-tvf", str(tmp_path / "a.tar")], check=True,
+                             capture_output=True, text=True).stdout.splitlines()
+    seen = {}
+    for line in listing:
+        mode, owner, size, _day, _time, name = line.split(maxsplit=5)
+        name, _, target = name.partition(" -> ")
+        seen[name.rstrip("/")] = (mode, owner, int(size), target)
+    expected = {}
+    for path in sorted(p for p in root.rglob("*")):
+        st = path.lstat()
+        target = os.readlink(path) if path.is_symlink() else ""
+        size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+        expected[str(path.relative_to(root))] = (stat.filemode(st.st_mode), f"{st.st_uid}/{st.st_gid}", size,
+                                                 target)
+    assert seen == expected
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        assert {m.name: m.mtime for m in tar} == {rel: (root / rel).lstat().st_mtime for rel in expected}
+    (tmp_path / "out").mkdir()
+    subprocess.run(["tar", "-xpf", str(tmp_path / "a.tar"), "-C", str(tmp_path / "out")], check=True)
+    assert describe(tmp_path / "out") == describe(root)
 
 
 def test_a_file_that_shrinks_is_zero_padded_to_its_header_size(tmp_path: Path,

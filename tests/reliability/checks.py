@@ -5,16 +5,33 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from tako_backups.models import BackupIndex, BackupInfo
+from tests.reliability.faultproxy import FaultProxy
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-# The suite's figures (docs/RELIABILITY.md), printed at the end of a run by conftest.py.
+# The figures docs/RELIABILITY.md quotes. FIGURES counts what the running test did (each test
+# asserts its own counts); conftest.py adds them to the test's module in MODULE_FIGURES and prints
+# those at the end of the run. A figure is counted where it happens: "backups restored" as soon as a
+# restore returns, "restores verified" only once the test's checks of that restore passed, "index
+# entries checked" only once every entry proved sound.
 FIGURES: Counter[str] = Counter()
+MODULE_FIGURES: defaultdict[str, Counter[str]] = defaultdict(Counter)
+RESTORED, VERIFIED = "backups restored", "restores verified"
+FAULTS, SLOWDOWNS = "faults injected", "requests delayed or held"
+INDEX_CHECKED = "index entries checked"
+
+
+def figures_so_far(proxy: FaultProxy | None = None) -> dict[str, int]:
+    """The running test's non-zero figures, with what ``proxy`` fired so far (faults and slowdowns)."""
+    counts = Counter(FIGURES)
+    if proxy is not None:
+        counts.update({FAULTS: proxy.faults_injected, SLOWDOWNS: proxy.slowdowns})
+    return {what: n for what, n in counts.items() if n}
 
 
 def objects(client: Any, bucket: str, prefix: str) -> dict[str, int]:
@@ -44,7 +61,7 @@ def sound_index(client: Any, bucket: str, prefix: str) -> BackupIndex:
         assert info.manifest_key in listed, f"index names missing {info.manifest_key}"
         manifest = client.get_object(Bucket=bucket, Key=info.manifest_key)["Body"].read()
         assert BackupInfo.from_json(manifest) == info
-    FIGURES["index entries checked"] += len(index.backups)
+    FIGURES[INDEX_CHECKED] += len(index.backups)
     return index
 
 

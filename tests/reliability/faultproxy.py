@@ -11,8 +11,9 @@ can do:
 - ``delay``: wait ``seconds`` before forwarding (a slow service);
 - ``hold``: read the whole request, then wait until :meth:`FaultProxy.release` and reset.
 
-Every request is recorded in :attr:`FaultProxy.seen`; :attr:`FaultProxy.injected` counts the
-faults fired.
+Every request is recorded in :attr:`FaultProxy.seen`. The first four actions make a request fail
+and are counted in :attr:`FaultProxy.faults_injected`; ``delay`` and ``hold`` only make it wait (to
+widen a race window or pin a crash point) and are counted apart, in :attr:`FaultProxy.slowdowns`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-ACTIONS = ("error", "reset", "lose_reply", "cut_body", "delay", "hold")
+FAULTS = ("error", "reset", "lose_reply", "cut_body")
+SLOWDOWNS = ("delay", "hold")
+ACTIONS = FAULTS + SLOWDOWNS
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
               "upgrade", "expect"}
 
@@ -101,7 +104,8 @@ class FaultProxy:
         self.upstream = (parts.hostname, parts.port or 80)
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
-        self.injected = 0
+        self.faults_injected = 0
+        self.slowdowns = 0
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._stopping = threading.Event()
@@ -116,9 +120,6 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        from tests.reliability.checks import FIGURES
-
-        FIGURES["faults injected"] += self.injected
         self._stopping.set()
         self._released.set()
         self._server.shutdown()
@@ -155,7 +156,10 @@ class FaultProxy:
             fault = next((f for f in self.faults if f.matches(op, key, part)), None)
             if fault is not None:
                 fault.fired += 1
-                self.injected += 1
+                if fault.action in SLOWDOWNS:
+                    self.slowdowns += 1
+                else:
+                    self.faults_injected += 1
                 if fault.action == "hold":
                     self._released.clear()
             self.seen.append(Seen(op, key, part, None if fault is None else fault.action))

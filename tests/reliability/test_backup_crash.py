@@ -22,7 +22,12 @@ from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.reliability.checks import (
     FIGURES,
+    INDEX_CHECKED,
+    RESTORED,
+    SLOWDOWNS,
+    VERIFIED,
     archives_without_manifest,
+    figures_so_far,
     file_digests,
     integrity,
     make_tree,
@@ -82,9 +87,10 @@ def crash_during(server: RunningServer, signer: FileSigner, proxy: FaultProxy, f
 def assert_restorable(store: Any, info: BackupInfo, settings: BackupBinding, tree: Path,
                       staging: Path) -> None:
     restored = restore_into(store, info, settings.backup_keys, staging)
-    FIGURES["backups restored and verified"] += 1
+    FIGURES[RESTORED] += 1
     assert file_digests(restored) == file_digests(tree)
     assert integrity(restored / "app" / "notes.db") == "ok"
+    FIGURES[VERIFIED] += 1
 
 
 @pytest.fixture
@@ -151,3 +157,7 @@ def test_kill_9_mid_upload_then_at_manifest_then_at_index(
     for n, info in enumerate(index.backups):
         assert_restorable(store, info, settings, data, tmp_path / f"staging-{n}")
     assert len(index.backups) == 5
+    held = proxy.slowdowns  # one hold per crash; two archive parts may be held at once
+    assert figures_so_far(proxy) == {"kill -9 crashes": 3, INDEX_CHECKED: 2 + 3 + 5, SLOWDOWNS: held,
+                                     RESTORED: 5, VERIFIED: 5}
+    assert 3 <= held <= 4

@@ -22,7 +22,16 @@ from tako_backups.core.pipeline import restore_into
 from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.reliability.checks import FIGURES, integrity, sound_index, sqlite_files
+from tests.reliability.checks import (
+    FIGURES,
+    INDEX_CHECKED,
+    RESTORED,
+    VERIFIED,
+    figures_so_far,
+    integrity,
+    sound_index,
+    sqlite_files,
+)
 from tests.server.e2e_support import NOTES_APP, RunningServer, app_pids, notes, running_server, wait_for
 from tests.server.helpers import binding, make_key, storage
 from tests.servers import SeaweedFS
@@ -100,12 +109,14 @@ def test_backups_of_a_busy_app_restore_consistent_databases_and_whole_uploads(
     uploads = 0
     for n, info in enumerate(reversed(index.backups)):
         tree = restore_into(store, info, settings.backup_keys, tmp_path / f"staging-{n}")
+        FIGURES[RESTORED] += 1
         saved[info.id], count = check_restored_app(tree / "app")
-        FIGURES["backups restored and verified"] += 1
+        FIGURES[VERIFIED] += 1
         uploads += count
     sizes = [len(saved[backup_id]) for backup_id in taken]  # in the order they were taken
     assert sizes == sorted(sizes) and sizes[-1] > sizes[0] + 200, "later backups hold more rows"
     assert uploads >= sum(sizes) // 10 - len(sizes)
+    assert figures_so_far() == {INDEX_CHECKED: BACKUPS, RESTORED: BACKUPS, VERIFIED: BACKUPS}
 
     # Restore the middle backup over the live, writing app; it comes back and writes on.
     middle: BackupInfo = next(b for b in index.backups if b.id == taken[len(taken) // 2])

@@ -26,7 +26,14 @@ from tako_backups.server.paths import ServerPaths
 from tako_backups.server.scheduler import Scheduler
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tests.reliability.checks import file_digests, pending_uploads, sound_index
+from tests.reliability.checks import (
+    INDEX_CHECKED,
+    SLOWDOWNS,
+    figures_so_far,
+    file_digests,
+    pending_uploads,
+    sound_index,
+)
 from tests.reliability.faultproxy import Fault, FaultProxy
 from tests.server.helpers import APP, BUSY, AsgiClient, binding, body, make_key, signed, storage
 from tests.servers import SeaweedFS
@@ -125,6 +132,7 @@ def test_two_clients_and_the_scheduler_at_once_are_serialized_and_nothing_is_los
     assert sorted(b.id for b in index.backups) == sorted(completed)
     assert len(completed) == 5 and refused == 8
     assert pending_uploads(s3, bucket) == []
+    assert figures_so_far(proxy) == {INDEX_CHECKED: 5, SLOWDOWNS: 4}  # each winner's archive upload
 
 
 def test_restore_and_backup_while_a_backup_runs_are_refused(
@@ -161,6 +169,7 @@ def test_restore_and_backup_while_a_backup_runs_are_refused(
     code, restored = rig.call("restore_backup", app=APP, backup_id=first["data"]["id"])
     assert (code, restored["data"]) == (200, first["data"]) and "safety_backup_id" in restored
     assert file_digests(live) == file_digests(small_tree)
+    assert figures_so_far(proxy) == {INDEX_CHECKED: 2, SLOWDOWNS: 1}
 
 
 def run_core_backup(store: Any, tree: Path, work: Path, key: BackupKey, now: int) -> BackupInfo:
@@ -191,6 +200,9 @@ def test_writers_sharing_a_prefix_without_a_lock_never_lose_an_entry(
     assert sorted(b.id for b in index.backups) == sorted(b.id for b in done)
     assert len(index.backups) == writers * rounds
     assert len(proxy.ops("PutObject", r"/index\.json$")) >= writers * rounds
+    slowed = len(proxy.ops("GetObject", r"/index\.json$")) + len(proxy.ops("ListObjectsV2"))
+    assert figures_so_far(proxy) == {INDEX_CHECKED: writers * rounds, SLOWDOWNS: slowed}
+    assert slowed >= 2 * writers * rounds  # every backup read the index and listed the prefix, slowly
 
 
 class GatedStore(MemoryStore):

@@ -19,8 +19,14 @@ from tako_backups.core.pipeline import BackupResult, backup, restore_into
 from tako_backups.errors import StorageAuthError, StorageError
 from tako_backups.models import BackupKey
 from tests.reliability.checks import (
+    FAULTS,
     FIGURES,
+    INDEX_CHECKED,
+    RESTORED,
+    SLOWDOWNS,
+    VERIFIED,
     archives_without_manifest,
+    figures_so_far,
     file_digests,
     integrity,
     objects,
@@ -48,12 +54,13 @@ def run_backup(store: Any, tree: Path, work: Path, key: BackupKey, **kw: Any) ->
 
 def restored_matches(store: Any, result: BackupResult, key: BackupKey, tree: Path, staging: Path) -> None:
     restored = restore_into(store, result.info, [key], staging)
-    FIGURES["backups restored and verified"] += 1
+    FIGURES[RESTORED] += 1
     assert file_digests(restored) == file_digests(tree)
     for db in sqlite_files(tree):
         copy = restored / db.relative_to(tree)
         assert integrity(copy) == "ok"
         assert sqlite_rows(copy) == sqlite_rows(db)
+    FIGURES[VERIFIED] += 1
 
 
 def assert_clean_after_failure(s3: Any, bucket: str, before: dict[str, int], work: Path) -> None:
@@ -93,6 +100,7 @@ def test_transient_faults_are_retried_and_the_backup_restores_exactly(
     assert archives_without_manifest(s3, bucket, PREFIX) == []
     restored_matches(store, result, key, big_tree, tmp_path / "staging")
     assert proxy.faults[-1].fired == 1
+    assert figures_so_far(proxy) == {FAULTS: 12, SLOWDOWNS: 1, INDEX_CHECKED: 1, RESTORED: 1, VERIFIED: 1}
 
 
 def test_a_download_cut_mid_body_fails_cleanly_and_the_next_restore_works(
@@ -108,6 +116,7 @@ def test_a_download_cut_mid_body_fails_cleanly_and_the_next_restore_works(
                                   f"to read '{result.info.archive_key}' (ResponseStreamingError).")
     assert not (tmp_path / "staging").exists()
     restored_matches(store, result, key, big_tree, tmp_path / "staging")
+    assert figures_so_far(proxy) == {FAULTS: 1, RESTORED: 1, VERIFIED: 1}
 
 
 def test_a_part_that_keeps_failing_fails_the_backup_with_one_line(
@@ -129,6 +138,7 @@ def test_a_part_that_keeps_failing_fails_the_backup_with_one_line(
     assert len(proxy.ops("AbortMultipartUpload")) == 1
     assert_clean_after_failure(s3, bucket, before, tmp_path / "work")
     assert sound_index(s3, bucket, PREFIX).backups == [first.info]
+    assert figures_so_far(proxy) == {FAULTS: 3, INDEX_CHECKED: 2}
 
 
 def test_resets_that_never_stop_fail_with_one_line(
@@ -145,6 +155,7 @@ def test_resets_that_never_stop_fail_with_one_line(
     assert message.endswith(f"while trying to upload part 1 of '{archive}' (ConnectionClosedError).")
     assert "\n" not in message
     assert_clean_after_failure(s3, bucket, {}, tmp_path / "work")
+    assert figures_so_far(proxy) == {FAULTS: 2}  # the first try and one retry
 
 
 def test_a_403_on_one_part_is_an_auth_error_and_not_retried(
@@ -161,6 +172,7 @@ def test_a_403_on_one_part_is_an_auth_error_and_not_retried(
         f"part 2 of '{archive}': check the access key id and secret for storage bucket '{bucket}'.")
     assert len([s for s in proxy.ops("UploadPart") if s.part == 2]) == 1
     assert_clean_after_failure(s3, bucket, {}, tmp_path / "work")
+    assert figures_so_far(proxy) == {FAULTS: 1}
 
 
 def test_a_manifest_that_cannot_be_written_takes_its_archive_back(
@@ -179,6 +191,7 @@ def test_a_manifest_that_cannot_be_written_takes_its_archive_back(
     assert proxy.ops("DeleteObject", ARCHIVE)[0].key == manifest.removesuffix(".json") + ".tar.zst.enc"
     assert_clean_after_failure(s3, bucket, before, tmp_path / "work")
     assert sound_index(s3, bucket, PREFIX).backups == [first.info]
+    assert figures_so_far(proxy) == {FAULTS: 2, INDEX_CHECKED: 2}
 
 
 def test_an_index_that_cannot_be_written_keeps_the_old_one_and_the_next_backup_adopts_the_orphan(
@@ -200,6 +213,7 @@ def test_an_index_that_cannot_be_written_keeps_the_old_one_and_the_next_backup_a
     index = sound_index(s3, bucket, PREFIX)
     assert [b.created_at_unix_secs for b in index.backups] == [1_800_000_200, 1_800_000_100, 1_800_000_000]
     assert index.backups[0] == third.info and index.backups[2] == first.info
+    assert figures_so_far(proxy) == {FAULTS: 2, INDEX_CHECKED: 4}
 
 
 def test_failed_retention_deletes_never_leave_the_index_naming_missing_objects(
@@ -221,6 +235,7 @@ def test_failed_retention_deletes_never_leave_the_index_naming_missing_objects(
     assert sound_index(s3, bucket, PREFIX).backups == [newer.info, new.info, old[3]]
     left = objects(s3, bucket, PREFIX)
     assert not any(b.archive_key in left or b.manifest_key in left for b in old[:3])
+    assert figures_so_far(proxy) == {FAULTS: 4, INDEX_CHECKED: 6}  # 2 archives + 2 manifests not deleted
 
 
 def test_an_abort_the_store_refuses_is_cleaned_up_by_the_next_run(
@@ -241,3 +256,4 @@ def test_an_abort_the_store_refuses_is_cleaned_up_by_the_next_run(
     left = catalog.clean_leftovers(store, PREFIX, started_before=time.time() + 1)
     assert left == catalog.Leftovers(uploads_aborted=1, archives_deleted=0)
     assert pending_uploads(s3, bucket) == []
+    assert figures_so_far(proxy) == {FAULTS: 2}

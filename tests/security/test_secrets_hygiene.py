@@ -152,6 +152,8 @@ def test_no_command_output_log_or_file_shows_a_secret(world: dict[str, object],
     if os.environ.get("TAKO_TEST_SHOW_RUNS"):
         for command, done in runs:
             print(f"$ tako {command}\n{done.stdout}{done.stderr}")
+    assert len(runs) == 25 and sum(done.returncode == 0 for _, done in runs) == 20  # docs/RELIABILITY.md
+    assert len(secret_forms) == 8
     for command, done in runs:
         assert leaks(done.stdout + done.stderr, secret_forms) == [], command
         assert "Traceback" not in done.stdout + done.stderr, command
