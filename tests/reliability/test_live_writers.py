@@ -99,7 +99,7 @@ def test_backups_of_a_busy_app_restore_consistent_databases_and_whole_uploads(
     saved: dict[str, dict[int, str]] = {}
     uploads = 0
     for n, info in enumerate(reversed(index.backups)):
-        tree = restore_into(store, info, settings.backup_keys, tmp_path / f"staging-{n}")
+        tree = restore_into(store, info, settings.backup_keys, tmp_path / f"staging-{n}").tree
         saved[info.id], count = check_restored_app(tree / "app")
         FIGURES["backups restored and verified"] += 1
         uploads += count
