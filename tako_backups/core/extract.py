@@ -20,7 +20,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..errors import FormatError
 from ..progress import NO_PROGRESS, Progress
@@ -75,20 +75,22 @@ class SpaceGuard:
         self.dest = dest
         self._left: int | None = None
 
-    def take(self, member: tarfile.TarInfo) -> None:
-        """Reserve room for ``member``'s data. Raises OSError(ENOSPC) when it does not fit."""
-        if not member.isreg() or member.size <= 0:
+    def take(self, member: tarfile.TarInfo, size: int | None = None) -> None:
+        """Reserve room for ``member``'s data (``size`` bytes: a sparse file's holes take none).
+        Raises OSError(ENOSPC) when it does not fit."""
+        size = member.size if size is None else size
+        if not member.isreg() or size <= 0:
             return
-        if self._left is None or member.size > self._left:
+        if self._left is None or size > self._left:
             self._left = free_bytes(self.dest)
-        if member.size > self._left:
+        if size > self._left:
             raise OSError(
                 errno.ENOSPC,
-                f"Archive entry '{shown(member.name)}' needs {member.size} bytes but only "
+                f"Archive entry '{shown(member.name)}' needs {size} bytes but only "
                 f"{max(self._left, 0)} bytes are free",
                 str(self.dest),
             )
-        self._left -= member.size
+        self._left -= size
 
 
 def free_bytes(path: Path) -> int:
@@ -135,7 +137,7 @@ def extract_stream(source: BinaryIO, dest: Path, progress: Progress = NO_PROGRES
                     symlinks.add(norm)
                     tree.make_symlink(parts, member.linkname, label, mtime=_mtime(member), owner=owner)
                 else:
-                    space.take(member)
+                    space.take(member, sum(length for _, length in data_segments(member)))
                     if member.mode & SETID:
                         cleared.append(norm)
                     _write_file(tar, member, tree.create_file(parts, label), progress, owner)
@@ -172,22 +174,41 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
+def data_segments(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """Where ``member``'s stored data goes in the file: ``(offset, length)`` pairs, in the order
+    the data follows the header. One segment for a plain file; a sparse file's map (GNU ``S``
+    or PAX ``GNU.sparse``) leaves holes between them. Raises UnsafeArchiveError for a map whose
+    segments overlap, go backwards or end past the file's size."""
+    if member.sparse is None:
+        return [(0, member.size)]
+    segments = []
+    end = 0
+    for offset, length in cast("list[tuple[int, int]]", member.sparse):  # typeshed says bytes
+        if length == 0:  # unused header slots read as (0, 0); GNU tar ends with (size, 0)
+            continue
+        if offset < end or length < 0 or offset + length > member.size:
+            raise refused(member, "has an invalid sparse map")
+        segments.append((offset, length))
+        end = offset + length
+    return segments
+
+
 def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, progress: Progress,
                 owner: tuple[int, int] | None) -> None:
-    """Copy ``member``'s data into ``fd`` (closed afterwards), then its owner, mode (setuid,
-    setgid and sticky bits dropped) and time."""
+    """Copy ``member``'s data into ``fd`` (closed afterwards) straight from the reader, holes of
+    a sparse file left as holes, then its owner, mode (setuid, setgid and sticky bits dropped)
+    and time."""
     try:
-        direct = tar.fileobj if isinstance(tar.fileobj, ChunkReader) and member.sparse is None else None
-        if direct is not None:
-            direct.seek(member.offset_data)
-            if direct.copy_to(fd, member.size, progress.advance) != member.size:
+        reader = tar.fileobj
+        assert isinstance(reader, ChunkReader)
+        reader.seek(member.offset_data)
+        for offset, length in data_segments(member):
+            if member.sparse is not None:
+                os.lseek(fd, offset, os.SEEK_SET)
+            if reader.copy_to(fd, length, progress.advance) != length:
                 raise tarfile.ReadError("unexpected end of data")
-        else:
-            src = tar.extractfile(member)
-            assert src is not None
-            while chunk := src.read(COPY_BUFFER):
-                _write_all(fd, chunk)
-                progress.advance(len(chunk))
+        if member.sparse is not None:
+            os.ftruncate(fd, member.size)
         if owner is not None:
             os.fchown(fd, *owner)
         os.fchmod(fd, member.mode & 0o777)
@@ -195,9 +216,3 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, progress
         os.utime(fd, (mtime, mtime))
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

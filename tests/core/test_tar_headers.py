@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import tako_backups.core.extract as extract_module
 from tako_backups.core.chunk_reader import ChunkReader
 from tako_backups.core.extract import extract_stream
 from tako_backups.core.tar_headers import EXTENDED_LIMIT, HEADER_BLOCKS, SPARSE_MAP_LIMIT
@@ -137,6 +138,31 @@ def test_a_sparse_map_within_its_limit_restores(tmp_path: Path) -> None:
     content = (run(tmp_path, data) / "app" / "holes").read_bytes()
     assert len(content) == 10 * segments
     assert content[::10] == b"d" * segments and content.count(0) == 9 * segments
+
+
+def test_a_sparse_file_takes_only_its_data_from_the_free_space(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 GiB with 2,101 bytes of data restores on a disk with 1 MiB free; the holes stay holes."""
+    monkeypatch.setattr(extract_module, "free_bytes", lambda path: 1 << 20)
+    blocks = 100
+    segments = 1 + 21 * blocks
+    data = archive(sparse_header("app/holes", blocks, 1 << 30) + padded(b"d" * segments))
+    holes = run(tmp_path, data) / "app" / "holes"
+    assert holes.stat().st_size == 1 << 30 and holes.stat().st_blocks * 512 < 1 << 20
+
+
+@pytest.mark.parametrize(("offsets", "real_size"), [([0, 5, 3], 100), ([0, 10, 20], 20)],
+                         ids=["backwards", "past-the-end"])
+def test_an_invalid_sparse_map_is_refused(tmp_path: Path, offsets: list[int], real_size: int) -> None:
+    info = tarfile.TarInfo("app/holes")
+    info.type, info.size, info.mode = tarfile.GNUTYPE_SPARSE, len(offsets), 0o644
+    block = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    block[386:386 + 24 * len(offsets)] = b"".join(b"%011o\0%011o\0" % (o, 1) for o in offsets)
+    block[483:495] = b"%011o\0" % real_size
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    message = refusal(tmp_path, archive(bytes(block) + padded(b"x" * len(offsets))))
+    assert message == f"Archive entry 'app/holes' has an invalid sparse map{REFUSE}"
 
 
 def test_a_sparse_map_over_its_limit_is_refused(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def _database() -> bytes:
 SQLITE = _database()
 SPARSE = [(0, b"head" * 1024), *((n << 20, bytes([65 + n]) * 4096) for n in range(1, 8))]
 SPARSE_SIZE = 9 << 20
+TWO_SEGMENTS = [(4096, b"a" * 512), (1 << 20, b"b" * 512)]  # unused header slots read as (0, 0)
 
 LINKS = {
     "app/current": "/srv/shared/current",
@@ -77,13 +78,14 @@ def tako_archive() -> bytes:
     t.file("app/esc\x1b[31mred", b"escape", 0o640)
     t.file("app/line\nbreak", b"newline", 0o600)
     t.sparse("app/disk.img", SPARSE, SPARSE_SIZE)
+    t.sparse("app/two.img", TWO_SEGMENTS, 2 << 20)
     t.folder("tako/", 0o700).file("tako/workflows.sqlite", SQLITE).symlink("tako/app-data", "../app")
     return t.finish()
 
 
-def sparse_content() -> bytes:
-    out = bytearray(SPARSE_SIZE)
-    for offset, chunk in SPARSE:
+def sparse_content(segments: list[tuple[int, bytes]], size: int) -> bytes:
+    out = bytearray(size)
+    for offset, chunk in segments:
         out[offset:offset + len(chunk)] = chunk
     return bytes(out)
 
@@ -92,7 +94,9 @@ def assert_tako_tree(tree: Path) -> None:
     assert {name: os.readlink(tree / name) for name in LINKS} == LINKS
     files = {name: ((tree / name).stat().st_mode & 0o7777, (tree / name).read_bytes()) for name in FILES}
     assert files == FILES
-    assert (tree / "app" / "disk.img").read_bytes() == sparse_content()
+    assert (tree / "app" / "disk.img").read_bytes() == sparse_content(SPARSE, SPARSE_SIZE)
+    assert (tree / "app" / "two.img").read_bytes() == sparse_content(TWO_SEGMENTS, 2 << 20)
+    assert (tree / "app" / "disk.img").stat().st_blocks * 512 < 1 << 20  # the holes stayed holes
     assert (tree / "app" / "bin").stat().st_mode & 0o7777 == 0o750
     assert (tree / "tako").stat().st_mode & 0o7777 == 0o700
     assert (tree / "app" / "bin" / "tool").stat().st_mtime == MTIME
