@@ -26,7 +26,7 @@ import zstandard
 
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
-from .snapshot import Entry, snapshot_sqlite, walk
+from .snapshot import Entry, SourceChanged, snapshot_sqlite, walk
 
 ZSTD_LEVEL = 3
 ZSTD_JOB_SIZE = 1 << 20
@@ -61,13 +61,15 @@ def write_archive(
 
     ``scratch`` is an existing private directory for SQLite snapshots; each snapshot is deleted
     as soon as it has been archived. ``sink.write`` is called from this thread with compressed
-    chunks of about 1 MiB. Raises SnapshotError when a database cannot be copied, and whatever
-    ``sink.write`` or reading a file raises (OSError).
+    chunks of about 1 MiB. Nothing is read through a symlink (see :mod:`.snapshot`): a file or
+    database swapped for one while the archive is written is left out. Raises SnapshotError
+    when a database cannot be copied, and whatever ``sink.write`` or reading a file raises
+    (OSError).
     """
     stats = ArchiveStats()
     zw = compressor().stream_writer(cast(IO[bytes], sink), closefd=False, write_size=COPY_BUFFER)
     tar = TarWriter(zw)
-    snapshots = _SnapshotAhead(scratch)
+    snapshots = _SnapshotAhead(scratch, os.path.realpath(data_root))
     try:
         seen_top = set()
         for entry in walk(data_root):
@@ -75,14 +77,14 @@ def write_archive(
                 seen_top.add(entry.arcname)
             if entry.kind == "sqlite":
                 if snapshots.pending:
-                    _add_snapshot(tar, *snapshots.finish(), stats, progress)
+                    _add_snapshot(tar, snapshots.finish(), stats, progress)
                 snapshots.start(entry)
             else:
                 _add(tar, entry, stats, progress)
             if snapshots.ready:
-                _add_snapshot(tar, *snapshots.finish(), stats, progress)
+                _add_snapshot(tar, snapshots.finish(), stats, progress)
         if snapshots.pending:
-            _add_snapshot(tar, *snapshots.finish(), stats, progress)
+            _add_snapshot(tar, snapshots.finish(), stats, progress)
         for top in ("app", "tako"):
             if top not in seen_top:
                 info = tarfile.TarInfo(top)
@@ -160,10 +162,15 @@ class TarWriter:
 
 
 class _SnapshotAhead:
-    """At most one ``VACUUM INTO`` at a time, run on a helper thread (sqlite3 releases the GIL)."""
+    """At most one ``VACUUM INTO`` at a time, run on a helper thread (sqlite3 releases the GIL).
 
-    def __init__(self, scratch: Path) -> None:
+    ``real_root`` is the data root with its symlinks resolved: each database must really be at
+    ``real_root/<arcname>`` when SQLite opens it (see :func:`snapshot_sqlite`).
+    """
+
+    def __init__(self, scratch: Path, real_root: str) -> None:
         self._scratch = scratch
+        self._real_root = real_root
         self._pool: ThreadPoolExecutor | None = None
         self._job: tuple[Entry, Path, Future[None]] | None = None
 
@@ -182,15 +189,20 @@ class _SnapshotAhead:
         fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".sqlite")
         os.close(fd)
         os.unlink(tmp)
-        self._job = (entry, Path(tmp), self._pool.submit(snapshot_sqlite, entry.path, Path(tmp)))
+        real_path = os.path.join(self._real_root, *entry.arcname.split("/"))
+        self._job = (entry, Path(tmp), self._pool.submit(snapshot_sqlite, entry.path, Path(tmp), real_path))
 
-    def finish(self) -> tuple[Entry, Path]:
-        """Wait for the snapshot; the caller archives and deletes it. Raises SnapshotError."""
+    def finish(self) -> tuple[Entry, Path] | None:
+        """Wait for the snapshot; the caller archives and deletes it. None when the database was
+        swapped for a symlink (it is left out). Raises SnapshotError."""
         assert self._job is not None
         entry, path, future = self._job
         self._job = None
         try:
             future.result()
+        except SourceChanged:
+            path.unlink(missing_ok=True)
+            return None
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -224,33 +236,37 @@ def _add(tar: TarWriter, entry: Entry, stats: ArchiveStats, progress: Progress) 
         info.type = tarfile.DIRTYPE
         tar.add_header(info)
     elif entry.kind == "symlink":
+        target = entry.read_link()
+        if target is None:
+            return
         info = _tarinfo(entry)
         info.type = tarfile.SYMTYPE
-        try:
-            info.linkname = os.readlink(entry.path)
-        except FileNotFoundError:
-            return
+        info.linkname = target
         tar.add_header(info)
     else:
-        _add_file(tar, entry, entry.path, stats, progress)
+        _add_file(tar, entry, entry.open_file(), stats, progress)
 
 
-def _add_snapshot(tar: TarWriter, entry: Entry, snapshot: Path, stats: ArchiveStats,
+def _add_snapshot(tar: TarWriter, done: tuple[Entry, Path] | None, stats: ArchiveStats,
                   progress: Progress) -> None:
+    if done is None:
+        return
+    entry, snapshot = done
     try:
-        _add_file(tar, entry, snapshot, stats, progress)
-        stats.sqlite_files += 1
-        stats.sqlite_names.append(entry.arcname)
+        fd = os.open(snapshot, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if _add_file(tar, entry, fd, stats, progress):
+            stats.sqlite_files += 1
+            stats.sqlite_names.append(entry.arcname)
     finally:
         snapshot.unlink(missing_ok=True)
 
 
-def _add_file(tar: TarWriter, entry: Entry, source: Path, stats: ArchiveStats,
-              progress: Progress) -> None:
-    try:
-        fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return
+def _add_file(tar: TarWriter, entry: Entry, fd: int | None, stats: ArchiveStats,
+              progress: Progress) -> bool:
+    """Archive the open file ``fd`` (closed afterwards) under ``entry``'s name; False when
+    there is none (the file was gone or no longer a regular file)."""
+    if fd is None:
+        return False
     try:
         size = os.fstat(fd).st_size
         tar.add_header(_tarinfo(entry, size))
@@ -259,3 +275,4 @@ def _add_file(tar: TarWriter, entry: Entry, source: Path, stats: ArchiveStats,
         os.close(fd)
     stats.files += 1
     stats.bytes += size
+    return True

@@ -1,133 +1,65 @@
 """Extract a tar stream into a staging tree, refusing anything that could escape it.
 
-Every member is checked before anything is written for it: absolute paths, ``..``, names
-outside ``app/``/``tako/``, hard links, devices, fifos, symlinks whose target leaves the tree,
-and members that would be written through an earlier symlink are all refused with
+Every member passes :func:`~.member_checks.check_member` before anything is written for it, and
+is then written through directory file descriptors (:class:`~.staging_tree.StagingTree`), so
+nothing is ever written through a symlink, whatever the filesystem. Archives Tako wrote restore
+as Tako restores them: symlinks keep their targets (absolute or leading out of the data root),
+regular files keep their permission bits less setuid/setgid (which are cleared and reported in
+:class:`ExtractResult`), folders get their modes and times last, deepest first. Headers are read
+in bounded memory (:mod:`.tar_headers`) and file data is checked against the free space
+(:class:`SpaceGuard`) before it is written. Refusals raise
 :class:`~tako_backups.errors.UnsafeArchiveError`.
 """
 
 from __future__ import annotations
 
 import errno
-import itertools
-import math
 import os
-import posixpath
-import re
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from ..errors import FormatError, UnsafeArchiveError
+from ..errors import FormatError
 from ..progress import NO_PROGRESS, Progress
 from .chunk_reader import ChunkReader
+from .member_checks import TOP_LEVEL, check_member, refused, shown
+from .staging_tree import StagingTree
+from .tar_headers import open_tar
 
-TOP_LEVEL = ("app", "tako")
+__all__ = ["ExtractResult", "SpaceGuard", "extract_stream", "free_bytes", "setid_note"]
+
 COPY_BUFFER = 1 << 20
-NAME_MAX_BYTES = 255
-PATH_MAX_BYTES = 4095
-MAX_ID = 2**32 - 1
-MAX_MTIME = 2**40
 RESERVE_MAX_BYTES = 64 << 20
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+SETID = stat.S_ISUID | stat.S_ISGID
+NOTE_NAMES = 10
+MISSING_TOPS = "Backup archive is missing app/ or tako/ data directories."  # Tako's text
 
 
-def check_member(member: tarfile.TarInfo, symlinks: set[str]) -> str:
-    """Return the member's normalized name or raise UnsafeArchiveError.
+@dataclass(frozen=True)
+class ExtractResult:
+    """What an extraction did: ``members`` written, and the files (normalized member names, in
+    archive order) whose setuid/setgid bits were cleared."""
 
-    Refused: absolute or ``..`` paths, names outside ``app/``/``tako/`` (and those two when they
-    are not folders), control characters, names longer than the filesystem allows, hard links,
-    devices, fifos, setuid/setgid files, symlinks that are empty, absolute, leave the tree or
-    climb after a folder name, members written through a symlink, and out-of-range size, times
-    or owners (which would otherwise fail half-way through the restore).
-    """
-    name = member.name
-    shown = _shown(name)
-    if name.startswith("/") or posixpath.isabs(name) or "\\" in name:
-        raise UnsafeArchiveError(f"Archive entry '{shown}' has an absolute path; refusing to restore.")
-    if _CONTROL.search(name):
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' has a control character (NUL, newline, ...) in its name; "
-            "refusing to restore."
-        )
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeArchiveError(f"Archive entry '{shown}' contains '..'; refusing to restore.")
-    if not parts or parts[0] not in TOP_LEVEL:
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' is outside app/ and tako/; refusing to restore."
-        )
-    if len(parts) == 1 and not member.isdir():
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' must be a folder; refusing to restore."
-        )
-    norm = "/".join(parts)
-    if len(os.fsencode(norm)) > PATH_MAX_BYTES or any(len(os.fsencode(p)) > NAME_MAX_BYTES for p in parts):
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' has a name longer than the filesystem allows; refusing to restore."
-        )
-    if norm in symlinks:
-        raise UnsafeArchiveError(f"Archive entry '{shown}' replaces a symlink; refusing to restore.")
-    for i in range(1, len(parts)):
-        if "/".join(parts[:i]) in symlinks:
-            raise UnsafeArchiveError(
-                f"Archive entry '{shown}' would be written through a symlink; refusing to restore."
-            )
-    if member.islnk():
-        raise UnsafeArchiveError(f"Archive entry '{shown}' is a hard link; refusing to restore.")
-    if member.isdev() or member.isfifo() or not (member.isreg() or member.isdir() or member.issym()):
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' is a device, fifo or other special file; refusing to restore."
-        )
-    _check_attributes(member, shown)
-    if member.issym():
-        target = member.linkname
-        if not target or _CONTROL.search(target) or len(os.fsencode(target)) > PATH_MAX_BYTES:
-            raise UnsafeArchiveError(
-                f"Symlink '{shown}' has an empty, over-long or control-character target; "
-                "refusing to restore."
-            )
-        if target.startswith("/"):
-            raise UnsafeArchiveError(
-                f"Symlink '{shown}' points to an absolute path; refusing to restore."
-            )
-        steps = [p for p in target.split("/") if p not in ("", ".")]
-        climbs = len(steps) - len(list(itertools.dropwhile(lambda p: p == "..", steps)))
-        if ".." in steps[climbs:]:
-            raise UnsafeArchiveError(
-                f"Symlink '{shown}' has '..' after a folder name in its target; refusing to restore."
-            )
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(norm), target))
-        if resolved == ".." or resolved.startswith("../"):
-            raise UnsafeArchiveError(
-                f"Symlink '{shown}' points outside the data root; refusing to restore."
-            )
-    return norm
+    members: int
+    setid_cleared: tuple[str, ...] = ()
+
+    def note(self) -> str | None:
+        """The one line a restore reply shows about this extraction, or None."""
+        return setid_note(self.setid_cleared)
 
 
-def _check_attributes(member: tarfile.TarInfo, shown: str) -> None:
-    if member.size < 0 or not (0 <= member.uid < MAX_ID and 0 <= member.gid < MAX_ID):
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' has a negative size or an invalid owner; refusing to restore."
-        )
-    if not (isinstance(member.mtime, (int, float)) and math.isfinite(member.mtime)
-            and abs(member.mtime) < MAX_MTIME):
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' has an invalid modification time; refusing to restore."
-        )
-    if member.mode & (stat.S_ISUID | stat.S_ISGID) and not member.isdir():
-        raise UnsafeArchiveError(
-            f"Archive entry '{shown}' is setuid or setgid; refusing to restore."
-        )
-
-
-def _shown(name: str, limit: int = 200) -> str:
-    """``name`` for a one-line message: control characters and undecodable bytes escaped."""
-    text = name if len(name) <= limit else name[:limit] + "..."
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+def setid_note(paths: Sequence[str], limit: int = NOTE_NAMES) -> str | None:
+    """``N files had setuid/setgid bits, restored without them: a, b and 3 more.`` (names
+    escaped, at most ``limit`` of them), or None when ``paths`` is empty."""
+    if not paths:
+        return None
+    names = ", ".join(shown(p) for p in paths[:limit])
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
+    return f"{files} had setuid/setgid bits, restored without them: {names}{more}."
 
 
 class SpaceGuard:
@@ -143,20 +75,22 @@ class SpaceGuard:
         self.dest = dest
         self._left: int | None = None
 
-    def take(self, member: tarfile.TarInfo) -> None:
-        """Reserve room for ``member``'s data. Raises OSError(ENOSPC) when it does not fit."""
-        if not member.isreg() or member.size <= 0:
+    def take(self, member: tarfile.TarInfo, size: int | None = None) -> None:
+        """Reserve room for ``member``'s data (``size`` bytes: a sparse file's holes take none).
+        Raises OSError(ENOSPC) when it does not fit."""
+        size = member.size if size is None else size
+        if not member.isreg() or size <= 0:
             return
-        if self._left is None or member.size > self._left:
+        if self._left is None or size > self._left:
             self._left = free_bytes(self.dest)
-        if member.size > self._left:
+        if size > self._left:
             raise OSError(
                 errno.ENOSPC,
-                f"Archive entry '{_shown(member.name)}' needs {member.size} bytes but only "
+                f"Archive entry '{shown(member.name)}' needs {size} bytes but only "
                 f"{max(self._left, 0)} bytes are free",
                 str(self.dest),
             )
-        self._left -= member.size
+        self._left -= size
 
 
 def free_bytes(path: Path) -> int:
@@ -166,71 +100,70 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize - reserve
 
 
-def extract_stream(source: BinaryIO, dest: Path, progress: Progress = NO_PROGRESS) -> int:
+Folder = tuple[int, float, tuple[int, int] | None]  # mode, mtime, owner
+
+
+def extract_stream(source: BinaryIO, dest: Path, progress: Progress = NO_PROGRESS) -> ExtractResult:
     """Extract the tar stream ``source`` into the existing empty directory ``dest``.
 
-    Returns the number of members. Raises UnsafeArchiveError for a refused member and
-    FormatError when the stream is not a tar archive or lacks ``app/`` or ``tako/``.
+    Raises UnsafeArchiveError for a refused member or header, FormatError when the stream is not
+    a tar archive or lacks ``app/`` or ``tako/``, and OSError from writing (ENOSPC when a file
+    does not fit). The caller discards ``dest`` on any error.
     """
     symlinks: set[str] = set()
-    tops: set[str] = set()
-    dirs: list[tuple[Path, tarfile.TarInfo]] = []
     seen: set[str] = set()
+    folders: dict[tuple[str, ...], Folder] = {}
+    cleared: list[str] = []
+    tops: set[str] = set()
     count = 0
     space = SpaceGuard(dest)
+    as_root = os.geteuid() == 0
+    stream = source if isinstance(source, ChunkReader) else ChunkReader.over(source, COPY_BUFFER)
     try:
-        stream = source if isinstance(source, ChunkReader) else ChunkReader.over(source, COPY_BUFFER)
-        with tarfile.TarFile(fileobj=stream, mode="r") as tar:  # type: ignore[arg-type]
+        with StagingTree(dest) as tree, open_tar(stream) as tar:
             for member in _members(tar):
-                norm = check_member(member, symlinks)
+                parts = check_member(member, symlinks)
+                norm = "/".join(parts)
                 if norm in seen and not member.isdir():
-                    raise UnsafeArchiveError(
-                        f"Archive entry '{_shown(member.name)}' appears twice; refusing to restore."
-                    )
+                    raise refused(member, "appears twice")
                 seen.add(norm)
-                tops.add(norm.split("/", 1)[0])
-                target = dest / norm
-                target.parent.mkdir(parents=True, exist_ok=True)
+                tops.add(parts[0])
+                label = shown(member.name)
+                owner = (member.uid, member.gid) if as_root else None
                 if member.isdir():
-                    if target.is_symlink() or (target.exists() and not target.is_dir()):
-                        raise UnsafeArchiveError(
-                            f"Archive entry '{_shown(member.name)}' clashes with an earlier entry; "
-                            "refusing to restore."
-                        )
-                    target.mkdir(exist_ok=True)
-                    dirs.append((target, member))
+                    tree.make_folder(parts, label)
+                    folders[parts] = (member.mode & 0o7777, _mtime(member), owner)
                 elif member.issym():
                     symlinks.add(norm)
-                    try:
-                        os.symlink(member.linkname, target)
-                    except FileExistsError:
-                        raise UnsafeArchiveError(
-                            f"Archive entry '{_shown(member.name)}' clashes with an earlier entry; "
-                            "refusing to restore."
-                        ) from None
-                    _set_owner(target, member)
+                    tree.make_symlink(parts, member.linkname, label, mtime=_mtime(member), owner=owner)
                 else:
-                    space.take(member)
-                    _write_file(tar, member, target, progress)
+                    space.take(member, sum(length for _, length in data_segments(member)))
+                    if member.mode & SETID:
+                        cleared.append(norm)
+                    _write_file(tar, member, tree.create_file(parts, label), progress, owner)
                 count += 1
+            if not tops.issuperset(TOP_LEVEL):
+                raise FormatError(MISSING_TOPS)
+            _finish_folders(tree, folders)
     except tarfile.TarError as exc:
         raise FormatError(f"Backup archive is not a valid tar stream ({exc}).") from None
-    missing = [t for t in TOP_LEVEL if t not in tops]
-    if missing:
-        raise FormatError(f"Backup archive has no {missing[0]}/ folder; it is not a Tako backup.")
-    for path, member in reversed(dirs):
-        _set_owner(path, member)
-        os.chmod(path, member.mode & 0o7777)
-        os.utime(path, (member.mtime, member.mtime))
-    return count
+    return ExtractResult(count, tuple(cleared))
 
 
-def _set_owner(path: Path, member: tarfile.TarInfo) -> None:
-    if os.geteuid() == 0:
-        try:
-            os.lchown(path, member.uid, member.gid)
-        except OSError:
-            pass
+def _mtime(member: tarfile.TarInfo) -> float:
+    return member.mtime if member.mtime != 0 else 1  # as Tako: no file comes out dated 1970-01-01
+
+
+def _finish_folders(tree: StagingTree, folders: dict[tuple[str, ...], Folder]) -> None:
+    """Owner, mode and time of each folder, deepest first: a folder's own mode (0500, say) is set
+    only once nothing more is written inside it."""
+    for parts in sorted(folders, key=len, reverse=True):
+        mode, mtime, owner = folders[parts]
+        fd = tree.folder(parts, shown("/".join(parts)))
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+        os.utime(fd, (mtime, mtime))
 
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -241,26 +174,45 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path,
-                progress: Progress) -> None:
-    direct = tar.fileobj if isinstance(tar.fileobj, ChunkReader) and member.sparse is None else None
-    src = None if direct is not None else tar.extractfile(member)
+def data_segments(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """Where ``member``'s stored data goes in the file: ``(offset, length)`` pairs, in the order
+    the data follows the header. One segment for a plain file; a sparse file's map (GNU ``S``
+    or PAX ``GNU.sparse``) leaves holes between them. Raises UnsafeArchiveError for a map whose
+    segments overlap, go backwards or end past the file's size."""
+    if member.sparse is None:
+        return [(0, member.size)]
+    segments = []
+    end = 0
+    for offset, length in cast("list[tuple[int, int]]", member.sparse):  # typeshed says bytes
+        if length == 0:  # unused header slots read as (0, 0); GNU tar ends with (size, 0)
+            continue
+        if offset < end or length < 0 or offset + length > member.size:
+            raise refused(member, "has an invalid sparse map")
+        segments.append((offset, length))
+        end = offset + length
+    return segments
+
+
+def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int, progress: Progress,
+                owner: tuple[int, int] | None) -> None:
+    """Copy ``member``'s data into ``fd`` (closed afterwards) straight from the reader, holes of
+    a sparse file left as holes, then its owner, mode (setuid, setgid and sticky bits dropped)
+    and time."""
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        raise UnsafeArchiveError(
-            f"Archive entry '{_shown(member.name)}' clashes with an earlier entry; refusing to restore."
-        ) from None
-    with os.fdopen(fd, "wb") as out:
-        if direct is not None:
-            direct.seek(member.offset_data)
-            if direct.copy_to(out.fileno(), member.size, progress.advance) != member.size:
+        reader = tar.fileobj
+        assert isinstance(reader, ChunkReader)
+        reader.seek(member.offset_data)
+        for offset, length in data_segments(member):
+            if member.sparse is not None:
+                os.lseek(fd, offset, os.SEEK_SET)
+            if reader.copy_to(fd, length, progress.advance) != length:
                 raise tarfile.ReadError("unexpected end of data")
-        else:
-            assert src is not None
-            while chunk := src.read(COPY_BUFFER):
-                out.write(chunk)
-                progress.advance(len(chunk))
-    _set_owner(target, member)
-    os.chmod(target, member.mode & 0o7777)
-    os.utime(target, (member.mtime, member.mtime))
+        if member.sparse is not None:
+            os.ftruncate(fd, member.size)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, member.mode & 0o777)
+        mtime = _mtime(member)
+        os.utime(fd, (mtime, mtime))
+    finally:
+        os.close(fd)

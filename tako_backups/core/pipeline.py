@@ -18,11 +18,12 @@ from . import catalog, layout
 from .archive import ArchiveStats, write_archive
 from .chunk_reader import ChunkReader
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
-from .extract import extract_stream
+from .extract import ExtractResult, extract_stream
 from .pipes import Prefetcher, ThreadedWriter
 
 CHUNK = 1 << 20
 QUEUE_DEPTH = 4
+MAX_WINDOW = 128 << 20  # zstd frames needing a larger window are refused (Tako writes 2 MiB)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ class BackupResult:
     info: BackupInfo
     stats: ArchiveStats
     pruned: list[BackupInfo]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A backup extracted into staging: ``tree`` holds ``app/`` and ``tako/``; ``extracted``
+    says what the extraction did (its :meth:`~.extract.ExtractResult.note` is for the reply)."""
+
+    tree: Path
+    extracted: ExtractResult
 
 
 def backup(
@@ -103,12 +113,13 @@ def pick_key(info: BackupInfo, keys: Iterable[BackupKey]) -> BackupKey:
 def restore_into(
     store: ObjectStore, info: BackupInfo, keys: Iterable[BackupKey], staging: Path,
     progress: Progress = NO_PROGRESS,
-) -> Path:
+) -> Restored:
     """Download, check and extract ``info`` into ``staging/tree`` in one streaming pass.
 
     The archive is hashed while it streams; the extracted tree is returned only after size,
-    SHA-256 and the GCM tag all verified. On any failure ``staging`` is removed and the error
-    (IntegrityError, KeyNotFoundError, UnsafeArchiveError, FormatError, StorageError) raised.
+    SHA-256 and the GCM tag all verified, with what the extraction reported. On any failure
+    ``staging`` is removed and the error (IntegrityError, KeyNotFoundError, UnsafeArchiveError,
+    FormatError, StorageError, OSError) raised.
     ``staging`` must not exist yet; its parent must.
     """
     key = pick_key(info, keys)
@@ -118,28 +129,28 @@ def restore_into(
     try:
         progress.start(f"Restoring {info.id}", info.size_bytes)
         with store.open_read(info.archive_key) as body:
-            decrypt_and_extract(body, info, key, tree, progress)
+            extracted = decrypt_and_extract(body, info, key, tree, progress)
         progress.finish()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return tree
+    return Restored(tree, extracted)
 
 
 def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  # type: ignore[no-untyped-def]
-                        progress: Progress = NO_PROGRESS) -> int:
+                        progress: Progress = NO_PROGRESS) -> ExtractResult:
     """Stream ciphertext from ``source`` into ``tree``; verify everything at the end.
 
-    Reading ``source``, SHA-256, AES-GCM and zstd run on a helper thread; tar extraction runs on
-    this one, fed through a queue of at most 4 chunks of 1 MiB. Returns the number of archive
-    members. The caller must discard ``tree`` on any error.
+    Reading ``source``, SHA-256, AES-GCM and zstd (window at most 128 MiB) run on a helper
+    thread; tar extraction runs on this one, fed through a queue of at most 4 chunks of 1 MiB.
+    Returns what :func:`extract_stream` reports. The caller must discard ``tree`` on any error.
     """
     import zstandard
 
     reader = DecryptingReader(source, info, key)
 
     def produce(put: Callable[[bytes], None]) -> None:
-        dctx = zstandard.ZstdDecompressor()
+        dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
         with dctx.stream_reader(cast(IO[bytes], reader), read_size=CHUNK, closefd=False) as plain:
             while chunk := plain.read(CHUNK):
                 put(chunk)
@@ -157,7 +168,7 @@ def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  #
             return chunk
 
         try:
-            count = extract_stream(cast(BinaryIO, ChunkReader(next_chunk)), tree)
+            result = extract_stream(cast(BinaryIO, ChunkReader(next_chunk)), tree)
             while next_chunk():
                 pass
         except zstandard.ZstdError:
@@ -170,4 +181,4 @@ def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  #
             raise
     reader.verify()
     progress.advance(reader.bytes_read - reported)
-    return count
+    return result

@@ -4,10 +4,19 @@ The data root holds ``app/`` (the app's ``TAKO_DATA_DIR``) and ``tako/`` (Tako-o
 Regular files are read in place, never copied; each SQLite database is copied with
 ``VACUUM main INTO`` from a read-only connection, one at a time, so temporary disk stays about
 the size of the largest database.
+
+The app keeps running and may swap any file or folder for a symlink while it is archived (to
+``state/server.key``, say). The walk therefore never resolves a path: each folder is opened
+relative to its parent's descriptor with ``O_DIRECTORY | O_NOFOLLOW``, and files are opened
+(:meth:`Entry.open_file`) and links read relative to their folder's descriptor, the file with
+``O_NOFOLLOW``. Something that is no longer what the walk saw -- a file swapped for a symlink,
+a fifo or a folder, a folder swapped for a symlink -- is skipped, like a file deleted during the
+walk: the backup holds what the data root held, and never what a link points to.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -22,29 +31,84 @@ TOP_LEVEL = ("app", "tako")
 EXCLUDED = frozenset({"tako/channels.sqlite", "tako/cache.sqlite"})
 COMPANION_SUFFIXES = ("-wal", "-shm")
 BUSY_TIMEOUT_MS = 10_000
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# the name is now a symlink (ELOOP; EMLINK on FreeBSD), not a folder, or a socket (ENXIO)
+_CHANGED = (errno.ELOOP, errno.EMLINK, errno.ENOTDIR, errno.ENXIO)
 
 
 class SnapshotError(TakoError):
     """A database could not be snapshotted."""
 
 
+class SourceChanged(SnapshotError):
+    """The database is no longer where the walk saw it (a symlink is on the way now)."""
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One thing to archive. ``kind`` is ``dir``, ``file``, ``sqlite`` or ``symlink``."""
+    """One thing to archive. ``kind`` is ``dir``, ``file``, ``sqlite`` or ``symlink``.
+
+    ``folder_fd`` is the open descriptor of the folder holding ``name`` (None for ``app`` and
+    ``tako``); it is valid only until the walk moves on, so use it right away.
+    """
 
     arcname: str
     path: Path
     kind: str
     st: os.stat_result
+    folder_fd: int | None = None
+    name: str = ""
+
+    def open_file(self) -> int | None:
+        """A read-only descriptor of this regular file, opened without following any symlink,
+        or None when it is gone or is no longer a regular file. Raises other OSErrors."""
+        assert self.folder_fd is not None
+        return open_regular(self.folder_fd, self.name)
+
+    def read_link(self) -> str | None:
+        """This symlink's target, or None when it is gone or no longer a symlink."""
+        assert self.folder_fd is not None
+        try:
+            return os.readlink(self.name, dir_fd=self.folder_fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a symlink any more
+                return None
+            raise
 
 
-def is_sqlite(path: Path) -> bool:
-    """True when the file starts with the 16-byte SQLite header."""
+def open_regular(folder_fd: int, name: str) -> int | None:
+    """Open ``name`` in the folder ``folder_fd`` for reading if it is a regular file (never
+    through a symlink, never blocking on a fifo); None when it is missing or something else."""
     try:
-        with open(path, "rb") as f:
-            return f.read(16) == SQLITE_HEADER
+        fd = os.open(name, FILE_FLAGS, dir_fd=folder_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in _CHANGED:
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _is_sqlite_at(folder_fd: int, name: str) -> bool:
+    try:
+        fd = open_regular(folder_fd, name)
     except OSError:
         return False
+    if fd is None:
+        return False
+    try:
+        return os.pread(fd, 16, 0) == SQLITE_HEADER
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def is_excluded(arcname: str) -> bool:
@@ -59,8 +123,9 @@ def walk(data_root: Path) -> Iterator[Entry]:
     """Yield entries under ``app/`` and ``tako/`` in a stable order, directories first.
 
     Symlinks are yielded as symlinks (never followed); sockets, fifos and devices are skipped;
-    files that vanish during the walk are skipped. ``-wal``/``-shm`` files next to a SQLite
-    database are skipped (the snapshot holds their committed content).
+    files and folders that vanish or change kind during the walk are skipped. ``-wal``/``-shm``
+    files next to a SQLite database are skipped (the snapshot holds their committed content).
+    Raises SnapshotError when ``app`` or ``tako`` is not a folder.
     """
     for top in TOP_LEVEL:
         path = data_root / top
@@ -70,16 +135,24 @@ def walk(data_root: Path) -> Iterator[Entry]:
             continue
         if not stat.S_ISDIR(st.st_mode):
             raise SnapshotError(f"'{path}' must be a directory.")
-        yield Entry(top, path, "dir", st)
-        yield from _walk_dir(path, top)
+        try:
+            fd = os.open(path, DIR_FLAGS)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno in _CHANGED:
+                raise SnapshotError(f"'{path}' must be a directory.") from None
+            raise
+        try:
+            yield Entry(top, path, "dir", st)
+            yield from _walk_dir(fd, path, top)
+        finally:
+            os.close(fd)
 
 
-def _walk_dir(directory: Path, arc_dir: str) -> Iterator[Entry]:
-    try:
-        with os.scandir(directory) as it:
-            names = sorted(e.name for e in it)
-    except FileNotFoundError:
-        return
+def _walk_dir(folder: int, directory: Path, arc_dir: str) -> Iterator[Entry]:
+    with os.scandir(folder) as it:
+        names = sorted(e.name for e in it)
     present = set(names)
     for name in names:
         arcname = f"{arc_dir}/{name}"
@@ -87,34 +160,50 @@ def _walk_dir(directory: Path, arc_dir: str) -> Iterator[Entry]:
             continue
         path = directory / name
         try:
-            st = path.lstat()
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except FileNotFoundError:
             continue
         mode = st.st_mode
         if stat.S_ISLNK(mode):
-            yield Entry(arcname, path, "symlink", st)
+            yield Entry(arcname, path, "symlink", st, folder, name)
         elif stat.S_ISDIR(mode):
-            yield Entry(arcname, path, "dir", st)
-            yield from _walk_dir(path, arcname)
-        elif stat.S_ISREG(mode):
-            if _is_companion(name, present, directory):
+            try:
+                sub = os.open(name, DIR_FLAGS, dir_fd=folder)
+            except FileNotFoundError:
                 continue
-            yield Entry(arcname, path, "sqlite" if is_sqlite(path) else "file", st)
+            except OSError as exc:
+                if exc.errno in _CHANGED:
+                    continue
+                raise
+            try:
+                yield Entry(arcname, path, "dir", st, folder, name)
+                yield from _walk_dir(sub, path, arcname)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(mode):
+            if _is_companion(name, present, folder):
+                continue
+            kind = "sqlite" if _is_sqlite_at(folder, name) else "file"
+            yield Entry(arcname, path, kind, st, folder, name)
 
 
-def _is_companion(name: str, present: set[str], directory: Path) -> bool:
+def _is_companion(name: str, present: set[str], folder: int) -> bool:
     for suffix in COMPANION_SUFFIXES:
         if name.endswith(suffix):
             base = name[: -len(suffix)]
-            if base in present and is_sqlite(directory / base):
+            if base in present and _is_sqlite_at(folder, base):
                 return True
     return False
 
 
-def snapshot_sqlite(source: Path, dest: Path) -> None:
+def snapshot_sqlite(source: Path, dest: Path, real_path: str | None = None) -> None:
     """Write a consistent copy of the database at ``source`` to ``dest`` with VACUUM INTO.
 
-    Raises SnapshotError naming the file when SQLite fails (busy beyond 10 s, corrupt file).
+    ``real_path``: where the database really is (the resolved data root joined with its
+    archive name). SQLite resolves every symlink of the path it opens; when that lands
+    anywhere else, a symlink was swapped in on the way and SourceChanged is raised before
+    anything is copied. Raises SnapshotError naming the file when SQLite fails (busy beyond
+    10 s, corrupt file).
     """
     uri = "file:" + _uri_path(source) + "?mode=ro"
     try:
@@ -122,12 +211,22 @@ def snapshot_sqlite(source: Path, dest: Path) -> None:
     except sqlite3.Error as exc:
         raise SnapshotError(f"Could not open SQLite database '{source}': {exc}.") from None
     try:
+        if real_path is not None and _opened_file(conn) != real_path:
+            raise SourceChanged(f"SQLite database '{source}' is now reached through a symlink.")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("VACUUM main INTO ?", (str(dest),))
     except sqlite3.Error as exc:
         raise SnapshotError(f"Could not snapshot SQLite database '{source}': {exc}.") from None
     finally:
         conn.close()
+
+
+def _opened_file(conn: sqlite3.Connection) -> str:
+    """The file SQLite opened for ``main``, with every symlink on its path resolved."""
+    for _seq, schema, file in conn.execute("PRAGMA database_list"):
+        if schema == "main":
+            return str(file)
+    return ""
 
 
 def _uri_path(path: Path) -> str:

@@ -14,6 +14,7 @@ from typing import BinaryIO
 from ..errors import IntegrityError
 from ..models import BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
+from .extract import setid_note
 from .pipeline import decrypt_and_extract, pick_key
 from .snapshot import SQLITE_HEADER
 
@@ -25,6 +26,11 @@ class VerifyReport:
     bytes: int = 0
     sqlite_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    setid_cleared: tuple[str, ...] = ()  # files restored without their setuid/setgid bits
+
+    def note(self) -> str | None:
+        """The line to show about the extraction (see :func:`~.extract.setid_note`), or None."""
+        return setid_note(self.setid_cleared)
 
 
 def extract_verified(
@@ -40,9 +46,9 @@ def extract_verified(
     started = time.monotonic()
     key = pick_key(info, keys)
     progress.start(f"Verifying {info.id}", info.size_bytes)
-    decrypt_and_extract(source, info, key, into, progress)
+    extracted = decrypt_and_extract(source, info, key, into, progress)
     progress.finish()
-    report = VerifyReport(info.id)
+    report = VerifyReport(info.id, setid_cleared=extracted.setid_cleared)
     for dirpath, _dirs, files in os.walk(into):
         for name in files:
             path = Path(dirpath) / name

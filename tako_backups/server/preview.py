@@ -35,7 +35,7 @@ def preview_restore(*, app: str, info: BackupInfo, store: ObjectStore, keys: Ite
     paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = paths.restore_work / f"{name}.{env}.{info.id}.preview-{secrets.token_hex(4)}"
     try:
-        tree = restore_into(store, info, keys, staging)
+        tree = restore_into(store, info, keys, staging).tree
         clean_restored_tree(tree)
         diff = compare_trees(paths.data_dir(name, env), tree)
     except OSError as exc:

@@ -55,7 +55,7 @@ def restore_over_live(
     staging = paths.restore_work / f"{name}.{env}.{info.id}.{secrets.token_hex(4)}"
     try:
         try:
-            tree = restore_into(store, info, keys, staging)
+            tree = restore_into(store, info, keys, staging).tree
             os.chmod(tree, DATA_DIR_MODE)
             sync_filesystem(tree)
         except OSError as exc:

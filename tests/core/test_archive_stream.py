@@ -135,7 +135,7 @@ def test_a_failed_snapshot_fails_the_archive_and_leaves_no_scratch(tmp_path: Pat
     conn.commit()
     conn.close()
 
-    def broken(source: Path, dest: Path) -> None:
+    def broken(source: Path, dest: Path, real_path: str | None = None) -> None:
         dest.write_bytes(b"partial")
         raise SnapshotError(f"Could not snapshot SQLite database '{source}': disk I/O error.")
 

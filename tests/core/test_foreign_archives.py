@@ -151,7 +151,7 @@ def test_a_backup_made_by_gnu_tar_zstd_and_pycryptodome_restores_byte_for_byte(
 
     [info] = catalog.read_index(store, PREFIX).backups
     assert info.id == BACKUP_ID and info.size_bytes == len(objects[info.archive_key])
-    tree = restore_into(store, info, [BackupKey(KEY_ID, key)], tmp_path / "staging")
+    tree = restore_into(store, info, [BackupKey(KEY_ID, key)], tmp_path / "staging").tree
     assert describe(tree) == describe(root)
     assert sorted(p.name for p in tree.iterdir()) == ["app", "tako"]
     assert os.readlink(tree / "app" / "latest") == LONG_DIR

@@ -45,7 +45,7 @@ def test_round_trip_of_generated_tree(
     assert store.head(info.archive_key).size == info.size_bytes
     assert list((tmp_path / "work").iterdir()) == []
 
-    tree = restore_into(store, info, [key], tmp_path / "staging")
+    tree = restore_into(store, info, [key], tmp_path / "staging").tree
     skip = ("tako/channels.sqlite", "app/app.db-wal", "app/app.db-shm",
             "tako/workflows.sqlite-wal", "tako/workflows.sqlite-shm")
     assert describe(tree) == describe(dataset, skip=skip)
@@ -113,7 +113,7 @@ def test_backup_is_consistent_while_a_writer_commits(memory_store: MemoryStore, 
         stop.set()
         thread.join()
     for i, info in enumerate(infos):
-        tree = restore_into(memory_store, info, [key], tmp_path / f"staging{i}")
+        tree = restore_into(memory_store, info, [key], tmp_path / f"staging{i}").tree
         check = sqlite3.connect(tree / "app" / "app.db")
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         ids = [r[0] for r in check.execute("SELECT id FROM t ORDER BY id")]
@@ -130,7 +130,7 @@ def test_restore_needs_the_key_the_manifest_names(memory_store: MemoryStore, dat
     with pytest.raises(KeyNotFoundError, match=f"encrypted with key '{key.id}'"):
         restore_into(memory_store, info, [other_key], tmp_path / "staging")
     assert not (tmp_path / "staging").exists()
-    tree = restore_into(memory_store, info, [other_key, key], tmp_path / "staging")
+    tree = restore_into(memory_store, info, [other_key, key], tmp_path / "staging").tree
     assert (tree / "app" / "app.db").exists()
 
 

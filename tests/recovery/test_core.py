@@ -34,7 +34,7 @@ def test_backups_record_files_bytes_sqlite_files_and_reason(memory_store: Memory
     info = take(memory_store, tree, tmp_path / "w", key, reason="pre-restore")
     files = [p for p in tree.rglob("*") if p.is_file()]
     snapshot_sizes = {}
-    restored = restore_into(memory_store, info, [key], tmp_path / "staging")
+    restored = restore_into(memory_store, info, [key], tmp_path / "staging").tree
     for rel in ("app/notes.db", "tako/workflows.sqlite"):
         snapshot_sizes[rel] = (restored / rel).stat().st_size
     plain = sum(p.stat().st_size for p in files if p.suffix not in (".db", ".sqlite"))
@@ -157,7 +157,7 @@ def test_reencryption_moves_a_backup_to_the_new_key(memory_store: MemoryStore, t
     rekey.swap_backup(memory_store, PREFIX, old, new)
     assert old.archive_key not in memory_store.objects and old.manifest_key not in memory_store.objects
     assert [b.id for b in catalog.read_index(memory_store, PREFIX).backups] == [safety.id, new.id]
-    restored = restore_into(memory_store, new, [new_key], tmp_path / "restored")
+    restored = restore_into(memory_store, new, [new_key], tmp_path / "restored").tree
     upload = Path("app") / "uploads" / "b.bin"
     assert (restored / upload).read_bytes() == (tree / upload).read_bytes()
     moved = rekey.reencrypt_backup(memory_store, PREFIX, safety, [key], new_key)

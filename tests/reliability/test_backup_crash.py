@@ -86,7 +86,7 @@ def crash_during(server: RunningServer, signer: FileSigner, proxy: FaultProxy, f
 
 def assert_restorable(store: Any, info: BackupInfo, settings: BackupBinding, tree: Path,
                       staging: Path) -> None:
-    restored = restore_into(store, info, settings.backup_keys, staging)
+    restored = restore_into(store, info, settings.backup_keys, staging).tree
     FIGURES[RESTORED] += 1
     assert file_digests(restored) == file_digests(tree)
     assert integrity(restored / "app" / "notes.db") == "ok"

@@ -108,7 +108,7 @@ def test_backups_of_a_busy_app_restore_consistent_databases_and_whole_uploads(
     saved: dict[str, dict[int, str]] = {}
     uploads = 0
     for n, info in enumerate(reversed(index.backups)):
-        tree = restore_into(store, info, settings.backup_keys, tmp_path / f"staging-{n}")
+        tree = restore_into(store, info, settings.backup_keys, tmp_path / f"staging-{n}").tree
         FIGURES[RESTORED] += 1
         saved[info.id], count = check_restored_app(tree / "app")
         FIGURES[VERIFIED] += 1

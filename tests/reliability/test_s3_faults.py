@@ -53,7 +53,7 @@ def run_backup(store: Any, tree: Path, work: Path, key: BackupKey, **kw: Any) ->
 
 
 def restored_matches(store: Any, result: BackupResult, key: BackupKey, tree: Path, staging: Path) -> None:
-    restored = restore_into(store, result.info, [key], staging)
+    restored = restore_into(store, result.info, [key], staging).tree
     FIGURES[RESTORED] += 1
     assert file_digests(restored) == file_digests(tree)
     for db in sqlite_files(tree):

@@ -16,8 +16,9 @@ BLOCK = 1 << 17  # the largest zstd block
 Part = Union[bytes, tuple[int, int]]  # noqa: UP007 - raw bytes, or (byte value, count) repeated
 
 
-def zstd_frame(parts: Iterable[Part]) -> bytes:
-    """One zstd frame (no checksum, 128 KiB window) of raw and RLE blocks, in order."""
+def zstd_frame(parts: Iterable[Part], window_log: int = 17) -> bytes:
+    """One zstd frame (no checksum, a window of ``2**window_log`` bytes: 128 KiB unless told) of
+    raw and RLE blocks, in order."""
     blocks: list[bytes] = []
     for part in parts:
         if isinstance(part, bytes):
@@ -35,7 +36,7 @@ def zstd_frame(parts: Iterable[Part]) -> bytes:
     last = bytearray(blocks[-1])
     last[0] |= 1
     blocks[-1] = bytes(last)
-    return b"\x28\xb5\x2f\xfd" + bytes([0x00, 0x38]) + b"".join(blocks)
+    return b"\x28\xb5\x2f\xfd" + bytes([0x00, (window_log - 10) << 3]) + b"".join(blocks)
 
 
 def header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, **attrs: object) -> bytes:

@@ -328,11 +328,12 @@ def test_restore_on_a_full_disk_leaves_live_data(client: AsgiClient, signer: Fil
     real_write = extract_module._write_file
     written: list[str] = []
 
-    def fill_disk(tar, member, target, progress):  # type: ignore[no-untyped-def]
+    def fill_disk(tar, member, fd, progress, owner):  # type: ignore[no-untyped-def]
         if written:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+            os.close(fd)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), member.name)
         written.append(member.name)
-        real_write(tar, member, target, progress)
+        real_write(tar, member, fd, progress, owner)
 
     monkeypatch.setattr(extract_module, "_write_file", fill_disk)
     reply = call(client, signer, "restore_backup", app=APP, backup_id=info["id"])
