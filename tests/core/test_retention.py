@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tako_backups.core import catalog, layout, pipeline
 from tako_backups.core.retention import archive_intact, select, split_expired
-from tako_backups.models import BackupExtras, BackupIndex, BackupInfo, EncryptionInfo, sort_newest_first
+from tako_backups.models import (
+    BackupExtras,
+    BackupIndex,
+    BackupInfo,
+    BackupKey,
+    EncryptionInfo,
+    sort_newest_first,
+)
 from tako_backups.policy import BackupPolicy
 from tako_backups.storage.memory import MemoryStore
 
@@ -207,6 +216,28 @@ def test_pre_restore_backups_never_take_a_floor_place() -> None:
     assert [reasons[b.id] for b in regular[:3]] == [("within 30 days", "floor"), ("floor",), ("floor",)]
     assert [b.id for b in chosen.expired] == [regular[3].id]
     assert all(reasons[b.id] == ("within 30 days",) for b in safety)
+
+
+def test_restores_on_a_stalled_server_never_prune_its_last_good_backups(tmp_path: Path,
+                                                                        key: BackupKey) -> None:
+    """Issue 14 end to end through the pipeline: three restores on a server whose scheduled backups
+    stopped 40 days ago used to make the three safety backups the whole floor and the age
+    reference, so every regular backup was deleted."""
+    store, data = MemoryStore(), tmp_path / "data"
+    for part in ("app", "tako"):
+        (data / part).mkdir(parents=True)
+        (data / part / "file.txt").write_text(part)
+
+    def take(age_days: float, reason: str) -> BackupInfo:
+        return pipeline.backup(store, data_root=data, work_root=tmp_path / "work", app="demo",
+                               env="production", server="la", key=key, retention_days=30,
+                               now=int(NOW - age_days * DAY), reason=reason).info
+
+    regular = [take(d, "scheduled") for d in (77, 76, 75, 40)][::-1]
+    safety = [take(d, "pre-restore") for d in (0.003, 0.002, 0.001)][::-1]
+    index = catalog.read_index(store, layout.backup_prefix("demo", "production", "la"))
+    assert [b.id for b in index.backups] == [b.id for b in safety + regular[:3]]
+    assert regular[3].archive_key not in store.objects and regular[2].archive_key in store.objects
 
 
 def test_pre_restore_backups_do_not_move_the_age_reference() -> None:
