@@ -25,8 +25,9 @@ the webhook secret). It is killed with its process group after ``command_timeout
 is delivered, other exits and timeouts are retried, a program that cannot be started is given up.
 
 :class:`Notifier` delivers on one background thread from a bounded queue: :meth:`Notifier.send`
-never blocks and never raises; when the queue is full the event is dropped and logged. Logs show
-the webhook as scheme and host only.
+never blocks and never raises; when the queue is full the event is dropped and logged. Its
+``once`` key sends a repeated alarm only once; :meth:`Notifier.try_now` delivers once, in the
+caller's thread, for a test event. Logs show the webhook as scheme and host only.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ TITLES = {
 EVENTS = tuple(TITLES)
 REPLAY_WINDOW = 300
 RETRIED_STATUS = {408, 425, 429}
+SENT_MEMORY = 4_096
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
 DELIVERED, RETRY, GIVE_UP = "delivered", "retry", "give up"
 
@@ -176,16 +178,25 @@ class Notifier:
         self._seq = itertools.count()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._sent: dict[tuple[str, str, str, str], None] = {}  # ``once`` keys, oldest first
 
-    def send(self, settings: NotifySettings | None, event: Event) -> int:
+    def send(self, settings: NotifySettings | None, event: Event, *, once: str | None = None) -> int:
         """Queue ``event`` for the webhook and the command of ``settings``; returns how many
         deliveries were queued (0 without settings, or when the queue is full: dropped and logged).
-        Never blocks, never raises."""
+        With ``once``, an event of the same kind, app and ``once`` key is sent only the first time
+        (e.g. an overdue alarm once per newest backup id). Never blocks, never raises."""
         if settings is None:
             return 0
-        targets = [t for t, on in (("webhook", settings.webhook_url), ("command", settings.command)) if on]
+        targets = _targets(settings)
         delivery_id = uuid.uuid4().hex
         with self._cond:
+            if once is not None:
+                key = (event.event, event.app, event.env, once)
+                if key in self._sent:
+                    return 0
+                self._sent[key] = None
+                while len(self._sent) > SENT_MEMORY:
+                    del self._sent[next(iter(self._sent))]
             if self._closed or len(self._heap) + self._active + len(targets) > self.queue_limit:
                 log.error("%s notification for %s/%s dropped: %d deliveries are already waiting",
                           event.event, event.app, event.env, len(self._heap) + self._active)
@@ -198,6 +209,21 @@ class Notifier:
                 self._thread.start()
             self._cond.notify_all()
         return len(targets)
+
+    def try_now(self, settings: NotifySettings, event: Event) -> dict[str, str]:
+        """Deliver ``event`` once to each target of ``settings``, in the calling thread (for
+        ``tako backups notify test``): shown target -> ``delivered`` or why not. Blocks up to
+        ``timeout`` + ``command_timeout`` seconds; never raises."""
+        outcomes = {}
+        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            for target in _targets(settings):
+                d = _Delivery(0.0, 0, target, settings, event, uuid.uuid4().hex)
+                try:
+                    outcome, why = self._post(client, d) if target == "webhook" else self._run(d)
+                except Exception as exc:
+                    outcome, why = GIVE_UP, exc.__class__.__name__
+                outcomes[d.shown()] = DELIVERED if outcome == DELIVERED else f"failed ({why})"
+        return outcomes
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s until every queued delivery is delivered or given up."""
@@ -309,6 +335,10 @@ class Notifier:
             return DELIVERED, "exit 0"
         said = tail.decode(errors="replace").strip().splitlines()
         return RETRY, f"exit {code}" + (f": {said[-1][:200]}" if said else "")
+
+
+def _targets(settings: NotifySettings) -> list[str]:
+    return [t for t, on in (("webhook", settings.webhook_url), ("command", settings.command)) if on]
 
 
 def _keep_tail(stream: IO[bytes], tail: bytearray, limit: int = 2_048) -> None:

@@ -196,6 +196,31 @@ def test_the_queue_is_bounded_and_a_full_queue_drops_the_event(caplog: pytest.Lo
     assert sender.send(down, EVENT) == 0  # closed
 
 
+def test_once_sends_a_repeated_alarm_only_the_first_time(receiver: Receiver, notifier: Notifier) -> None:
+    overdue = Event.for_app("backup_overdue", "demo/production", "la", NOW, error="No backup since ...")
+    later = Event.for_app("backup_overdue", "demo/production", "la", NOW + 60, error="No backup since ...")
+    other_app = Event.for_app("backup_overdue", "shop/production", "la", NOW)
+    sent = [notifier.send(hook(receiver.url), e, once="b1-AbCdEf12") for e in (overdue, later, other_app)]
+    sent.append(notifier.send(hook(receiver.url), later, once="b2-AbCdEf12"))  # a new episode
+    assert sent == [1, 0, 1, 1]
+    assert notifier.wait_idle(10)
+    assert sorted((json.loads(r["body"])["app"], json.loads(r["body"])["time_unix_secs"])
+                  for r in receiver.requests) == [("demo", NOW), ("demo", NOW + 60), ("shop", NOW)]
+
+
+def test_try_now_reports_each_target_in_the_calling_thread(receiver: Receiver, notifier: Notifier) -> None:
+    test_event = Event.for_app("test", "demo/production", "la", NOW)
+    settings = NotifySettings(webhook_url=receiver.url, webhook_secret=SECRET,
+                              command=(sys.executable, "-c", "import sys; sys.exit(4)"))
+    assert notifier.try_now(settings, test_event) == {
+        f"webhook http://127.0.0.1:{receiver.port}/…": "delivered",
+        f"command {sys.executable} …": "failed (exit 4)"}
+    assert len(receiver.requests) == 1  # delivered before try_now returned
+    port = free_port()
+    assert notifier.try_now(hook(f"http://127.0.0.1:{port}/x"), test_event) == {
+        f"webhook http://127.0.0.1:{port}/…": "failed (ConnectError)"}
+
+
 # ----- commands -----
 
 RECORDER = """
