@@ -91,7 +91,8 @@ class BackupPolicy:
 
     With no ``keep_*`` count set, backups are kept by age: ``retention_days`` (None means Tako's
     30). With any count set, restic ``forget`` tiers apply and ``retention_days`` must be None.
-    Either way the newest 3 intact backups stay (see :mod:`.core.retention`).
+    Either way the newest 3 intact backups stay (see :mod:`.core.retention`). Building one that
+    breaks these rules raises ValueError.
     """
 
     every: int = DEFAULT_EVERY
@@ -196,7 +197,8 @@ def _policy_problem(policy: BackupPolicy | Mapping[str, Any]) -> tuple[str, str]
 @dataclass(frozen=True)
 class NotifySettings:
     """Who is told: a webhook (JSON POST, HMAC-signed when a secret is set) and/or a command
-    (argv, never a shell). At least one of ``webhook_url`` and ``command`` is set."""
+    (argv, never a shell). At least one of ``webhook_url`` and ``command`` is set; building one
+    that breaks the rules raises ValueError (whose message never repeats the URL or secret)."""
 
     webhook_url: str | None = None
     command: tuple[str, ...] | None = None
