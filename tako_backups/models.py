@@ -93,7 +93,9 @@ class BackupInfo:
         return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
 
 
-REASONS = ("manual", "scheduled", "post-deploy", "pre-restore", "reencrypt")
+PRE_RESTORE = "pre-restore"
+"""The reason of the safety backup a restore takes of the data it replaces."""
+REASONS = ("manual", "scheduled", "post-deploy", PRE_RESTORE, "reencrypt")
 
 
 @dataclass(frozen=True)

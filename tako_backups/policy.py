@@ -28,7 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, FormatError
-from .models import DEFAULT_RETENTION_DAYS, BackupInfo
+from .models import DEFAULT_RETENTION_DAYS, PRE_RESTORE, BackupInfo
+from .primitives.json_shapes import check_fields
+from .primitives.text import printable
 from .storage.endpoints import is_loopback_host
 
 __all__ = [
@@ -40,7 +42,6 @@ __all__ = [
 MIN_EVERY = 15 * 60
 MAX_EVERY = 24 * 3600
 DEFAULT_EVERY = MAX_EVERY
-PRE_RESTORE = "pre-restore"
 TIERS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 MIN_SECRET = 16
 _DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,5})h)?(?:(\d{1,6})m)?")
@@ -131,8 +132,8 @@ class BackupPolicy:
     @classmethod
     def from_dict(cls, obj: Any) -> BackupPolicy:
         """The wire/state shape. Raises FormatError naming the field."""
-        d = _known(obj, "Backup policy", {"every_seconds": int, "retention_days": int,
-                                          **dict.fromkeys(TIERS, int)}, required=("every_seconds",))
+        d = check_fields(obj, "Backup policy", {"every_seconds": int},
+                         {"retention_days": int, **dict.fromkeys(TIERS, int)})
         if "retention_days" not in d and not any(name in d for name in TIERS):
             raise FormatError("Backup policy needs 'retention_days' or at least one keep_* count.")
         values = {("every" if k == "every_seconds" else k): v for k, v in d.items()}
@@ -160,7 +161,7 @@ class BackupPolicy:
         allowed = ("every", "retention_days", *TIERS)
         unknown = sorted(set(table) - set(allowed))
         if unknown:
-            raise ConfigError(f"Unknown key '{_shown_value(unknown[0])[1:-1]}' in {where}; the keys are "
+            raise ConfigError(f"Unknown key '{printable(str(unknown[0]), 40)}' in {where}; the keys are "
                               f"{', '.join(allowed)} and notify.")
         values: dict[str, Any] = {k: v for k, v in table.items() if k != "every"}
         if "every" in table:
@@ -247,8 +248,8 @@ class NotifySettings:
     @classmethod
     def from_dict(cls, obj: Any) -> NotifySettings:
         """The wire/state shape. Raises FormatError naming the field (never its value)."""
-        d = _known(obj, "Notification settings",
-                   {"webhook_url": str, "webhook_secret": str, "command": list}, required=())
+        d = check_fields(obj, "Notification settings", {},
+                         {"webhook_url": str, "webhook_secret": str, "command": list})
         command = d.get("command")
         if command is not None and not all(isinstance(a, str) for a in command):
             raise FormatError("Notification settings field 'command' has the wrong type.")
@@ -276,7 +277,7 @@ class NotifySettings:
         secrets.json, or None. Raises ConfigError naming the key and the fix (never the value)."""
         unknown = sorted(set(table) - {"webhook", "command"})
         if unknown:
-            raise ConfigError(f"Unknown key '{_shown_value(unknown[0])[1:-1]}' in notify of {where}; "
+            raise ConfigError(f"Unknown key '{printable(str(unknown[0]), 40)}' in notify of {where}; "
                               "the keys are webhook and command.")
         url, command = table.get("webhook"), table.get("command")
         if url is not None and not isinstance(url, str):
@@ -355,22 +356,6 @@ def parse_env_settings(
                               "notify.webhook; add one or remove the secret.")
         return policy, None
     return policy, NotifySettings.from_settings(notify, where, secret)
-
-
-def _known(obj: Any, what: str, kinds: dict[str, type], required: tuple[str, ...]) -> dict[str, Any]:
-    """``obj`` as a dict with only known fields of the right types (bool is not an int)."""
-    if not isinstance(obj, dict):
-        raise FormatError(f"{what} must be a JSON object.")
-    unknown = sorted(set(obj) - set(kinds))
-    if unknown:
-        raise FormatError(f"{what} has unknown field '{_shown_value(unknown[0])[1:-1]}'.")
-    for name in required:
-        if name not in obj:
-            raise FormatError(f"{what} is missing field '{name}'.")
-    for name, kind in kinds.items():
-        if name in obj and (not isinstance(obj[name], kind) or isinstance(obj[name], bool)):
-            raise FormatError(f"{what} field '{name}' has the wrong type.")
-    return obj
 
 
 def _is_int(value: Any) -> bool:

@@ -18,6 +18,7 @@ import posixpath
 import tarfile
 
 from ..errors import UnsafeArchiveError
+from ..primitives.text import printable
 
 __all__ = ["TOP_LEVEL", "check_member", "shown"]
 
@@ -31,12 +32,9 @@ REFUSE = "; refusing to restore."
 
 
 def shown(text: str, limit: int = SHOWN_LIMIT) -> str:
-    """``text`` (a member name or link target) safe for a one-line message: control characters,
-    undecodable bytes (lone surrogates) and other unprintable characters escaped as Python
-    escapes them (``\\n``, ``\\x1b``, ``\\udce9``), cut to ``limit`` characters ending in ``...``.
-    """
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return text if len(text) <= limit else text[:max(limit - 3, 0)] + "..."
+    """``text`` (a member name or link target) safe for a one-line message (see
+    :func:`~tako_backups.primitives.text.printable`), at most ``limit`` characters."""
+    return printable(text, limit)
 
 
 def refused(member: tarfile.TarInfo, problem: str) -> UnsafeArchiveError:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from ..errors import StorageError
-from ..models import BackupExtras, BackupInfo, BackupKey
+from ..models import PRE_RESTORE, BackupExtras, BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import layout, reindex
@@ -23,7 +23,7 @@ __all__ = ["REENCRYPT_REASON", "reencrypt_backup", "retire_backup", "swap_backup
 
 CHUNK = 1 << 20
 REENCRYPT_REASON = "reencrypt"
-KEPT_REASONS = ("pre-restore",)
+KEPT_REASONS = (PRE_RESTORE,)
 
 
 def reencrypt_backup(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import StorageError
-from ..models import BackupIndex, BackupInfo, sort_newest_first
+from ..models import PRE_RESTORE, BackupIndex, BackupInfo, sort_newest_first
 from ..policy import BackupPolicy, is_pre_restore
 from ..storage.base import ObjectStore
 
@@ -41,7 +41,6 @@ __all__ = ["DAY", "DEFAULT_FLOOR", "Kept", "Selection", "archive_intact", "delet
 DAY = 86_400
 DEFAULT_FLOOR = 3
 FLOOR = "floor"
-PRE_RESTORE_REASON = "pre-restore"
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def select(
         oldest = min((b.created_at_unix_secs for b in tier_kept), default=None)
         for b in ordered:
             if is_pre_restore(b) and (oldest is None or b.created_at_unix_secs >= oldest):
-                reasons[b.id].append(PRE_RESTORE_REASON)
+                reasons[b.id].append(PRE_RESTORE)
     else:
         days = policy.days or 0
         newest = regular[0].created_at_unix_secs if regular else now

@@ -54,7 +54,7 @@ import httpx
 from .. import __version__
 from ..models import BackupInfo
 from ..policy import NotifySettings
-from ..remote.protocol import parse_app
+from ..primitives.names import check_app_id
 
 __all__ = ["EVENTS", "Event", "Notifier", "is_overdue", "overdue_after", "sign", "verify_signature"]
 
@@ -121,7 +121,7 @@ class Event:
     def for_app(cls, event: str, app_id: str, server: str, at: int, *, backup_id: str | None = None,
                 error: str | None = None) -> Event:
         """An event for app id ``{name}/{env}``. Raises FormatError for a bad id."""
-        name, env = parse_app(app_id)
+        name, env = check_app_id(app_id)
         return cls(event, name, env, server, at, backup_id, error)
 
     @property

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..core.pipeline import restore_into
 from ..core.swap import clean_restored_tree, remove_tree, swap_tree, sync_filesystem
 from ..errors import FormatError, RestoreError, TakoError
-from ..models import BackupInfo, BackupKey
+from ..models import PRE_RESTORE, BackupInfo, BackupKey
 from ..primitives.atomic_files import fsync_dir
 from ..primitives.names import check_app_id
 from ..storage.base import ObjectStore
@@ -30,8 +30,6 @@ from .runtime import AppRuntime
 __all__ = ["PRE_RESTORE", "recover_interrupted_restores", "restore_over_live"]
 
 log = logging.getLogger(__name__)
-
-PRE_RESTORE = "pre-restore"  # the reason recorded on the safety backup a restore takes first
 
 
 def restore_over_live(
