@@ -31,7 +31,7 @@ from tako_backups.core.format_v2 import (
     choose_format,
 )
 from tako_backups.core.ranges_v2 import ChunkedRangeReader
-from tako_backups.core.seal_v2 import ChunkedSealer
+from tako_backups.core.seal_v2 import ChunkedSeal, ChunkedSealer
 from tako_backups.core.unseal_v2 import ChunkedStreamReader
 from tako_backups.errors import IntegrityError, StorageError
 from tako_backups.models import BackupInfo, BackupKey
@@ -40,7 +40,7 @@ from .treecmp import describe
 from .v2_helpers import make_tar, members_of, ranged, seal, split
 
 
-def _manifest(obj: bytes, result, backup_id: str = "b1710000000-AbCdEf12") -> BackupInfo:  # type: ignore[no-untyped-def]
+def _manifest(obj: bytes, result: ChunkedSeal, backup_id: str = "b1710000000-AbCdEf12") -> BackupInfo:
     prefix = layout.backup_prefix("demo", "production", "server")
     return BackupInfo(
         id=backup_id, app="demo", environment="production", server="server",
@@ -169,7 +169,7 @@ def test_an_independent_reader_following_the_spec(key: BackupKey) -> None:
     text = zstandard.ZstdDecompressor().decompressobj().decompress(
         aes.decrypt_and_verify(sealed[:-16], sealed[-16:]))
     lines = [json.loads(line) for line in text.decode("ascii").splitlines()]
-    members = [m for m in members_of(tar)]
+    members = members_of(tar)
     assert [line for line in lines if line[0] == "m"] == [
         ["m", m.name, m.type.decode(), m.size, m.mtime, m.offset] for m in members]
     assert [line for line in lines if line[0] == "c"] == [["c", n] for n in lengths]

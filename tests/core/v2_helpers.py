@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tako_backups.core.format_v2 import HEADER_SIZE, PREFIX_SIZE, TRAILER_SIZE, decode_prefix
@@ -84,6 +85,6 @@ def split(obj: bytes) -> Parts:
     return Parts(obj[:HEADER_SIZE], records, obj[at:-TRAILER_SIZE], obj[-TRAILER_SIZE:])
 
 
-def ranged(obj: bytes):  # type: ignore[no-untyped-def]
+def ranged(obj: bytes) -> Callable[[int, int], bytes]:
     """A read_range over ``obj`` that, like a server, returns what exists of the range."""
     return lambda offset, length: obj[offset:offset + length]
