@@ -2,11 +2,12 @@
 
 :class:`ChunkedSealer` is a sink for the *uncompressed* tar stream. The caller also reports
 where each member's header starts (:meth:`ChunkedSealer.member`), which becomes the footer's
-member table. Full chunks are compressed (zstd, worker threads), sealed (AES-256-GCM under the
+member table. While the caller fills the next chunk, full chunks are compressed (one zstd
+frame each, zstd's worker threads) on one helper thread and sealed (AES-256-GCM under the
 archive's HKDF-derived key), hashed (SHA-256 of the whole object) and written to the sink on
-one helper thread while the caller fills the next chunk. At most ``depth + 2`` chunk buffers
-exist at a time, so memory does not grow with the archive; the footer's member table grows by
-a few tens of compressed bytes per member.
+another, so hashing overlaps compression as in format 1. At most ``depth + 1`` chunk buffers
+and ``depth`` compressed frames exist at a time, so memory does not grow with the archive; the
+footer's member table grows by a few tens of compressed bytes per member.
 """
 
 from __future__ import annotations
@@ -76,13 +77,13 @@ class ChunkedSeal:
 class ChunkedSealer:
     """A sink: uncompressed tar bytes in, a sealed format-2 object out to ``sink``.
 
-    Use as a context manager (leaving it stops the helper thread) and call :meth:`finish`
-    inside it. ``write`` and ``finish`` raise whatever ``sink.write`` raised on the helper
+    Use as a context manager (leaving it stops the helper threads) and call :meth:`finish`
+    inside it. ``write`` and ``finish`` raise whatever ``sink.write`` raised on a helper
     thread (StorageError, OSError).
     """
 
     def __init__(self, sink: Sink, key: BackupKey, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 depth: int = 1, level: int = ZSTD_LEVEL) -> None:
+                 depth: int = 2, level: int = ZSTD_LEVEL) -> None:
         if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"Chunk size {chunk_size} is outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}.")
         self._sink = sink
@@ -94,7 +95,7 @@ class ChunkedSealer:
         self._aead = AESGCM(self._subkey)
         self._chunk_size = chunk_size
         self._depth = max(1, depth)
-        self._zstd = compressor(level)  # used on the helper thread only
+        self._zstd = compressor(level)  # used on the compressing thread only
         self._footer = FooterWriter()
         self._lengths: array[int] = array("Q")
         self._sha = hashlib.sha256()
@@ -103,7 +104,8 @@ class ChunkedSealer:
         self._index = 0
         self._buf = bytearray(chunk_size)
         self._fill = 0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tako-seal-v2")
+        self._zstd_pool = ThreadPoolExecutor(1, thread_name_prefix="tako-zstd-v2")
+        self._seal_pool = ThreadPoolExecutor(1, thread_name_prefix="tako-seal-v2")
         self._jobs: deque[Future[bytearray]] = deque()
         self._done = False
 
@@ -143,7 +145,8 @@ class ChunkedSealer:
         self._submit(last=True)
         while self._jobs:
             self._jobs.popleft().result()
-        self._pool.shutdown(wait=True)
+        self._zstd_pool.shutdown(wait=True)
+        self._seal_pool.shutdown(wait=True)
         self._done = True
         pieces = self._footer.finish(self._lengths, self._plain)
         footer_offset = self._size
@@ -165,12 +168,11 @@ class ChunkedSealer:
                            self._plain, self._footer.members)
 
     def close(self) -> None:
-        """Stop the helper thread, dropping chunks not yet sealed. Never raises."""
+        """Stop the helper threads, dropping chunks not yet sealed. Never raises."""
         if not self._done:
             self._done = True
-            for job in self._jobs:
-                job.cancel()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._zstd_pool.shutdown(wait=True, cancel_futures=True)
+            self._seal_pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> ChunkedSealer:
         return self
@@ -179,8 +181,9 @@ class ChunkedSealer:
         self.close()
 
     def _submit(self, last: bool) -> None:
-        """Hand the current buffer to the helper thread and take a free one."""
-        job = self._pool.submit(self._seal, self._buf, self._fill, self._index, last)
+        """Hand the current buffer to the helper threads and take a free one."""
+        frame = self._zstd_pool.submit(self._compress, self._buf, self._fill)
+        job = self._seal_pool.submit(self._seal, frame, self._buf, self._index, last)
         self._jobs.append(job)
         self._index += 1
         if last:
@@ -191,9 +194,14 @@ class ChunkedSealer:
             self._buf = bytearray(self._chunk_size)
         self._fill = 0
 
-    def _seal(self, buf: bytearray, length: int, index: int, last: bool) -> bytearray:
-        """Compress, seal, hash and write chunk ``index`` (on the helper thread)."""
-        frame = self._zstd.compress(memoryview(buf)[:length])
+    def _compress(self, buf: bytearray, length: int) -> bytes:
+        """One zstd frame of the chunk (on the compressing thread)."""
+        return self._zstd.compress(memoryview(buf)[:length])
+
+    def _seal(self, frame_job: Future[bytes], buf: bytearray, index: int, last: bool) -> bytearray:
+        """Seal, hash and write chunk ``index`` once compressed (on the sealing thread); returns
+        its buffer for reuse."""
+        frame = frame_job.result()
         ad = chunk_ad(self._header_bytes, index, last)
         sealed = self._aead.encrypt(nonce(KIND_CHUNK, index), frame, ad)
         if index == 0:
