@@ -44,7 +44,7 @@ KEY_INFO = b"tako-backups chunked archive v2 key"
 KIND_CHUNK, KIND_FOOTER = 0, 1
 
 V1_CEILING = (1 << 36) - 32  # GCM's limit for one key and nonce; cryptography enforces it
-TAR_HEADER_BOUND = 3 * 512 + 4096  # a header block, a PAX header block and long PAX records
+TAR_HEADER_BOUND = 512 + 512 + 8704  # ustar header, PAX header, PAX records (path + link <= 8 KiB)
 TAR_END = 2 * 512 + 20 * 512  # end-of-archive blocks and record padding, at most
 
 
