@@ -8,9 +8,9 @@ failure is an IntegrityError naming the archive and the chunk or part at fault.
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from ..errors import IntegrityError
 from ..models import BackupKey
@@ -29,37 +29,45 @@ ReadRange = Callable[[int, int], bytes]
 class ChunkedRangeReader:
     """Random access to a format-2 object through ``read_range(offset, length) -> bytes``.
 
-    Build it with :meth:`open`. ``bytes_fetched`` and ``requests`` count what was read.
+    Build it with :meth:`open`. ``bytes_fetched`` and ``requests`` count every ranged read;
+    :meth:`read_chunk` may be called from several threads at once.
     """
 
-    def __init__(self, read_range: ReadRange, size: int, opener: ChunkOpener, footer: Footer,
-                 offsets: array[int], fetched: int, requests: int) -> None:
+    footer: Footer
+    _opener: ChunkOpener
+    _offsets: array[int]
+
+    def __init__(self, read_range: ReadRange, name: str) -> None:
         self._read_range = read_range
-        self._size = size
-        self._opener = opener
-        self.footer = footer
-        self._offsets = offsets
-        self.bytes_fetched = fetched
-        self.requests = requests
+        self.name = name
+        self._lock = threading.Lock()
+        self.bytes_fetched = 0
+        self.requests = 0
 
     @classmethod
     def open(cls, read_range: ReadRange, size: int, key: BackupKey, *,
              expect: Expected | None = None, name: str = "Archive",
              footer_at: tuple[int, int] | None = None) -> ChunkedRangeReader:
-        """Read the trailer and the footer (one ranged read when the footer is in the last
-        64 KiB or ``footer_at`` = (offset, length) from the manifest, else two) and check them.
+        """Read the trailer and the footer of a ``size``-byte object and check them: one ranged
+        read when the footer is in the last 64 KiB or ``footer_at`` = (offset, length) comes
+        from the manifest, else two.
 
         Raises IntegrityError when they are damaged, swapped, sealed under another key or do
-        not match ``expect``; StorageError from ``read_range``.
+        not match ``expect``; whatever ``read_range`` raises (StorageError).
         """
-        expect = expect or Expected()
+        reader = cls(read_range, name)
+        reader._load(size, key, expect or Expected(), footer_at)
+        return reader
+
+    def _load(self, size: int, key: BackupKey, expect: Expected,
+              footer_at: tuple[int, int] | None) -> None:
+        name = self.name
         if expect.size is not None and expect.size != size:
             raise IntegrityError(CHECKSUM_MISMATCH)
-        counter = _Counter(read_range, name)
         start = footer_at[0] if footer_at else max(0, size - TAIL_READ)
         if not 0 <= start <= size - TRAILER_SIZE:
             raise IntegrityError(f"{name} is too short to be a format-2 archive.")
-        tail = counter.fetch(start, size - start)
+        tail = self._fetch(start, size - start)
         trailer = Trailer.decode(tail[-TRAILER_SIZE:], size, name)
         if footer_at and footer_at != (trailer.footer_offset, trailer.footer_length):
             raise IntegrityError(f"{name} trailer does not match its manifest (footer position).")
@@ -67,17 +75,27 @@ class ChunkedRangeReader:
             at = trailer.footer_offset - start
             sealed = tail[at:at + trailer.footer_length]
         else:
-            sealed = counter.fetch(trailer.footer_offset, trailer.footer_length)
-        opener = ChunkOpener(trailer.header, key, expect, name)
-        footer = opener.open_footer(sealed, trailer.chunk_count, trailer.footer_offset)
-        offsets: array[int] = array("Q")
+            sealed = self._fetch(trailer.footer_offset, trailer.footer_length)
+        self._opener = ChunkOpener(trailer.header, key, expect, name)
+        self.footer = self._opener.open_footer(sealed, trailer.chunk_count, trailer.footer_offset)
+        self._offsets = array("Q")
         at = HEADER_SIZE
-        for length in footer.sealed_lengths:
-            offsets.append(at)
+        for length in self.footer.sealed_lengths:
+            self._offsets.append(at)
             at += PREFIX_SIZE + length
         if at != trailer.footer_offset:
             raise IntegrityError(f"{name} footer's chunk table does not end where the footer starts.")
-        return cls(read_range, size, opener, footer, offsets, counter.bytes, counter.requests)
+
+    def _fetch(self, offset: int, length: int) -> bytes:
+        """``read_range`` that counts, and refuses a short answer (a truncated object)."""
+        data = bytes(self._read_range(offset, length))
+        with self._lock:
+            self.requests += 1
+            self.bytes_fetched += len(data)
+        if len(data) != length:
+            raise IntegrityError(f"{self.name} is shorter than its trailer and footer say: it is "
+                                 "truncated.")
+        return data
 
     @property
     def chunk_size(self) -> int:
@@ -92,24 +110,27 @@ class ChunkedRangeReader:
         return self.footer.members()
 
     def read_chunk(self, index: int) -> bytes:
-        """The verified tar bytes of chunk ``index`` (one ranged read). Raises IntegrityError."""
+        """The verified tar bytes of chunk ``index`` (one ranged read).
+
+        Raises IntegrityError, IndexError for a chunk that does not exist, and whatever
+        ``read_range`` raises.
+        """
         if not 0 <= index < self.chunk_count:
             raise IndexError(f"chunk {index} is outside 0..{self.chunk_count - 1}")
         length = self.footer.sealed_lengths[index]
-        counter = _Counter(self._read_range, self._opener.name)
-        record = counter.fetch(self._offsets[index], PREFIX_SIZE + length)
-        self.bytes_fetched += counter.bytes
-        self.requests += counter.requests
+        record = self._fetch(self._offsets[index], PREFIX_SIZE + length)
         last = index == self.chunk_count - 1
         if decode_prefix(record[:PREFIX_SIZE]) != (length, last):
-            raise IntegrityError(f"{self._opener.name} chunk {index} is framed differently from what "
+            raise IntegrityError(f"{self.name} chunk {index} is framed differently from what "
                                  "its footer says: the archive is damaged.")
         return self._opener.open_chunk(index, last, record[PREFIX_SIZE:], self.footer.plain_length(index))
 
     def stream_from(self, offset: int) -> ChunkReader:
         """The tar stream from tar offset ``offset`` on, fetching chunks only as they are read.
 
-        Give it a member's ``offset`` and read that member with :mod:`tarfile` (``r|``).
+        Give it a member's ``offset`` and read that member with
+        ``tarfile.TarFile(fileobj=..., mode="r").next()``: it seeks only forward. Raises
+        IndexError for an offset outside the tar stream; reading raises IntegrityError.
         """
         if not 0 <= offset <= self.footer.plain_size:
             raise IndexError(f"offset {offset} is outside the tar stream")
@@ -127,23 +148,4 @@ class ChunkedRangeReader:
             return data
 
         return ChunkReader(next_chunk)
-
-
-class _Counter:
-    """Calls ``read_range`` and refuses short answers; counts bytes and requests."""
-
-    def __init__(self, read_range: ReadRange, name: str) -> None:
-        self._read_range = read_range
-        self._name = name
-        self.bytes = 0
-        self.requests = 0
-
-    def fetch(self, offset: int, length: int) -> bytes:
-        data: Any = self._read_range(offset, length)
-        self.requests += 1
-        self.bytes += len(data)
-        if len(data) != length:
-            raise IntegrityError(f"{self._name} is shorter than its trailer and footer say: it is "
-                                 "truncated.")
-        return bytes(data)
 

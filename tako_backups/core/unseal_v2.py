@@ -52,9 +52,11 @@ READ_SIZE = 1 << 20
 
 
 class ChunkOpener:
-    """Authenticates and decompresses the chunks and the footer of one archive."""
+    """Authenticates and decompresses the chunks and the footer of one archive; thread-safe."""
 
     def __init__(self, header: Header, key: BackupKey, expect: Expected, name: str) -> None:
+        """Derive the archive's key from ``header``. Raises IntegrityError when its salt is not
+        the one ``expect`` names."""
         if expect.salt is not None and expect.salt != header.salt:
             raise IntegrityError(f"{name} does not belong to its manifest (the archive's salt is not "
                                  "the manifest's nonce).")
@@ -65,10 +67,9 @@ class ChunkOpener:
         self._header_bytes = header.encode()
         self._subkey = derive_key(key.key, header.salt)
         self._aead = AESGCM(self._subkey)
-        self._dctx = zstandard.ZstdDecompressor()
 
     def check_length(self, index: int, sealed_length: int) -> None:
-        """Refuse a sealed length no chunk of this archive can have."""
+        """Raise IntegrityError for a sealed length no chunk of this archive can have."""
         if not TAG_BYTES < sealed_length <= max_sealed_length(self.header.chunk_size):
             raise IntegrityError(f"{self.name} chunk {index} has an impossible length "
                                  f"({sealed_length} bytes): the archive is damaged.")
@@ -92,7 +93,7 @@ class ChunkOpener:
             declared = zstandard.frame_content_size(frame)
             if declared > size:
                 raise zstandard.ZstdError("frame larger than a chunk")
-            plain = self._dctx.decompress(frame, max_output_size=size)
+            plain = zstandard.ZstdDecompressor().decompress(frame, max_output_size=size)
         except zstandard.ZstdError:
             raise IntegrityError(f"{self.name} chunk {index} is not one zstd frame of at most "
                                  f"{size} bytes.") from None

@@ -238,6 +238,32 @@ def test_footer_position_from_the_manifest_saves_a_read(key: BackupKey) -> None:
     assert sum(1 for _ in hinted.members()) == 3002
 
 
+def test_chunks_can_be_read_from_several_threads(key: BackupKey) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tar = make_tar([40_000] * 8)
+    obj, result = seal(tar, key)
+    rr = ChunkedRangeReader.open(ranged(obj), len(obj), key)
+    opened = rr.bytes_fetched
+    with ThreadPoolExecutor(4) as pool:
+        chunks = list(pool.map(rr.read_chunk, range(rr.chunk_count)))
+    assert b"".join(chunks) == tar
+    assert rr.requests == 1 + result.chunk_count
+    assert rr.bytes_fetched - opened == sum(len(r) for r in split(obj).records)
+
+
+def test_footer_position_must_match_the_trailer(key: BackupKey) -> None:
+    obj, result = seal(make_tar([5000]), key)
+    with pytest.raises(IntegrityError, match="trailer does not match its manifest"):
+        ChunkedRangeReader.open(ranged(obj), len(obj), key,
+                                footer_at=(result.footer_offset - 1, result.footer_length + 1))
+    rr = ChunkedRangeReader.open(ranged(obj), len(obj), key)
+    with pytest.raises(IndexError):
+        rr.stream_from(result.plain_size + 1)
+    with pytest.raises(IndexError):
+        rr.read_chunk(result.chunk_count)
+
+
 def test_sealer_refuses_impossible_marks_and_chunk_sizes(key: BackupKey) -> None:
     with pytest.raises(ValueError, match="Chunk size"):
         ChunkedSealer(io.BytesIO(), key, chunk_size=1000)
@@ -299,3 +325,51 @@ def test_expected_from_a_manifest_checks_its_fields(key: BackupKey) -> None:
                 replace(info.encryption, tag_base64="not base64!")):
         with pytest.raises(IntegrityError, match="manifest"):
             Expected.from_manifest(replace(info, encryption=enc))
+
+
+PEAK_RSS = """
+import os, resource, sys, threading
+from tako_backups.core.seal_v2 import ChunkedSealer
+from tako_backups.core.unseal_v2 import ChunkedStreamReader
+from tako_backups.models import BackupKey
+
+mb = int(sys.argv[1])
+key = BackupKey("backup-key-0123456789abcdef", os.urandom(32))
+block = os.urandom(1 << 20)
+r, w = os.pipe()
+
+def produce():
+    with os.fdopen(w, "wb", buffering=0) as out, ChunkedSealer(out, key) as sealer:
+        for i in range(mb):
+            sealer.member(f"app/f{i}", offset=i << 20, kind="0", size=(1 << 20) - 512, mtime=0)
+            sealer.write(block)
+        sealer.finish()
+
+thread = threading.Thread(target=produce)
+thread.start()
+total = 0
+with os.fdopen(r, "rb") as src:
+    reader = ChunkedStreamReader(src, key)
+    for chunk in reader.chunks():
+        total += len(chunk)
+    reader.verify()
+thread.join()
+assert total == mb << 20
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_stream() -> None:
+    """Seal 32 MB and 320 MB through a pipe into the stream reader: same peak RSS."""
+    import subprocess
+    import sys
+
+    def peak_kib(mb: int) -> int:
+        done = subprocess.run([sys.executable, "-c", PEAK_RSS, str(mb)], capture_output=True,
+                              text=True, check=True)
+        return int(done.stdout)
+
+    small, large = peak_kib(32), peak_kib(320)
+    assert large - small < 16 << 10, (small, large)
+    assert large < 160 << 10, large
