@@ -7,7 +7,7 @@ frame each, zstd's worker threads) on one helper thread and sealed (AES-256-GCM 
 archive's HKDF-derived key), hashed (SHA-256 of the whole object) and written to the sink on
 another, so hashing overlaps compression as in format 1. At most ``depth + 1`` chunk buffers
 and ``depth`` compressed frames exist at a time, so memory does not grow with the archive; the
-footer's member table grows by a few tens of compressed bytes per member.
+footer's member table grows by some compressed bytes per member (17 on the benchmark tree).
 """
 
 from __future__ import annotations
