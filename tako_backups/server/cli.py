@@ -117,7 +117,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
     name = paths.server_name()
     runtime = AppRuntime(paths.logs_dir)
     service = BackupService(paths, name, runtime=runtime)
-    app = create_app(service, RequestAuth.from_file(paths.authorized_keys))
+    app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, server_header=False)
     server = uvicorn.Server(config)
