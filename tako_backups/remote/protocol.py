@@ -18,8 +18,8 @@ from ..errors import FormatError
 __all__ = [
     "CALL_TIMEOUT", "COMMANDS", "CONNECT_TIMEOUT", "DEFAULT_PORT", "LONG_COMMANDS", "LONG_TIMEOUT",
     "MAX_BODY_BYTES", "PROTOCOL", "PUBLIC_COMMANDS", "RPC_PATH", "Reply", "Request", "RuntimeSettings",
-    "app_id", "check_request", "dumps", "encode_request", "error_reply", "ok_reply", "parse_app",
-    "read_command", "timeout_for",
+    "TARGET", "app_id", "carries_secrets", "check_request", "dumps", "encode_request", "error_reply",
+    "ok_reply", "parse_app", "read_command", "timeout_for",
 ]
 
 PROTOCOL = "tako-management-rpc-v0"
@@ -45,6 +45,12 @@ RESTORE_PREVIEW = "restore_preview"
 UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
+
+# Optional in every request body: the label of the server it is meant for (our CLI adds it; Tako's
+# server ignores unknown fields). tako-server refuses a body whose target is another server.
+TARGET = "target"
+# Fields whose values are secrets (storage credentials, backup keys, app environment).
+SECRET_FIELDS = ("backup", "runtime")
 
 _OBJ_OR_NULL = (dict, type(None))
 # command -> (required fields, optional fields); "command" itself is implied.
@@ -74,10 +80,12 @@ _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @dataclass(frozen=True)
 class Request:
-    """A checked request: the command and its fields (without ``command``)."""
+    """A checked request: the command, its fields (without ``command`` and ``target``) and the
+    server label it names as its target, if any."""
 
     command: str
     fields: dict[str, Any] = field(repr=False)
+    target: str | None = None
 
 
 def dumps(obj: Any) -> bytes:
@@ -132,8 +140,14 @@ def read_command(body: bytes) -> tuple[str, dict[str, Any]]:
     return command, obj
 
 
+def carries_secrets(fields: dict[str, Any]) -> bool:
+    """Whether a request with ``fields`` carries secrets (a backup binding or runtime settings)."""
+    return any(fields.get(name) is not None for name in SECRET_FIELDS)
+
+
 def check_request(command: str, obj: dict[str, Any]) -> Request:
-    """Check ``obj``'s fields against ``command``'s shape.
+    """Check ``obj``'s fields against ``command``'s shape; ``target`` (a string) is allowed in every
+    command and returned apart.
 
     Raises FormatError for an unknown command, a missing or unknown field, or a wrong type.
     """
@@ -141,7 +155,10 @@ def check_request(command: str, obj: dict[str, Any]) -> Request:
         known = ", ".join(sorted(COMMANDS))
         raise FormatError(f"Unknown command '{_shown(command)}' (known: {known}).")
     required, optional = COMMANDS[command]
-    fields = {k: v for k, v in obj.items() if k != "command"}
+    target = obj.get(TARGET)
+    if target is not None and not isinstance(target, str):
+        raise FormatError(f"Command '{command}' field '{TARGET}' has the wrong type.")
+    fields = {k: v for k, v in obj.items() if k not in ("command", TARGET)}
     unknown = sorted(set(fields) - set(required) - set(optional))
     if unknown:
         raise FormatError(f"Command '{command}' has unknown field '{_shown(unknown[0])}'.")
@@ -151,7 +168,7 @@ def check_request(command: str, obj: dict[str, Any]) -> Request:
     for name, kind in {**required, **optional}.items():
         if name in fields and not _is(fields[name], kind):
             raise FormatError(f"Command '{command}' field '{name}' has the wrong type.")
-    return Request(command, fields)
+    return Request(command, fields, target)
 
 
 def parse_app(app: str) -> tuple[str, str]:
