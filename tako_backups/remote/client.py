@@ -154,6 +154,10 @@ class _RpcBase:
             return RemoteError(f"{where} is unreachable: {_connect_reason(exc)}.")
         if isinstance(exc, httpx.TimeoutException):
             return RemoteError(f"{where} did not answer {command} within {timeout.read:g} s.")
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and self.destination.pin is None:
+            return RemoteError(f"{where} broke off {command} without an HTTP answer; if it runs with "
+                               "--tls, set tls_fingerprint for it in config.toml (`tako-server identity` "
+                               "prints it).")
         return RemoteError(f"{where} failed during {command}: {type(exc).__name__}.")
 
     def _sign(self, signer: Signer, body: bytes, rejections: list[str]) -> dict[str, str] | None:

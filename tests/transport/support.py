@@ -79,7 +79,7 @@ class RecordingProxy:
 
     def stop(self) -> None:
         if self._listener is not None:
-            self._listener.close()
+            _close_listener(self._listener)
 
     def requests(self) -> list[Exchange]:
         """The requests in the recorded streams (HTTP/1.1 with Content-Length, as httpx sends)."""
@@ -106,7 +106,11 @@ class RecordingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection((LOOPBACK, self.upstream_port))
+            try:
+                upstream = socket.create_connection((LOOPBACK, self.upstream_port))
+            except OSError:
+                client.close()
+                continue
             record = bytearray()
             self.sent.append(record)
             threading.Thread(target=self._pipe, args=(client, upstream, record), daemon=True).start()
@@ -151,7 +155,7 @@ class TlsPeer:
 
     def stop(self) -> None:
         if self._listener is not None:
-            self._listener.close()
+            _close_listener(self._listener)
 
     def _serve(self, context: ssl.SSLContext) -> None:
         assert self._listener is not None
@@ -173,3 +177,12 @@ class TlsPeer:
     def wait_closed(self, connections: int) -> None:
         """Wait until ``connections`` connections have ended (what they sent is then recorded)."""
         wait_for(lambda: self.connections >= connections, f"{connections} TLS peer connection(s) to end")
+
+
+def _close_listener(listener: socket.socket) -> None:
+    """Close a listening socket and wake the thread blocked in its accept()."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
