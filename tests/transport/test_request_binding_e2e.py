@@ -84,3 +84,29 @@ def test_a_recorded_request_runs_once_and_only_on_its_server(dev: Developer, la:
         assert len(listed["results"][0]["backups"]) == 1  # the one backup the CLI asked for
     finally:
         assert restarted.terminate() == 0, restarted.log_tail()
+
+
+def test_a_request_seen_before_a_restart_is_refused_after_it(dev: Developer, la: RunningServer,
+                                                             dev_key: FileSigner, seaweedfs: SeaweedFS,
+                                                             bucket: str) -> None:
+    """The nonce memory survives the restart (state/seen-nonces), whatever the body says."""
+    proxy = RecordingProxy(la.port).start()
+    try:
+        (dev.tako_home / "config.toml").write_text(
+            f'[servers.la]\nhost = "127.0.0.1"\nmanagement_port = {proxy.port}\n')
+        dev.write_project("notes", ["la"], seaweedfs, bucket)
+        shown = dev.tako("backups", "status", "--env", "production")
+        assert shown.exit_code == 0, shown.output
+    finally:
+        proxy.stop()
+    [recorded] = [r for r in proxy.requests() if json.loads(r.body)["command"] == "backup_status"]
+    assert la.terminate() == 0, la.log_tail()
+    restarted = launch(la.data_dir, dev_key, "la")
+    try:
+        assert replay(restarted.port, recorded.body, recorded.headers) == (401, REPLAYED)
+        (dev.tako_home / "config.toml").write_text(
+            f'[servers.la]\nhost = "127.0.0.1"\nmanagement_port = {restarted.port}\n')
+        fresh = dev.tako("backups", "status", "--env", "production")  # a new nonce is welcome
+        assert fresh.exit_code == 0, fresh.output
+    finally:
+        assert restarted.terminate() == 0, restarted.log_tail()
