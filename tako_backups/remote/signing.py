@@ -204,11 +204,11 @@ class RequestVerifier:
         *,
         skew: int = 300,
         max_nonces: int = 100_000,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         journal: NonceJournal | None = None,
     ) -> None:
-        """``clock`` gives unix time (whole seconds are used, for the timestamp check and the nonce
-        memory alike); ``journal`` keeps the nonces across restarts.
+        """``clock`` gives unix time (default ``time.time``; whole seconds are used, for the timestamp
+        check and the nonce memory alike); ``journal`` keeps the nonces across restarts.
 
         Raises ConfigError when the journal cannot be read.
         """
@@ -218,7 +218,9 @@ class RequestVerifier:
         self._nonces = NonceCache(max_nonces, journal, second=self._second(None))
 
     def _second(self, now: float | None) -> int:
-        return math.floor(self._clock() if now is None else now)
+        if now is None:
+            now = time.time() if self._clock is None else self._clock()
+        return math.floor(now)
 
     def authorized_keys(self) -> list[AuthorizedKey]:
         """The keys currently authorized (re-reads the file when it changed)."""
