@@ -115,10 +115,12 @@ def download_transport() -> httpx.BaseTransport | None:
 
 
 def client_for(server: ServerEntry) -> AsyncRpcClient:
-    """A client for ``server`` signing with its ``key_path``, else with the discovered keys."""
+    """A client for ``server`` signing with its ``key_path``, else with the discovered keys, over
+    HTTPS pinned to its ``tls_fingerprint`` when it has one; every signed body names the server
+    as its target."""
     key_path = str(server.key_path) if server.key_path is not None else None
     return AsyncRpcClient(server.name, server.host, server.management_port, iter_signers(key_path),
-                          transport=rpc_transport(server))
+                          transport=rpc_transport(server), tls_fingerprint=server.tls_fingerprint)
 
 
 def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str, Any],

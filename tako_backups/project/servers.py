@@ -1,7 +1,9 @@
 """The global ``config.toml``: the user's servers (``[servers.<name>]`` tables; Tako's older
 ``[[servers]]`` list with a ``name`` key is read too).
 
-One extension: ``management_port`` (default 9844), the port of the server's signed RPC endpoint.
+Our extensions: ``management_port`` (default 9844), the port of the server's signed RPC endpoint,
+and ``tls_fingerprint`` (``sha256:<64 hex>``, what ``tako-server identity`` prints): with it every
+RPC to the server goes over HTTPS to that certificate only.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..remote.pinning import parse_fingerprint
 from .model import Project
 from .paths import servers_config_path
 from .tako_toml import read_toml
 
 DEFAULT_MANAGEMENT_PORT = 9844
 SERVER_KEYS = ("host", "port", "http_port", "https_port", "description", "key_path", "management_port",
-               "arch", "libc")
+               "tls_fingerprint", "arch", "libc")
 _PORTS = {"port": 22, "http_port": 80, "https_port": 443, "management_port": DEFAULT_MANAGEMENT_PORT}
 
 
@@ -33,12 +36,14 @@ class ServerEntry:
     description: str | None = None
     key_path: Path | None = None
     management_port: int = DEFAULT_MANAGEMENT_PORT
+    tls_fingerprint: str | None = None
 
     @property
     def management_url(self) -> str:
-        """``http://{host}:{management_port}/rpc`` (IPv6 hosts in brackets)."""
+        """``http://{host}:{management_port}/rpc`` (``https`` with a TLS pin; IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"http://{host}:{self.management_port}/rpc"
+        scheme = "http" if self.tls_fingerprint is None else "https"
+        return f"{scheme}://{host}:{self.management_port}/rpc"
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def _entry(name: str, item: dict[str, Any], path: Path) -> ServerEntry:
     where = f"[servers.{name}] in {path}"
     for key in item:
         if key not in SERVER_KEYS:
-            raise ConfigError(f"Unknown key '{key}' in {where}. Known keys: {', '.join(SERVER_KEYS[:7])}.")
+            raise ConfigError(f"Unknown key '{key}' in {where}. Known keys: {', '.join(SERVER_KEYS[:8])}.")
     host = item.get("host")
     if not isinstance(host, str) or not host.strip():
         raise ConfigError(f"{where} needs a host, e.g. host = \"203.0.113.10\".")
@@ -108,12 +113,19 @@ def _entry(name: str, item: dict[str, Any], path: Path) -> ServerEntry:
     key_path = item.get("key_path")
     if key_path is not None and (not isinstance(key_path, str) or not key_path.strip()):
         raise ConfigError(f"'key_path' in {where} must be the path of an SSH private key.")
+    pin = item.get("tls_fingerprint")
+    if pin is not None:
+        try:
+            pin = parse_fingerprint(pin) if isinstance(pin, str) else parse_fingerprint("")
+        except ConfigError as exc:
+            raise ConfigError(f"'tls_fingerprint' in {where}: {exc}") from None
     resolved = None
     if key_path is not None:
         resolved = Path(key_path).expanduser()
         if not resolved.is_absolute():
             resolved = path.parent / resolved
-    return ServerEntry(name=name, host=host.strip(), description=description, key_path=resolved, **ports)
+    return ServerEntry(name=name, host=host.strip(), description=description, key_path=resolved,
+                       tls_fingerprint=pin, **ports)
 
 
 def servers_for_env(project: Project, servers: Servers, env: str,

@@ -7,6 +7,13 @@ against the server app in-process (``httpx.ASGITransport`` for the async client)
 Timeouts are Tako's: 5 s to connect, 5 s per call, 10 minutes for backup_now, restore_backup and
 deploy. Every failure is a RemoteError naming the server and its address; a server that refuses
 every key gives an AuthError. Request bodies (which may carry credentials) never appear in errors.
+
+Transport security (``destination.py``): with ``tls_fingerprint`` every request goes over HTTPS to
+that certificate only, checked before anything is sent; without it a request that carries secrets
+goes over plain HTTP only to private addresses. Binding: before its first signed request a client
+asks the server's ``hello`` for its name and puts it in every signed body as ``target``, so the
+request runs on no other server (Tako's server ignores the field; one that does not answer our
+``hello`` gets bodies without it).
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ import httpx
 
 from ..errors import AuthError, ConfigError, RemoteError
 from . import protocol
+from .destination import Destination
 from .signing import Signer, sign_request
 
 __all__ = ["AsyncRpcClient", "RpcClient", "ServerReplyError"]
 
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+HELLO_BODY = protocol.encode_request(protocol.HELLO)
 
 
 class ServerReplyError(RemoteError):
@@ -63,18 +72,41 @@ class _Signers:
 
 class _RpcBase:
     def __init__(self, server_name: str, host: str, port: int = protocol.DEFAULT_PORT,
-                 signers: Iterable[Signer] = (), *, scheme: str = "http") -> None:
+                 signers: Iterable[Signer] = (), *, tls_fingerprint: str | None = None,
+                 bind_target: bool = True) -> None:
         self.server_name = server_name
         self.host = host
         self.port = port
         self._signers = _Signers(signers)
-        self._host_part = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        self.url = f"{scheme}://{self._host_part}:{port}{protocol.RPC_PATH}"
+        self.destination = Destination(server_name, host, port, tls_fingerprint)
+        self.url = self.destination.url
+        self.bind_target = bind_target
+        self.target: str | None = None
+        self._asked_target = False
 
     @property
     def address(self) -> str:
         """``host:port`` as shown in messages (IPv6 hosts in brackets)."""
-        return f"{self._host_part}:{self.port}"
+        return self.destination.address
+
+    def _bound(self, payload: dict[str, Any] | None) -> dict[str, Any]:
+        fields = dict(payload or {})
+        if self.target is not None:
+            fields[protocol.TARGET] = self.target
+        return fields
+
+    def _learn_target(self, reply: dict[str, Any] | None) -> None:
+        """Keep the name our server's ``hello`` reply gives (none: not our server, send unbound)."""
+        self._asked_target = True
+        data = reply.get("data") if reply is not None else None
+        name = data.get("server") if isinstance(data, dict) else None
+        self.target = name if isinstance(name, str) and name else None
+
+    def _headers(self, url: str) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if url != self.url:
+            headers["host"] = self.address
+        return headers
 
     def _timeout(self, command: str, timeout: float | None) -> httpx.Timeout:
         seconds = protocol.timeout_for(command) if timeout is None else timeout
@@ -114,12 +146,19 @@ class _RpcBase:
 
     def _transport_error(self, command: str, exc: httpx.HTTPError, timeout: httpx.Timeout) -> RemoteError:
         where = f"Server '{self.server_name}' ({self.address})"
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return RemoteError(f"{where} presented a TLS certificate other than the pinned one; nothing "
+                               "was sent.")
         if isinstance(exc, httpx.ConnectTimeout):
             return RemoteError(f"{where} is unreachable: no answer within {timeout.connect:g} s.")
         if isinstance(exc, httpx.ConnectError):
             return RemoteError(f"{where} is unreachable: {_connect_reason(exc)}.")
         if isinstance(exc, httpx.TimeoutException):
             return RemoteError(f"{where} did not answer {command} within {timeout.read:g} s.")
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and self.destination.pin is None:
+            return RemoteError(f"{where} broke off {command} without an HTTP answer; if it runs with "
+                               "--tls, set tls_fingerprint for it in config.toml (`tako-server identity` "
+                               "prints it).")
         return RemoteError(f"{where} failed during {command}: {type(exc).__name__}.")
 
     def _sign(self, signer: Signer, body: bytes, rejections: list[str]) -> dict[str, str] | None:
@@ -135,17 +174,22 @@ class RpcClient(_RpcBase):
 
     def __init__(self, server_name: str, host: str, port: int = protocol.DEFAULT_PORT,
                  signers: Iterable[Signer] = (), *, transport: httpx.BaseTransport | None = None,
-                 scheme: str = "http") -> None:
-        super().__init__(server_name, host, port, signers, scheme=scheme)
-        self._http = httpx.Client(transport=transport, trust_env=False)
+                 tls_fingerprint: str | None = None, bind_target: bool = True) -> None:
+        """Raises ConfigError for a malformed ``tls_fingerprint``."""
+        super().__init__(server_name, host, port, signers, tls_fingerprint=tls_fingerprint,
+                         bind_target=bind_target)
+        self._transport = transport
+        self._http: httpx.Client | None = None
 
     def call(self, command: str, payload: dict[str, Any] | None = None, *,
              timeout: float | None = None) -> Any:
         """Send ``command`` with ``payload`` and return the reply's ``data``.
 
         Signs with each signer in turn until one is accepted (``hello``/``server_info`` go
-        unsigned). Raises RemoteError (unreachable, timeout, invalid reply), ServerReplyError (the
-        server's error message), AuthError (every key rejected), ConfigError (no key at all).
+        unsigned). Raises RemoteError (unreachable, timeout, invalid reply), PinMismatchError (a
+        RemoteError: not the pinned certificate), ServerReplyError (the server's error message),
+        AuthError (every key rejected), ConfigError (no key at all, or secrets that would go over
+        plain HTTP to a public address).
         """
         return self.call_reply(command, payload, timeout=timeout)["data"]
 
@@ -153,32 +197,52 @@ class RpcClient(_RpcBase):
                    timeout: float | None = None) -> dict[str, Any]:
         """As :meth:`call`, but returns the whole reply object (``status``, ``data`` and any
         field our server adds, such as a restore's ``safety_backup_id``)."""
-        body = protocol.encode_request(command, payload)
         limits = self._timeout(command, timeout)
+        urls = self.destination.urls_for(payload)
         if command in protocol.PUBLIC_COMMANDS:
-            return self._interpret_reply(self._post(command, body, {}, limits))
+            body = protocol.encode_request(command, payload)
+            return self._interpret_reply(self._post(command, body, {}, limits, urls))
+        if self.bind_target and not self._asked_target:  # errors name the command asked for
+            try:
+                self._learn_target(self._interpret_reply(self._post(command, HELLO_BODY, {}, limits, urls)))
+            except ServerReplyError:  # not our server (Tako's hello takes other fields)
+                self._learn_target(None)
+        body = protocol.encode_request(command, self._bound(payload))
         rejections: list[str] = []
         for signer in self._signers:
             headers = self._sign(signer, body, rejections)
             if headers is None:
                 continue
-            response = self._post(command, body, headers, limits)
+            response = self._post(command, body, headers, limits, urls)
             if response.status_code == 401:
                 rejections.append(f"{signer.description}: {self._rejection(response)}")
                 continue
             return self._interpret_reply(response)
         raise self._rejected(rejections)
 
-    def _post(self, command: str, body: bytes, headers: dict[str, str],
-              limits: httpx.Timeout) -> httpx.Response:
-        try:
-            return self._http.post(self.url, content=body, timeout=limits,
-                                   headers={"content-type": "application/json", **headers})
-        except httpx.HTTPError as exc:
-            raise self._transport_error(command, exc, limits) from None
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            verify = True if self._transport is not None else self.destination.verify()
+            self._http = httpx.Client(transport=self._transport, trust_env=False, verify=verify)
+        return self._http
+
+    def _post(self, command: str, body: bytes, headers: dict[str, str], limits: httpx.Timeout,
+              urls: list[str]) -> httpx.Response:
+        client = self._client()
+        for index, url in enumerate(urls):
+            try:
+                return client.post(url, content=body, timeout=limits,
+                                   headers={**self._headers(url), **headers})
+            except httpx.ConnectError as exc:
+                if index + 1 == len(urls):
+                    raise self._transport_error(command, exc, limits) from None
+            except httpx.HTTPError as exc:
+                raise self._transport_error(command, exc, limits) from None
+        raise AssertionError("no URL to post to")
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> RpcClient:
         return self
@@ -192,9 +256,12 @@ class AsyncRpcClient(_RpcBase):
 
     def __init__(self, server_name: str, host: str, port: int = protocol.DEFAULT_PORT,
                  signers: Iterable[Signer] = (), *, transport: httpx.AsyncBaseTransport | None = None,
-                 scheme: str = "http") -> None:
-        super().__init__(server_name, host, port, signers, scheme=scheme)
-        self._http = httpx.AsyncClient(transport=transport, trust_env=False)
+                 tls_fingerprint: str | None = None, bind_target: bool = True) -> None:
+        """Raises ConfigError for a malformed ``tls_fingerprint``."""
+        super().__init__(server_name, host, port, signers, tls_fingerprint=tls_fingerprint,
+                         bind_target=bind_target)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
 
     async def call(self, command: str, payload: dict[str, Any] | None = None, *,
                    timeout: float | None = None) -> Any:
@@ -204,32 +271,53 @@ class AsyncRpcClient(_RpcBase):
     async def call_reply(self, command: str, payload: dict[str, Any] | None = None, *,
                          timeout: float | None = None) -> dict[str, Any]:
         """As :meth:`RpcClient.call_reply`."""
-        body = protocol.encode_request(command, payload)
         limits = self._timeout(command, timeout)
+        urls = await self.destination.urls_for_async(payload)
         if command in protocol.PUBLIC_COMMANDS:
-            return self._interpret_reply(await self._post(command, body, {}, limits))
+            body = protocol.encode_request(command, payload)
+            return self._interpret_reply(await self._post(command, body, {}, limits, urls))
+        if self.bind_target and not self._asked_target:  # errors name the command asked for
+            try:
+                hello = await self._post(command, HELLO_BODY, {}, limits, urls)
+                self._learn_target(self._interpret_reply(hello))
+            except ServerReplyError:  # not our server (Tako's hello takes other fields)
+                self._learn_target(None)
+        body = protocol.encode_request(command, self._bound(payload))
         rejections: list[str] = []
         for signer in self._signers:
             headers = self._sign(signer, body, rejections)
             if headers is None:
                 continue
-            response = await self._post(command, body, headers, limits)
+            response = await self._post(command, body, headers, limits, urls)
             if response.status_code == 401:
                 rejections.append(f"{signer.description}: {self._rejection(response)}")
                 continue
             return self._interpret_reply(response)
         raise self._rejected(rejections)
 
-    async def _post(self, command: str, body: bytes, headers: dict[str, str],
-                    limits: httpx.Timeout) -> httpx.Response:
-        try:
-            return await self._http.post(self.url, content=body, timeout=limits,
-                                         headers={"content-type": "application/json", **headers})
-        except httpx.HTTPError as exc:
-            raise self._transport_error(command, exc, limits) from None
+    async def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            verify = True if self._transport is not None else await self.destination.verify_async()
+            self._http = httpx.AsyncClient(transport=self._transport, trust_env=False, verify=verify)
+        return self._http
+
+    async def _post(self, command: str, body: bytes, headers: dict[str, str], limits: httpx.Timeout,
+                    urls: list[str]) -> httpx.Response:
+        client = await self._client()
+        for index, url in enumerate(urls):
+            try:
+                return await client.post(url, content=body, timeout=limits,
+                                         headers={**self._headers(url), **headers})
+            except httpx.ConnectError as exc:
+                if index + 1 == len(urls):
+                    raise self._transport_error(command, exc, limits) from None
+            except httpx.HTTPError as exc:
+                raise self._transport_error(command, exc, limits) from None
+        raise AssertionError("no URL to post to")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncRpcClient:
         return self

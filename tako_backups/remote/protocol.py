@@ -20,7 +20,8 @@ from ..primitives.text import printable
 __all__ = [
     "CALL_TIMEOUT", "COMMANDS", "CONNECT_TIMEOUT", "DEFAULT_PORT", "LONG_COMMANDS", "LONG_TIMEOUT",
     "MAX_BODY_BYTES", "PROTOCOL", "PUBLIC_COMMANDS", "RPC_PATH", "Reply", "Request", "RuntimeSettings",
-    "check_request", "dumps", "encode_request", "error_reply", "ok_reply", "read_command", "timeout_for",
+    "TARGET", "carries_secrets", "check_request", "dumps", "encode_request", "error_reply", "ok_reply",
+    "read_command", "timeout_for",
 ]
 
 PROTOCOL = "tako-management-rpc-v0"
@@ -47,6 +48,12 @@ UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
 
+# Optional in every request body: the label of the server it is meant for (our CLI adds it; Tako's
+# server ignores unknown fields). tako-server refuses a body whose target is another server.
+TARGET = "target"
+# Fields whose values are secrets (storage credentials, backup keys, app environment).
+SECRET_FIELDS = ("backup", "runtime")
+
 _OBJ_OR_NULL = (dict, type(None))
 # command -> (required fields, optional fields); "command" itself is implied.
 COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -70,10 +77,12 @@ LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RES
 
 @dataclass(frozen=True)
 class Request:
-    """A checked request: the command and its fields (without ``command``)."""
+    """A checked request: the command, its fields (without ``command`` and ``target``) and the
+    server label it names as its target, if any."""
 
     command: str
     fields: dict[str, Any] = field(repr=False)
+    target: str | None = None
 
 
 def dumps(obj: Any) -> bytes:
@@ -128,8 +137,14 @@ def read_command(body: bytes) -> tuple[str, dict[str, Any]]:
     return command, obj
 
 
+def carries_secrets(fields: dict[str, Any]) -> bool:
+    """Whether a request with ``fields`` carries secrets (a backup binding or runtime settings)."""
+    return any(fields.get(name) is not None for name in SECRET_FIELDS)
+
+
 def check_request(command: str, obj: dict[str, Any]) -> Request:
-    """Check ``obj``'s fields against ``command``'s shape.
+    """Check ``obj``'s fields against ``command``'s shape; ``target`` (a string) is allowed in every
+    command and returned apart.
 
     Raises FormatError for an unknown command, a missing or unknown field, or a wrong type.
     """
@@ -137,9 +152,12 @@ def check_request(command: str, obj: dict[str, Any]) -> Request:
         known = ", ".join(sorted(COMMANDS))
         raise FormatError(f"Unknown command '{printable(command, 64)}' (known: {known}).")
     required, optional = COMMANDS[command]
-    fields = check_fields({k: v for k, v in obj.items() if k != "command"}, f"Command '{command}'",
-                          required, optional)
-    return Request(command, fields)
+    target = obj.get(TARGET)
+    if target is not None and not isinstance(target, str):
+        raise FormatError(f"Command '{command}' field '{TARGET}' has the wrong type.")
+    fields = check_fields({k: v for k, v in obj.items() if k not in ("command", TARGET)},
+                          f"Command '{command}'", required, optional)
+    return Request(command, fields, target)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from tako_backups.errors import AuthError, ConfigError
 from tako_backups.remote import sshsig, sshwire
 from tako_backups.remote.authorized_keys import AuthorizedKey, parse_authorized_keys, parse_public_key
-from tako_backups.remote.replay import NonceCache
+from tako_backups.remote.replay import NonceCache, NonceJournal
 from tako_backups.remote.sshsig import NAMESPACE, Signer
 
 __all__ = [
@@ -202,34 +203,51 @@ class RequestVerifier:
         authorized_keys_path: str | Path,
         *,
         skew: int = 300,
-        replay_window: int = 300,
         max_nonces: int = 100_000,
+        clock: Callable[[], float] | None = None,
+        journal: NonceJournal | None = None,
     ) -> None:
+        """``clock`` gives unix time (default ``time.time``; whole seconds are used, for the timestamp
+        check and the nonce memory alike); ``journal`` keeps the nonces across restarts.
+
+        Raises ConfigError when the journal cannot be read.
+        """
         self._keys = _AuthorizedKeysFile(Path(authorized_keys_path))
         self.skew = skew
-        self.replay_window = replay_window
-        self._nonces = NonceCache(max_nonces)
+        self._clock = clock
+        self._nonces = NonceCache(max_nonces, journal, second=self._second(None))
+
+    def _second(self, now: float | None) -> int:
+        if now is None:
+            now = time.time() if self._clock is None else self._clock()
+        return math.floor(now)
 
     def authorized_keys(self) -> list[AuthorizedKey]:
         """The keys currently authorized (re-reads the file when it changed)."""
         return list(self._keys.keys().values())
 
+    def remembered_nonces(self) -> int:
+        """How many nonces are remembered (expired ones are dropped at the next request)."""
+        return len(self._nonces)
+
     def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> AuthorizedKey:
         """Check a request's x-tako-* headers against body; return the key that signed it.
 
-        The nonce is remembered only once the signature verifies. Raises AuthError with a short
-        reason (missing or duplicated header, bad timestamp, stale or future timestamp, bad nonce,
-        replayed nonce, unknown key, bad signature, wrong namespace), and ConfigError when the
-        authorized keys file exists but cannot be read.
+        ``now`` (unix time) overrides the clock. A timestamp passes during the whole seconds
+        ``stamp - skew`` to ``stamp + skew``; once the signature verifies, the nonce is remembered
+        through the last of them. Raises AuthError with a short reason (missing or duplicated
+        header, bad timestamp, stale or future timestamp, bad nonce, replayed nonce, unknown key,
+        bad signature, wrong namespace), and ConfigError when the authorized keys file exists but
+        cannot be read or the journal cannot record the nonce.
         """
-        now = time.time() if now is None else now
+        second = self._second(now)
         values = _auth_headers(headers)
         fp, stamp, nonce, signature = (values[name] for name in _HEADERS)
         if not _FINGERPRINT_RE.fullmatch(fp):
             raise AuthError(f"Invalid {HEADER_FINGERPRINT} header (expected SHA256:<43 base64 chars>).")
         if not _TIMESTAMP_RE.fullmatch(stamp):
             raise AuthError(f"Invalid {HEADER_TIMESTAMP} header (expected unix seconds).")
-        offset = int(stamp) - int(now)
+        offset = int(stamp) - second
         if offset < -self.skew:
             raise AuthError(f"Request timestamp is {-offset} s old (limit {self.skew} s); check the clock.")
         if offset > self.skew:
@@ -238,14 +256,13 @@ class RequestVerifier:
             )
         if not _NONCE_RE.fullmatch(nonce):
             raise AuthError(f"Invalid {HEADER_NONCE} header (expected 16-128 characters of A-Za-z0-9_-).")
-        if self._nonces.seen(nonce, now):
+        if self._nonces.seen(nonce, second):
             raise AuthError("Nonce was already used (replayed request).")
         key = self._keys.keys().get(fp)
         if key is None:
             raise AuthError(f"Key {fp} is not authorized; add it with tako-server authorize-key.")
         sshsig.verify(_decode_signature_header(signature), signed_message(stamp, nonce, body), key.blob)
-        expires_at = max(now + self.replay_window, int(stamp) + self.skew)
-        if not self._nonces.add(nonce, expires_at, now):
+        if not self._nonces.add(nonce, int(stamp) + self.skew, second):
             raise AuthError("Nonce was already used (replayed request).")
         return key
 

@@ -1,8 +1,9 @@
 """The ASGI app: ``POST /rpc`` speaking Tako's management protocol.
 
 Order of checks: body size (1 MiB), JSON object with a ``command`` (400), signature unless the
-command is ``hello`` or ``server_info`` (401, nothing done), command and fields (400), then the
-command runs in a worker thread. TakoErrors become ``{"status": "error", "message"}`` with HTTP
+command is ``hello`` or ``server_info`` (401, nothing done), command and fields (400), the body's
+``target`` against this server (400, see ``request_target.py``), then the command runs in a
+worker thread. TakoErrors become ``{"status": "error", "message"}`` with HTTP
 400; anything else is logged and answered with a generic 500, never a traceback.
 """
 
@@ -24,6 +25,7 @@ from ..primitives.text import printable
 from ..remote import protocol
 from ..remote.protocol import MAX_BODY_BYTES, PUBLIC_COMMANDS, RPC_PATH, Request, RuntimeSettings
 from .auth import RequestAuth
+from .request_target import TargetError, check_target
 from .service import BackupService
 
 __all__ = ["create_app", "dispatch"]
@@ -35,8 +37,10 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(service: BackupService, auth: RequestAuth, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
-    """The Starlette app serving ``POST /rpc`` for ``service``, checking signatures with ``auth``."""
+def create_app(service: BackupService, auth: RequestAuth, *, max_body: int = MAX_BODY_BYTES,
+               require_target: bool = False) -> Starlette:
+    """The Starlette app serving ``POST /rpc`` for ``service``, checking signatures with ``auth``;
+    with ``require_target`` a signed body must name this server as its ``target``."""
 
     async def rpc(request: HttpRequest) -> JSONResponse:
         try:
@@ -58,8 +62,13 @@ def create_app(service: BackupService, auth: RequestAuth, *, max_body: int = MAX
             who = f"{key.fingerprint} {key.comment}".strip()
         try:
             checked = protocol.check_request(command, obj)
+            if command not in PUBLIC_COMMANDS:
+                check_target(checked.target, service.server_name, required=require_target)
             log.info("%s %s by %s", command, checked.fields.get("app", ""), who)
             data = await run_in_threadpool(dispatch, service, checked)
+        except TargetError as exc:
+            log.warning("refused %s by %s: %s", command, who, exc)
+            return _error(400, str(exc))
         except TakoError as exc:
             log.info("%s failed: %s", command, exc)
             return _error(400, str(exc))

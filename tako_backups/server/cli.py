@@ -1,11 +1,15 @@
-"""``tako-server``: serve the management RPC, or authorize a client key.
+"""``tako-server``: serve the management RPC, authorize a client key, or show the TLS identity.
 
-    tako-server serve [--data-dir /opt/tako] [--host 127.0.0.1] [--port 9844]
+    tako-server serve [--data-dir /opt/tako] [--host 127.0.0.1] [--port 9844] [--tls]
+                      [--require-target]
     tako-server authorize-key PUBKEY_FILE [--data-dir /opt/tako]
+    tako-server identity [--data-dir /opt/tako]
 
 ``serve`` resumes the apps it runs, starts the scheduler (first check at once), then serves
 ``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes the requests in flight,
-stops the scheduler and the apps, and exits 0.
+stops the scheduler and the apps, and exits 0. Request bodies carry storage secrets and backup
+keys, so plain HTTP is served only on private addresses (``remote/addresses.py``); anywhere else
+``--tls`` serves HTTPS with the certificate ``identity`` prints the fingerprint of.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from types import FrameType
 from .. import __version__
 from ..errors import ConfigError, TakoError
 from ..primitives.atomic_files import write_atomic
+from ..remote.addresses import PRIVATE_RANGES, public_addresses, resolve
 from ..remote.protocol import DEFAULT_PORT
 from ..remote.signing import parse_authorized_keys, parse_public_key
 from .paths import DEFAULT_DATA_DIR, ServerPaths
+from .tls import ensure_identity, load_identity
 
-__all__ = ["authorize_key", "main"]
+__all__ = ["authorize_key", "main", "refuse_public_plain_http", "serve"]
 
 log = logging.getLogger("tako_backups.server")
 
@@ -37,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return serve(Path(args.data_dir), args.host, args.port, args.log_level)
+            return serve(Path(args.data_dir), args.host, args.port, args.log_level, tls=args.tls,
+                         require_target=args.require_target)
+        if args.command == "identity":
+            print(load_identity(ServerPaths(Path(args.data_dir)).tls_dir).fingerprint)
+            return 0
         print(authorize_key(Path(args.pubkey_file), Path(args.data_dir)))
         return 0
     except TakoError as exc:
@@ -54,9 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve_cmd.add_argument("--tls", action="store_true",
+                           help="serve HTTPS with the certificate in <data-dir>/tls/ (made on first start); "
+                                "required unless --host is a private address")
+    serve_cmd.add_argument("--require-target", action="store_true",
+                           help="refuse signed requests that do not name this server as their target "
+                                "(Tako's CLI does not)")
     auth_cmd = sub.add_parser("authorize-key", help="allow an SSH public key to call the management RPC")
     auth_cmd.add_argument("pubkey_file", metavar="PUBKEY_FILE", help="an OpenSSH public key file (.pub)")
     auth_cmd.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
+    identity_cmd = sub.add_parser("identity", help="print the TLS certificate's fingerprint (sha256:...) "
+                                                   "for tls_fingerprint in the client's config.toml")
+    identity_cmd.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
     return parser
 
 
@@ -94,11 +113,36 @@ def authorize_key(pubkey_file: Path, data_dir: Path) -> str:
     return f"Authorized {key.key_type} key {key.fingerprint}{label} in {target}."
 
 
-def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
+def refuse_public_plain_http(host: str) -> None:
+    """Raise ConfigError unless every address ``host`` stands for is private (plain HTTP is safe).
+
+    Nothing is bound: the check resolves ``host`` only.
+    """
+    try:
+        public = public_addresses(resolve(host))
+    except ConfigError:
+        raise ConfigError(f"Refusing to serve plain HTTP on '{host}': it does not resolve, so it cannot be "
+                          "checked to be private. Start with --tls, or listen on a private address."
+                          ) from None
+    if public:
+        raise ConfigError(
+            f"Refusing to serve plain HTTP on {host}: {public[0]} is not a private address "
+            f"({PRIVATE_RANGES}), and requests carry secrets. Start with --tls, or listen on a private "
+            "address (127.0.0.1 behind an SSH tunnel, or a tailnet address).")
+
+
+def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls: bool = False,
+          require_target: bool = False) -> int:
     """Run the server until SIGTERM/SIGINT. Returns 0 after a clean stop.
 
-    Raises ConfigError when the data dir cannot be prepared or its config.json is invalid.
+    With ``tls`` it serves HTTPS with the identity in ``<data_dir>/tls/`` (made on first start);
+    without it ``host`` must be private. With ``require_target`` signed bodies must name this
+    server as their ``target``. Raises ConfigError, before binding anything, when plain HTTP is
+    asked for on a public address, and when the data dir cannot be prepared, its config.json is
+    invalid or the TLS identity cannot be made.
     """
+    if not tls:
+        refuse_public_plain_http(host)
     import uvicorn
 
     from ..core.pipes import limit_heap_growth
@@ -115,11 +159,18 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info") -> int:
     paths.prepare()
     recover_interrupted_restores(paths)
     name = paths.server_name()
+    cert_file = key_file = None
+    if tls:
+        identity = ensure_identity(paths.tls_dir, name, host)
+        cert_file, key_file = str(identity.cert_path), str(identity.key_path)
+        log.info("serving HTTPS; TLS certificate %s", identity.fingerprint)
     runtime = AppRuntime(paths.logs_dir)
     service = BackupService(paths, name, runtime=runtime)
-    app = create_app(service, RequestAuth.from_file(paths.authorized_keys))
+    app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces),
+                     require_target=require_target)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, server_header=False)
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, server_header=False,
+                            ssl_certfile=cert_file, ssl_keyfile=key_file)
     server = uvicorn.Server(config)
     stopping = {"requested": False}
 

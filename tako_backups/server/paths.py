@@ -5,6 +5,8 @@
 {root}/management-authorized-keys      OpenSSH authorized_keys lines (0600)
 {root}/apps/{app}/{env}/data/          the live data (0710): app/ (TAKO_DATA_DIR) and tako/
 {root}/state/                          server.key and encrypted per-app settings (0700)
+{root}/state/seen-nonces               nonces of accepted signed requests, while they could replay
+{root}/tls/cert.pem, key.pem           the TLS identity of `serve --tls` (key 0600), never rotated
 {root}/tmp/backups/{id}/               SQLite snapshots while a backup runs
 {root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore (tree/, aside/) or restore preview
 {root}/tmp/drills/                     scratch folders of restore drills
@@ -47,6 +49,14 @@ class ServerPaths:
     @property
     def state_dir(self) -> Path:
         return self.root / "state"
+
+    @property
+    def seen_nonces(self) -> Path:
+        return self.state_dir / "seen-nonces"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
 
     @property
     def logs_dir(self) -> Path:

@@ -38,6 +38,15 @@ def test_table_form_with_defaults_and_extension(tako_home: Path) -> None:
     assert local.management_url == "http://127.0.0.1:19844/rpc"
 
 
+def test_a_tls_fingerprint_pins_the_server_and_switches_to_https(tako_home: Path) -> None:
+    digest = "AB:" + "0f" * 30 + "1e"
+    write_config(tako_home, f'[servers.la]\nhost = "203.0.113.10"\ntls_fingerprint = "SHA256:{digest}"\n')
+    la = load_servers().get("la")
+    assert la is not None
+    assert la.tls_fingerprint == "sha256:ab" + "0f" * 30 + "1e"
+    assert la.management_url == "https://203.0.113.10:9844/rpc"
+
+
 def test_takos_list_form_is_read_too(tako_home: Path) -> None:
     write_config(
         tako_home, '[[servers]]\nname = "prod"\nhost = "10.0.0.1"\narch = "x86_64"\nlibc = "glibc"\n'
@@ -51,7 +60,12 @@ def test_takos_list_form_is_read_too(tako_home: Path) -> None:
         (
             '[servers.a]\nhost = "h"\nusername = "root"\n',
             "Unknown key 'username' in [servers.a] in {path}. Known keys: host, port, http_port, https_port, "
-            "description, key_path, management_port.",
+            "description, key_path, management_port, tls_fingerprint.",
+        ),
+        (
+            '[servers.a]\nhost = "h"\ntls_fingerprint = "sha256:abc"\n',
+            "'tls_fingerprint' in [servers.a] in {path}: A TLS fingerprint must be sha256: followed by 64 "
+            "hex digits, as `tako-server identity` prints it.",
         ),
         ("[servers.a]\nport = 22\n", '[servers.a] in {path} needs a host, e.g. host = "203.0.113.10".'),
         (
