@@ -331,8 +331,10 @@ PEAK_RSS = """
 import os, resource, sys, threading
 from tako_backups.core.seal_v2 import ChunkedSealer
 from tako_backups.core.unseal_v2 import ChunkedStreamReader
+from tako_backups.core.pipes import limit_heap_growth
 from tako_backups.models import BackupKey
 
+limit_heap_growth()  # as tako-server does: without it, glibc's per-thread arenas grow under load
 mb = int(sys.argv[1])
 key = BackupKey("backup-key-0123456789abcdef", os.urandom(32))
 block = os.urandom(1 << 20)
