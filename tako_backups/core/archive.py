@@ -26,7 +26,7 @@ import zstandard
 
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
-from .snapshot import Entry, SourceChanged, snapshot_sqlite, walk
+from .snapshot import Entry, PinnedDatabase, SourceChanged, pin_sqlite, walk
 
 ZSTD_LEVEL = 3
 ZSTD_JOB_SIZE = 1 << 20
@@ -162,17 +162,19 @@ class TarWriter:
 
 
 class _SnapshotAhead:
-    """At most one ``VACUUM INTO`` at a time, run on a helper thread (sqlite3 releases the GIL).
+    """At most one SQLite copy at a time, run on a helper thread (sqlite3 releases the GIL).
 
-    ``real_root`` is the data root with its symlinks resolved: each database must really be at
-    ``real_root/<arcname>`` when SQLite opens it (see :func:`snapshot_sqlite`).
+    :meth:`start` pins the database's snapshot on the calling (walking) thread before it
+    returns, so whatever the walk lists afterwards is at least as new as the snapshot; only the
+    copy runs ahead. ``real_root`` is the data root with its symlinks resolved: each database
+    must really be at ``real_root/<arcname>`` when SQLite opens it (see :func:`pin_sqlite`).
     """
 
     def __init__(self, scratch: Path, real_root: str) -> None:
         self._scratch = scratch
         self._real_root = real_root
         self._pool: ThreadPoolExecutor | None = None
-        self._job: tuple[Entry, Path, Future[None]] | None = None
+        self._job: tuple[Entry, Path, PinnedDatabase, Future[None]] | None = None
 
     @property
     def pending(self) -> bool:
@@ -180,40 +182,45 @@ class _SnapshotAhead:
 
     @property
     def ready(self) -> bool:
-        return self._job is not None and self._job[2].done()
+        return self._job is not None and self._job[3].done()
 
     def start(self, entry: Entry) -> None:
+        """Pin ``entry``'s database and start copying it. A database swapped for a symlink is
+        left out (nothing starts). Raises SnapshotError when it cannot be opened."""
         assert self._job is None
+        real_path = os.path.join(self._real_root, *entry.arcname.split("/"))
+        try:
+            pinned = pin_sqlite(entry.path, real_path)
+        except SourceChanged:
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="tako-snapshot")
         fd, tmp = tempfile.mkstemp(dir=self._scratch, suffix=".sqlite")
         os.close(fd)
         os.unlink(tmp)
-        real_path = os.path.join(self._real_root, *entry.arcname.split("/"))
-        self._job = (entry, Path(tmp), self._pool.submit(snapshot_sqlite, entry.path, Path(tmp), real_path))
+        self._job = (entry, Path(tmp), pinned, self._pool.submit(pinned.copy_to, Path(tmp)))
 
-    def finish(self) -> tuple[Entry, Path] | None:
-        """Wait for the snapshot; the caller archives and deletes it. None when the database was
-        swapped for a symlink (it is left out). Raises SnapshotError."""
+    def finish(self) -> tuple[Entry, Path]:
+        """Wait for the copy; the caller archives and deletes it. Raises SnapshotError."""
         assert self._job is not None
-        entry, path, future = self._job
+        entry, path, pinned, future = self._job
         self._job = None
         try:
             future.result()
-        except SourceChanged:
-            path.unlink(missing_ok=True)
-            return None
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        finally:
+            pinned.close()
         return entry, path
 
     def close(self) -> None:
-        """Wait for a snapshot still running and delete it (after a failure elsewhere)."""
+        """Wait for a copy still running and delete it (after a failure elsewhere)."""
         if self._job is not None:
-            _entry, path, future = self._job
+            _entry, path, pinned, future = self._job
             self._job = None
             future.exception()
+            pinned.close()
             path.unlink(missing_ok=True)
         if self._pool is not None:
             self._pool.shutdown(wait=True)

@@ -1,9 +1,14 @@
 """Walk an app's data root and take SQLite-safe snapshots of its databases.
 
 The data root holds ``app/`` (the app's ``TAKO_DATA_DIR``) and ``tako/`` (Tako-owned state).
-Regular files are read in place, never copied; each SQLite database is copied with
-``VACUUM main INTO`` from a read-only connection, one at a time, so temporary disk stays about
-the size of the largest database.
+Regular files are read in place, never copied; each SQLite database is copied page by page
+(SQLite's online backup API, in one step) from a read-only connection, one at a time, so
+temporary disk stays about the size of the largest database.
+
+A database's snapshot is *pinned* (:func:`pin_sqlite`: its read transaction begins) on the
+walking thread before the walk lists anything that comes after it; the copy of that pinned
+snapshot then runs on a helper thread. So a file the app wrote before committing a row that
+names it -- an upload in a folder listed later -- is always in the archive when the row is.
 
 The app keeps running and may swap any file or folder for a symlink while it is archived (to
 ``state/server.key``, say). The walk therefore never resolves a path: each folder is opened
@@ -196,29 +201,77 @@ def _is_companion(name: str, present: set[str], folder: int) -> bool:
     return False
 
 
-def snapshot_sqlite(source: Path, dest: Path, real_path: str | None = None) -> None:
-    """Write a consistent copy of the database at ``source`` to ``dest`` with VACUUM INTO.
+class PinnedDatabase:
+    """A read-only connection holding a read transaction: the database as it was when it was
+    pinned, whatever the app commits afterwards. Copy it with :meth:`copy_to` (from any thread),
+    then :meth:`close` it (which ends the transaction)."""
+
+    def __init__(self, source: Path, conn: sqlite3.Connection) -> None:
+        self.source = source
+        self._conn = conn
+
+    def copy_to(self, dest: Path) -> None:
+        """Write the pinned snapshot to the new file ``dest`` (SQLite's backup API, one step).
+
+        Raises SnapshotError naming the source when SQLite fails (disk full, I/O error).
+        """
+        try:
+            target = sqlite3.connect(dest)
+        except sqlite3.Error as exc:
+            raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': {exc}.") from None
+        try:
+            self._conn.backup(target, pages=-1)
+        except sqlite3.Error as exc:
+            raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': {exc}.") from None
+        finally:
+            target.close()
+
+    def close(self) -> None:
+        """End the read transaction and close the connection. Never raises."""
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+
+def pin_sqlite(source: Path, real_path: str | None = None) -> PinnedDatabase:
+    """Open the database at ``source`` read-only and begin a read transaction on it.
 
     ``real_path``: where the database really is (the resolved data root joined with its
     archive name). SQLite resolves every symlink of the path it opens; when that lands
     anywhere else, a symlink was swapped in on the way and SourceChanged is raised before
-    anything is copied. Raises SnapshotError naming the file when SQLite fails (busy beyond
-    10 s, corrupt file).
+    anything is read. Raises SnapshotError naming the file when SQLite fails (busy beyond
+    10 s, not a database).
     """
     uri = "file:" + _uri_path(source) + "?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
     except sqlite3.Error as exc:
         raise SnapshotError(f"Could not open SQLite database '{source}': {exc}.") from None
     try:
         if real_path is not None and _opened_file(conn) != real_path:
             raise SourceChanged(f"SQLite database '{source}' is now reached through a symlink.")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("VACUUM main INTO ?", (str(dest),))
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
-        raise SnapshotError(f"Could not snapshot SQLite database '{source}': {exc}.") from None
-    finally:
         conn.close()
+        raise SnapshotError(f"Could not snapshot SQLite database '{source}': {exc}.") from None
+    except BaseException:
+        conn.close()
+        raise
+    return PinnedDatabase(source, conn)
+
+
+def snapshot_sqlite(source: Path, dest: Path, real_path: str | None = None) -> None:
+    """Write a consistent copy of the database at ``source`` to ``dest``: :func:`pin_sqlite`,
+    then :meth:`PinnedDatabase.copy_to`. Raises SourceChanged or SnapshotError as they do."""
+    pinned = pin_sqlite(source, real_path)
+    try:
+        pinned.copy_to(dest)
+    finally:
+        pinned.close()
 
 
 def _opened_file(conn: sqlite3.Connection) -> str:

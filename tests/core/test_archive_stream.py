@@ -16,7 +16,7 @@ import zstandard
 
 from tako_backups.core import archive
 from tako_backups.core.archive import write_archive
-from tako_backups.core.snapshot import SnapshotError
+from tako_backups.core.snapshot import PinnedDatabase, SnapshotError
 
 from .treecmp import describe
 
@@ -135,12 +135,51 @@ def test_a_failed_snapshot_fails_the_archive_and_leaves_no_scratch(tmp_path: Pat
     conn.commit()
     conn.close()
 
-    def broken(source: Path, dest: Path, real_path: str | None = None) -> None:
+    def broken(self: PinnedDatabase, dest: Path) -> None:
         dest.write_bytes(b"partial")
-        raise SnapshotError(f"Could not snapshot SQLite database '{source}': disk I/O error.")
+        raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': disk I/O error.")
 
-    monkeypatch.setattr(archive, "snapshot_sqlite", broken)
+    monkeypatch.setattr(PinnedDatabase, "copy_to", broken)
     (tmp_path / "scratch").mkdir()
     with pytest.raises(SnapshotError, match="a.db': disk I/O error"):
         write_archive(root, io.BytesIO(), tmp_path / "scratch")
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_row_in_the_snapshot_never_names_an_upload_the_archive_lacks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app writes ``uploads/n.txt``, then commits row n. Rows committed while the copy of
+    the database runs are not in the snapshot; files written before a row that *is* in the
+    snapshot must be in the archive, even in a folder the walk lists after the database."""
+    root = _tree(tmp_path / "data")
+    (root / "app" / "uploads").mkdir()
+    db = sqlite3.connect(root / "app" / "a.db", isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+
+    def write_note(n: int) -> None:
+        (root / "app" / "uploads" / f"{n}.txt").write_text(str(n))
+        db.execute("INSERT INTO notes VALUES (?)", (n,))
+
+    write_note(1)
+    real_copy = PinnedDatabase.copy_to
+
+    def slow_copy(self: PinnedDatabase, dest: Path) -> None:
+        # the app goes on writing after the snapshot was pinned and before the walk lists uploads/
+        for n in range(2, 6):
+            write_note(n)
+        real_copy(self, dest)
+
+    monkeypatch.setattr(PinnedDatabase, "copy_to", slow_copy)
+    out = io.BytesIO()
+    (tmp_path / "scratch").mkdir()
+    write_archive(root, out, tmp_path / "scratch")
+    db.close()
+    extracted = tmp_path / "out"
+    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompress(
+            out.getvalue(), max_output_size=1 << 26))) as tar:
+        tar.extractall(extracted, filter="data")
+    rows = [r[0] for r in sqlite3.connect(extracted / "app" / "a.db").execute("SELECT id FROM notes")]
+    uploads = {int(p.stem) for p in (extracted / "app" / "uploads").glob("*.txt")}
+    assert rows == [1]
+    assert set(rows) <= uploads
