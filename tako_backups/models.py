@@ -6,16 +6,21 @@ Parsing is strict: a missing or unknown field, or a field of the wrong type, rai
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FormatError
 from .primitives.json_shapes import check_fields
 
+if TYPE_CHECKING:
+    from .policy import BackupPolicy, NotifySettings
+
 INDEX_VERSION = 1
 ALGORITHM = "aes-256-gcm"
 DEFAULT_RETENTION_DAYS = 30
+ARCHIVE_FORMATS = (1, 2)
 
 
 def _loads(data: bytes | str, what: str) -> Any:
@@ -187,7 +192,12 @@ class BackupKey:
 
 @dataclass(frozen=True)
 class StorageBinding:
-    """The S3 storage a backup goes to, with its credentials (``backup.storage`` on the wire)."""
+    """The S3 storage a backup goes to, with its credentials (``backup.storage`` on the wire).
+
+    ``expires_on`` (``YYYY-MM-DD``) is our optional addition: the day the credentials expire
+    (the earlier of the two secrets' dates), so the server can warn before they do. Tako's server
+    ignores it; it is left out of the wire shape when unset.
+    """
 
     bucket: str
     endpoint: str
@@ -197,19 +207,25 @@ class StorageBinding:
     force_path_style: bool = False
     public_base_url: str | None = None
     provider: str = "s3"
+    expires_on: str | None = None
 
     @classmethod
-    def from_dict(cls, obj: Any) -> StorageBinding:
-        d = check_fields(obj, "Backup storage", {
+    def from_dict(cls, obj: Any, what: str = "Backup storage") -> StorageBinding:
+        """Raises FormatError naming ``what`` and the field (never a credential)."""
+        d = check_fields(obj, what, {
             "provider": str, "bucket": str, "endpoint": str, "region": str,
             "access_key_id": str, "secret_access_key": str, "force_path_style": bool,
-        }, {"public_base_url": (str, type(None))})
+        }, {"public_base_url": (str, type(None)), "expires_on": (str, type(None))})
         if d["provider"] != "s3":
-            raise FormatError(f"Backup storage provider must be 's3', not '{d['provider']}'.")
+            raise FormatError(f"{what} provider must be 's3', not '{d['provider']}'.")
+        expires_on = d.get("expires_on")
+        if expires_on is not None and not _is_iso_date(expires_on):
+            raise FormatError(f"{what} field 'expires_on' must be a date written YYYY-MM-DD.")
         return cls(
             bucket=d["bucket"], endpoint=d["endpoint"], region=d["region"],
             access_key_id=d["access_key_id"], secret_access_key=d["secret_access_key"],
             force_path_style=d["force_path_style"], public_base_url=d.get("public_base_url"),
+            expires_on=expires_on,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,33 +236,81 @@ class StorageBinding:
         }
         if self.public_base_url is not None:
             out["public_base_url"] = self.public_base_url
+        if self.expires_on is not None:
+            out["expires_on"] = self.expires_on
         return out
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
 class BackupBinding:
-    """An app's backup settings as sent in ``backup_now``/``deploy`` (the ``backup`` value)."""
+    """An app's backup settings as sent in ``backup_now``/``deploy`` (the ``backup`` value).
+
+    Tako's fields are ``storage``, ``backup_keys`` and ``retention_days``. Ours are optional and
+    left out of the wire shape when unset, so a body without them is byte-identical to Tako's (and
+    Tako's server, which ignores unknown fields, keeps its own rule with ``retention_days``):
+
+    - ``policy``: how often and which backups to keep (:class:`~.policy.BackupPolicy`); when it
+      is set it replaces ``retention_days`` on our server (the CLI sends ``retention_days`` as the
+      policy's days, or 30 for a tiered policy, for Tako's server).
+    - ``copy``: the storage of the second copy (another bucket, usually another provider).
+    - ``notify``: who is told when something goes wrong (:class:`~.policy.NotifySettings`).
+    - ``format``: the archive format new backups are written in (1 or 2; None: the default).
+    """
 
     storage: StorageBinding
     backup_keys: list[BackupKey]
     retention_days: int = DEFAULT_RETENTION_DAYS
+    policy: BackupPolicy | None = None
+    copy: StorageBinding | None = None
+    notify: NotifySettings | None = None
+    format: int | None = None
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupBinding:
+        """Raises FormatError naming the field (never a secret)."""
+        from .policy import BackupPolicy, NotifySettings  # policy builds on this module
+
         d = check_fields(obj, "Backup settings",
-                    {"storage": dict, "backup_keys": list, "retention_days": int})
+                         {"storage": dict, "backup_keys": list, "retention_days": int},
+                         {"policy": dict, "copy": dict, "notify": dict, "format": int})
         if d["retention_days"] <= 0:
             raise FormatError("Backup settings field 'retention_days' must be above 0.")
         keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
         if not keys:
             raise FormatError("Backup settings need at least one backup key.")
-        return cls(storage=StorageBinding.from_dict(d["storage"]), backup_keys=keys,
-                   retention_days=d["retention_days"])
+        if "format" in d and d["format"] not in ARCHIVE_FORMATS:
+            raise FormatError("Backup settings field 'format' must be 1 or 2.")
+        storage = StorageBinding.from_dict(d["storage"])
+        copy = StorageBinding.from_dict(d["copy"], "Backup copy storage") if "copy" in d else None
+        if copy is not None and (copy.endpoint, copy.bucket) == (storage.endpoint, storage.bucket):
+            raise FormatError("Backup settings field 'copy' names the same bucket as 'storage'; the copy "
+                              "must go to another bucket.")
+        return cls(storage=storage, backup_keys=keys, retention_days=d["retention_days"],
+                   policy=BackupPolicy.from_dict(d["policy"]) if "policy" in d else None,
+                   copy=copy,
+                   notify=NotifySettings.from_dict(d["notify"]) if "notify" in d else None,
+                   format=d.get("format"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"storage": self.storage.to_dict(),
-                "backup_keys": [k.to_dict() for k in self.backup_keys],
-                "retention_days": self.retention_days}
+        out: dict[str, Any] = {"storage": self.storage.to_dict(),
+                               "backup_keys": [k.to_dict() for k in self.backup_keys],
+                               "retention_days": self.retention_days}
+        if self.policy is not None:
+            out["policy"] = self.policy.to_dict()
+        if self.copy is not None:
+            out["copy"] = self.copy.to_dict()
+        if self.notify is not None:
+            out["notify"] = self.notify.to_dict()
+        if self.format is not None:
+            out["format"] = self.format
+        return out
 
     @property
     def active_key(self) -> BackupKey:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import FormatError, NotFoundError, ObjectNotFound, StorageError
-from ..models import BackupIndex, BackupInfo, sort_newest_first
+from ..models import DEFAULT_RETENTION_DAYS, BackupIndex, BackupInfo, sort_newest_first
+from ..policy import BackupPolicy
 from ..primitives.text import printable
 from ..storage.base import ObjectStore
 from . import retention
@@ -84,9 +85,13 @@ def list_prefix(store: ObjectStore, prefix: str) -> dict[str, int]:
 
 
 def record_backup(
-    store: ObjectStore, prefix: str, info: BackupInfo, *, retention_days: int, now: int
+    store: ObjectStore, prefix: str, info: BackupInfo, *, retention_days: int = DEFAULT_RETENTION_DAYS,
+    now: int, policy: BackupPolicy | None = None,
 ) -> list[BackupInfo]:
     """Record a backup whose archive is on the bucket: manifest, index, then retention deletes.
+
+    Retention is ``policy`` (:func:`.retention.select`) when given, else Tako's age rule of
+    ``retention_days``; either way with the floor of the newest 3 intact backups.
 
     The index is written before anything expired is deleted, so a failure at any step never
     leaves it naming a missing object. Each round re-reads the index, lists the prefix, keeps
@@ -105,8 +110,9 @@ def record_backup(
         raise
     expired: dict[str, BackupInfo] = {}
     wanted: list[BackupInfo] = []
+    rule = policy if policy is not None else BackupPolicy(retention_days=retention_days)
     for _ in range(MERGE_ROUNDS):
-        current, wanted, dropped = _merge(store, prefix, info, retention_days, now)
+        current, wanted, dropped = _merge(store, prefix, info, rule, now)
         expired.update((b.id, b) for b in dropped)
         if current is not None and current.backups == wanted:
             break
@@ -118,7 +124,7 @@ def record_backup(
 
 
 def _merge(
-    store: ObjectStore, prefix: str, info: BackupInfo, retention_days: int, now: int
+    store: ObjectStore, prefix: str, info: BackupInfo, policy: BackupPolicy, now: int
 ) -> tuple[BackupIndex | None, list[BackupInfo], list[BackupInfo]]:
     """(index as read or None when malformed, entries wanted newest first, entries expired)."""
     try:
@@ -137,8 +143,9 @@ def _merge(
         return b.id == info.id or (present(b) and listed.get(b.archive_key, b.size_bytes) == b.size_bytes)
 
     known = BackupIndex(backups=sort_newest_first(list(entries.values())))
-    kept, expired = retention.split_expired(known, now, retention_days, intact=intact)
-    wanted = [b for b in kept if present(b)]
+    chosen = retention.select(known.backups, policy, now, intact=intact)
+    wanted = [k.info for k in chosen.kept if present(k.info)]
+    expired = chosen.expired
     for b in wanted:
         if b.id != info.id and b.manifest_key.startswith(prefix) and b.manifest_key not in listed:
             _restore_manifest(store, b)
