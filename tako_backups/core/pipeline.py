@@ -7,19 +7,24 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from ..errors import FormatError, KeyNotFoundError
-from ..models import REASONS, BackupExtras, BackupInfo, BackupKey
+from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
+from ..policy import BackupPolicy
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout
 from .archive import ArchiveStats, write_archive
 from .chunk_reader import ChunkReader
+from .copies import CopyFeed
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
 from .extract import ExtractResult, extract_stream
 from .pipes import Prefetcher, ThreadedWriter
+
+if TYPE_CHECKING:
+    from .copies import CopyOutcome
 
 CHUNK = 1 << 20
 QUEUE_DEPTH = 4
@@ -28,9 +33,13 @@ MAX_WINDOW = 128 << 20  # zstd frames needing a larger window are refused (Tako 
 
 @dataclass(frozen=True)
 class BackupResult:
+    """A backup taken: its manifest, what the archive holds, what retention dropped and, when a
+    copy was written, how that went."""
+
     info: BackupInfo
     stats: ArchiveStats
     pruned: list[BackupInfo]
+    copy: CopyOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -44,13 +53,17 @@ class Restored:
 
 def backup(
     store: ObjectStore, *, data_root: Path, work_root: Path, app: str, env: str, server: str,
-    key: BackupKey, retention_days: int, now: int | None = None,
-    progress: Progress = NO_PROGRESS, reason: str = "manual",
+    key: BackupKey, retention_days: int = DEFAULT_RETENTION_DAYS, now: int | None = None,
+    progress: Progress = NO_PROGRESS, reason: str = "manual", policy: BackupPolicy | None = None,
+    copy_to: ObjectStore | None = None,
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket.
 
     Writes the archive, the manifest, the merged index, then deletes what retention dropped
-    (see :func:`catalog.record_backup`). ``work_root`` receives
+    (see :func:`catalog.record_backup`; ``policy`` replaces ``retention_days`` when given). With
+    ``copy_to``, the one encrypted stream also goes to that store, which gets its own manifest
+    and index under the same prefix (:class:`.copies.CopyFeed`); its failure never fails the
+    backup but is reported in the result's ``copy``. ``work_root`` receives
     a ``{id}/`` folder for SQLite snapshots, removed afterwards. Nothing is visible on the bucket
     if the archive upload fails. ``reason`` (one of :data:`REASONS`) goes into the manifest's
     extras with the file count, bytes and SQLite files. Raises SnapshotError, StorageError or
@@ -63,12 +76,18 @@ def backup(
     prefix = layout.backup_prefix(app, env, server)
     scratch = work_root / backup_id
     scratch.mkdir(parents=True, mode=0o700)
+    feed = None if copy_to is None else CopyFeed(copy_to, layout.archive_key(prefix, backup_id))
     try:
         progress.start(f"Backing up {app}/{env}")
         with store.open_writer(layout.archive_key(prefix, backup_id)) as upload:
-            stats, sealed = write_sealed_archive(data_root, upload, scratch, key, progress)
+            sink = upload if feed is None else feed.tee(upload)
+            stats, sealed = write_sealed_archive(data_root, sink, scratch, key, progress)
             upload.commit()
         progress.finish()
+    except BaseException:
+        if feed is not None:
+            feed.cancel()
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     info = BackupInfo(
@@ -79,8 +98,16 @@ def backup(
         extras=BackupExtras(files=stats.files, bytes=stats.bytes,
                             sqlite_files=sorted(stats.sqlite_names), reason=reason),
     )
-    expired = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created)
-    return BackupResult(info, stats, expired)
+    try:
+        expired = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created,
+                                        policy=policy)
+    except BaseException:
+        if feed is not None:
+            feed.cancel()
+        raise
+    rule = policy if policy is not None else BackupPolicy(retention_days=retention_days)
+    copied = None if feed is None else feed.finish(info, prefix=prefix, policy=rule, now=created)
+    return BackupResult(info, stats, expired, copied)
 
 
 def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
