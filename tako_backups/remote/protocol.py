@@ -41,18 +41,22 @@ BACKUP_STATUS = "backup_status"
 BACKUP_DOWNLOAD_URL = "backup_download_url"
 RESTORE_BACKUP = "restore_backup"
 DEPLOY = "deploy"
-# Our extensions (our server only): drills, previews, undo, reindex, key rotation.
+# Our extensions (our server only): drills, previews, undo, reindex, key rotation, the backup
+# copy's sync and a test notification. Our optional fields in Tako's commands: ``why`` (list) and
+# ``source`` (download link: ``primary`` or ``copy``).
 DRILL_BACKUP = "drill_backup"
 RESTORE_PREVIEW = "restore_preview"
 UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
+SYNC_COPIES = "sync_copies"
+NOTIFY_TEST = "notify_test"
 
 # Optional in every request body: the label of the server it is meant for (our CLI adds it; Tako's
 # server ignores unknown fields). tako-server refuses a body whose target is another server.
 TARGET = "target"
 # Fields whose values are secrets (storage credentials, backup keys, app environment).
-SECRET_FIELDS = ("backup", "runtime")
+SECRET_FIELDS = ("backup", "runtime", "notify")
 
 _OBJ_OR_NULL = (dict, type(None))
 # command -> (required fields, optional fields); "command" itself is implied.
@@ -60,9 +64,9 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     HELLO: ({}, {}),
     SERVER_INFO: ({}, {}),
     BACKUP_NOW: ({"app": str}, {"backup": _OBJ_OR_NULL}),
-    LIST_BACKUPS: ({"app": str}, {}),
+    LIST_BACKUPS: ({"app": str}, {"why": bool}),
     BACKUP_STATUS: ({"app": str}, {}),
-    BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {}),
+    BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {"source": str}),
     RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool}),
     DEPLOY: ({"app": str}, {"backup": _OBJ_OR_NULL, "runtime": _OBJ_OR_NULL}),
     DRILL_BACKUP: ({"app": str}, {"backup_id": (str, type(None))}),
@@ -70,10 +74,12 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     UNDO_RESTORE: ({"app": str}, {"safety_backup": bool}),
     REINDEX: ({"app": str}, {}),
     REENCRYPT_BACKUPS: ({"app": str}, {"backup": _OBJ_OR_NULL}),
+    SYNC_COPIES: ({"app": str}, {}),
+    NOTIFY_TEST: ({"app": str}, {"notify": _OBJ_OR_NULL}),
 }
 PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
 LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,
-                           REINDEX, REENCRYPT_BACKUPS})
+                           REINDEX, REENCRYPT_BACKUPS, SYNC_COPIES, NOTIFY_TEST})
 
 @dataclass(frozen=True)
 class Request:
@@ -116,7 +122,7 @@ def error_reply(message: str) -> dict[str, Any]:
 
 def timeout_for(command: str) -> float:
     """Tako's per-call timeout: 10 minutes for backup_now, restore_backup and deploy (and our
-    drill, preview, undo, reindex and re-encryption), else 5 s."""
+    drill, preview, undo, reindex, re-encryption, copy sync and test notification), else 5 s."""
     return LONG_TIMEOUT if command in LONG_COMMANDS else CALL_TIMEOUT
 
 

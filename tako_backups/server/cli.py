@@ -7,7 +7,8 @@
 
 ``serve`` resumes the apps it runs, starts the scheduler (first check at once), then serves
 ``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes the requests in flight,
-stops the scheduler and the apps, and exits 0. Request bodies carry storage secrets and backup
+stops the scheduler, the notifier (deliveries still waiting are logged and dropped) and the
+apps, and exits 0. Request bodies carry storage secrets and backup
 keys, so plain HTTP is served only on private addresses (``remote/addresses.py``); anywhere else
 ``--tls`` serves HTTPS with the certificate ``identity`` prints the fingerprint of.
 """
@@ -35,6 +36,7 @@ __all__ = ["authorize_key", "main", "refuse_public_plain_http", "serve"]
 log = logging.getLogger("tako_backups.server")
 
 GRACEFUL_SHUTDOWN_SECONDS = 60
+NOTIFIER_CLOSE_SECONDS = 10
 DATA_DIR_HELP = f"server data root (default {DEFAULT_DATA_DIR})"
 
 
@@ -148,6 +150,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     from ..core.pipes import limit_heap_growth
     from .app import create_app
     from .auth import RequestAuth
+    from .notify import Notifier
     from .restore import recover_interrupted_restores
     from .runtime import AppRuntime
     from .scheduler import Scheduler
@@ -165,7 +168,8 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
         cert_file, key_file = str(identity.cert_path), str(identity.key_path)
         log.info("serving HTTPS; TLS certificate %s", identity.fingerprint)
     runtime = AppRuntime(paths.logs_dir)
-    service = BackupService(paths, name, runtime=runtime)
+    notifier = Notifier()
+    service = BackupService(paths, name, runtime=runtime, notifier=notifier)
     app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces),
                      require_target=require_target)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
@@ -190,10 +194,11 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     except SystemExit as exc:  # uvicorn exits when it cannot bind
         listen_failed = exc.code not in (0, None)
     finally:
-        log.info("stopping: scheduler, running backups and restores, then apps")
+        log.info("stopping: scheduler, running backups and restores, notifications, then apps")
         scheduler.stop(timeout=0)
         if not service.locks.close(timeout=GRACEFUL_SHUTDOWN_SECONDS):
             log.warning("a backup or restore is still running; stopping the apps anyway")
+        notifier.close(timeout=NOTIFIER_CLOSE_SECONDS)
         runtime.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

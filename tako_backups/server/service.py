@@ -14,22 +14,28 @@ from typing import Any
 
 from .. import __version__
 from ..core import catalog
+from ..core.copies import Located, first_working
 from ..core.drill import DrillResult
-from ..errors import FormatError, NotFoundError, RestoreError, TakoError
-from ..models import DEFAULT_RETENTION_DAYS, BackupBinding, BackupIndex, BackupInfo
+from ..errors import NotFoundError, RestoreError, TakoError
+from ..models import BackupBinding, BackupInfo
+from ..policy import NotifySettings
 from ..primitives.names import check_app_id
 from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, Reply, RuntimeSettings
+from .alerts import Alerts
 from .app_backups import AppBackups, StoreFactory, s3_store_factory
 from .backup_runs import BackupRuns
+from .copies import BackupCopies
 from .drills import DRILL_INTERVAL, DrillLog, RestoreDrills
 from .index_repair import IndexRepair
 from .locks import AppLocks
+from .notify import Notifier
 from .paths import ServerPaths
 from .preview import preview_restore
 from .reencryption import Reencryption
+from .reports import Reports
 from .restore import PRE_RESTORE, restore_over_live
 from .runtime import AppRuntime
-from .scheduler import is_due, next_backup_at
+from .scheduled import ScheduledWork
 from .state import AppState, StateStore
 
 __all__ = ["DOWNLOAD_URL_SECONDS", "BackupService", "StoreFactory"]
@@ -44,15 +50,17 @@ class BackupService:
 
     It holds its collaborators: ``backups`` (settings, stores, bucket prefixes), ``runs`` (taking
     one backup), ``index`` (the self-healing index and ``reindex``), ``drills`` (restore drills and
-    their records) and ``reencryption`` (key rotation); the RPC commands they answer are delegated
-    to them.
+    their records), ``reencryption`` (key rotation), ``copies`` (the second copy: its state,
+    ``sync_copies`` and the places reads fall back to), ``alerts`` (notifications, through
+    ``notifier``, which the owner closes at shutdown), ``reports`` (list and status) and
+    ``scheduled`` (what the scheduler runs); the RPC commands they answer are delegated to them.
     """
 
     def __init__(
         self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
         state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
         locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
-        deploy_lock_wait: float = 300.0,
+        deploy_lock_wait: float = 300.0, notifier: Notifier | None = None,
     ) -> None:
         self.paths = paths
         self.server_name = server_name
@@ -61,9 +69,14 @@ class BackupService:
         self.locks = locks or AppLocks()
         self.backups = AppBackups(paths, server_name, self.state, self.locks, store_factory, clock)
         self.index = IndexRepair(self.backups)
-        self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir))
+        self.notifier = notifier or Notifier()
+        self.alerts = Alerts(self.notifier, server_name, clock, since=clock())
+        self.copies = BackupCopies(self.backups, self.index, self.alerts)
+        self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir), self.copies.places)
         self.reencryption = Reencryption(self.backups, self.index)
-        self.runs = BackupRuns(self.backups, self.index)
+        self.runs = BackupRuns(self.backups, self.index, self.copies)
+        self.reports = Reports(self.backups, self.index, self.drills, self.copies, clock)
+        self.scheduled = ScheduledWork(self.backups, self.runs, self.drills, self.copies, self.alerts)
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
 
@@ -83,50 +96,56 @@ class BackupService:
 
         Raises BusyError, NotFoundError (no settings), StorageError, SnapshotError, ConfigError.
         """
+        return dict(self.backup_now_reply(app, backup).data)
+
+    def backup_now_reply(self, app: str, backup: BackupBinding | None) -> Reply:
+        """:meth:`backup_now` as the RPC answers it: with a copy, how the copy went (``copy``:
+        ``{"bucket", "status": "ok" | "failed", "error"?, "state"}``) next to the BackupInfo."""
         check_app_id(app)
         with self.locks.hold(app):
             if backup is not None:
                 self.backups.store_settings(app, backup)
-            return self.runs.take(app, self.backups.settings(app), "manual").to_dict()
+            info, copy = self.runs.take_reporting(app, self.backups.settings(app), "manual")
+        return Reply(info.to_dict(), {} if copy is None else {"copy": copy})
 
-    def list_backups(self, app: str) -> dict[str, Any]:
-        """``{"app", "backups", "index_rebuilt"}``, newest first; ``index_rebuilt`` says the index
-        was missing or unreadable and was rebuilt from the manifests. Raises NotFoundError or
-        StorageError."""
-        found = self.index.read(app, self.backups.settings(app))
-        return {"app": app, "backups": [b.to_dict() for b in found.index.backups],
-                "index_rebuilt": found.rebuilt}
+    def list_backups(self, app: str, why: bool = False) -> dict[str, Any]:
+        """See :meth:`Reports.list_backups`."""
+        return self.reports.list_backups(app, why)
 
     def backup_status(self, app: str) -> dict[str, Any]:
-        """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}`` plus
-        our ``last_drill``, ``overdue`` and ``index_rebuilt``.
+        """See :meth:`Reports.backup_status`."""
+        return self.reports.backup_status(app)
 
-        An app without backup settings reports ``enabled: false``. Raises StorageError.
-        """
-        check_app_id(app)
-        state = self.state.load(app)
-        if state is None or state.backup is None:
-            return {"app": app, "enabled": False, "retention_days": DEFAULT_RETENTION_DAYS,
-                    "last_backup": None, "next_backup_at_unix_secs": None,
-                    **self.drills.status_fields(app, None, enabled=False, rebuilt=False)}
-        now = int(self._clock())
-        found = self.index.read(app, state.backup)
-        newest = _first(found.index)
-        return {"app": app, "enabled": True, "retention_days": state.backup.retention_days,
-                "last_backup": None if newest is None else newest.to_dict(),
-                "next_backup_at_unix_secs": next_backup_at(newest, now),
-                **self.drills.status_fields(app, newest, enabled=True, rebuilt=found.rebuilt)}
+    def backup_download_url(self, app: str, backup_id: str, source: str | None = None) -> dict[str, Any]:
+        """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s). With a copy, the
+        link is the primary's unless its object is missing (or has another size) or its bucket
+        cannot be reached, then the copy's; ``source`` (``primary`` or ``copy``) asks for one
+        (e.g. after the primary's download failed its checksum), and the reply says which it
+        is (``source``, ``source_bucket``, ``fallback_reason``).
 
-    def backup_download_url(self, app: str, backup_id: str) -> dict[str, Any]:
-        """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s).
-
-        Raises NotFoundError (app settings or backup id) or StorageError.
+        Raises NotFoundError (app settings, backup id, no such copy) or StorageError.
         """
         settings = self.backups.settings(app)
-        store, prefix = self.backups.location(app, settings)
-        info = catalog.find_backup(store, prefix, backup_id)
-        url = store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
-        return {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
+        places = self.copies.places(app, settings)
+        if source is not None:
+            places = [p for p in places if p.name == source]
+            if not places:
+                raise NotFoundError(f"App '{app}' has no {source} copy of its backups.")
+        _, prefix = self.backups.location(app, settings)
+
+        def link(place: Located) -> tuple[BackupInfo, str]:
+            info = catalog.find_backup(place.store, prefix, backup_id)
+            head = place.store.head(info.archive_key)
+            if head is None or head.size != info.size_bytes:
+                raise NotFoundError(f"The archive of backup {info.id} is missing or incomplete.")
+            return info, place.store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
+
+        found = first_working(places, link)
+        info, url = found.value
+        out = {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
+        if settings.copy is not None:
+            out.update(found.source_fields())
+        return out
 
     def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True) -> Reply:
         """Restore ``backup_id`` over the app's live data; the reply's data is the restored
@@ -141,8 +160,7 @@ class BackupService:
         with self.locks.hold(app):
             state = self.state.load(app)
             settings = self.backups.settings(app, state)
-            store, prefix = self.backups.location(app, settings)
-            info = catalog.find_backup(store, prefix, backup_id)
+            _, prefix = self.backups.location(app, settings)
             runtime_settings = state.runtime if state is not None else None
             taken: list[BackupInfo] = []
 
@@ -151,19 +169,29 @@ class BackupService:
                     taken.append(self.runs.take(app, settings, PRE_RESTORE))
                 except TakoError as exc:
                     raise RestoreError(
-                        f"Could not take the safety backup of app '{app}' before restoring {info.id}: "
+                        f"Could not take the safety backup of app '{app}' before restoring {backup_id}: "
                         f"{exc} The live data was not touched; pass --no-safety-backup to restore "
                         "without one.") from None
 
-            restore_over_live(
-                app=app, info=info, store=store, keys=settings.backup_keys, paths=self.paths,
-                runtime=self.runtime,
-                start_after=runtime_settings is not None and runtime_settings.instances > 0,
-                before_swap=take_safety_backup if safety_backup else None,
-            )
+            def restore_from(place: Located) -> BackupInfo:
+                info = catalog.find_backup(place.store, prefix, backup_id)
+                restore_over_live(
+                    app=app, info=info, store=place.store, keys=settings.backup_keys, paths=self.paths,
+                    runtime=self.runtime,
+                    start_after=runtime_settings is not None and runtime_settings.instances > 0,
+                    before_swap=take_safety_backup if safety_backup else None,
+                )
+                return info
+
+            found = first_working(self.copies.places(app, settings), restore_from)
+            info = found.value
             safety_id = taken[0].id if taken else None
-            log.info("restored %s from %s (safety backup %s)", app, info.id, safety_id or "none")
-            return Reply(info.to_dict(), {} if safety_id is None else {"safety_backup_id": safety_id})
+            log.info("restored %s from %s in the %s (safety backup %s)", app, info.id, found.used.name,
+                     safety_id or "none")
+            extra = {} if safety_id is None else {"safety_backup_id": safety_id}
+            if settings.copy is not None:
+                extra.update(found.source_fields())
+            return Reply(info.to_dict(), extra)
 
     # ----- deploy -----
 
@@ -187,11 +215,13 @@ class BackupService:
         if backup is None:
             return {"status": "disabled"}
         try:
-            info = self.runs.take(app, backup, "post-deploy")
+            info, copy = self.runs.take_reporting(app, backup, "post-deploy")
         except TakoError as exc:
             log.warning("post-deploy backup of %s failed: %s", app, exc)
+            self.alerts.backup_failed(app, backup, f"The post-deploy backup failed: {exc}")
             return {"status": "failed", "message": str(exc)}
-        return {"status": "created", "id": info.id, "size_bytes": info.size_bytes}
+        return {"status": "created", "id": info.id, "size_bytes": info.size_bytes,
+                **({} if copy is None else {"copy": copy})}
 
     def _apply_runtime(self, app: str, settings: RuntimeSettings | None) -> None:
         if self.runtime is None:
@@ -229,10 +259,17 @@ class BackupService:
         check_app_id(app)
         with self.locks.hold(app):
             settings = self.backups.settings(app)
-            store, prefix = self.backups.location(app, settings)
-            info = catalog.find_backup(store, prefix, backup_id)
-            return preview_restore(app=app, info=info, store=store, keys=settings.backup_keys,
-                                   paths=self.paths)
+            _, prefix = self.backups.location(app, settings)
+
+            def preview_from(place: Located) -> dict[str, Any]:
+                info = catalog.find_backup(place.store, prefix, backup_id)
+                return preview_restore(app=app, info=info, store=place.store, keys=settings.backup_keys,
+                                       paths=self.paths)
+
+            found = first_working(self.copies.places(app, settings), preview_from)
+            if settings.copy is None:
+                return found.value
+            return {**found.value, **found.source_fields()}
 
     def undo_restore(self, app: str, safety_backup: bool = True) -> Reply:
         """Restore the newest ``pre-restore`` backup (taking a new safety backup first unless
@@ -260,49 +297,36 @@ class BackupService:
         """See :meth:`Reencryption.reencrypt_backups`."""
         return self.reencryption.reencrypt_backups(app, backup)
 
-    # ----- scheduler hooks -----
+    def sync_copies(self, app: str) -> dict[str, Any]:
+        """See :meth:`BackupCopies.sync`."""
+        return self.copies.sync(app)
+
+    def notify_test(self, app: str, notify: NotifySettings | None) -> dict[str, Any]:
+        """Send a ``test`` event now to ``notify`` (else the app's stored notify settings) and
+        wait for the answers: ``{"app", "results": {target: "delivered" | "failed (...)"}}``.
+        Raises NotFoundError when there is nothing to send to."""
+        check_app_id(app)
+        if notify is None:
+            state = self.state.load(app)
+            notify = None if state is None or state.backup is None else state.backup.notify
+        if notify is None:
+            raise NotFoundError(f"App '{app}' has no notification settings on this server; add "
+                                "[envs.<env>.notify] to tako-backups.toml and deploy.")
+        return {"app": app, "results": self.alerts.test(app, notify)}
+
+    # ----- scheduler hooks (see :class:`ScheduledWork`) -----
 
     def enabled_apps(self) -> list[str]:
-        """Apps with backup settings (those whose settings cannot be read are logged and left out)."""
-        apps = []
-        for app in self.state.apps():
-            try:
-                state = self.state.load(app)
-            except TakoError as exc:
-                log.error("skipping %s: %s", app, exc)
-                continue
-            if state is not None and state.backup is not None:
-                apps.append(app)
-        return apps
+        return self.scheduled.enabled_apps()
 
     def is_due(self, app: str, now: int) -> bool:
-        """Tako's rule: no backups, newest at least a day old, or an unreadable index.
-
-        Raises NotFoundError or StorageError.
-        """
-        settings = self.backups.settings(app)
-        store, prefix = self.backups.location(app, settings)
-        try:
-            index = catalog.read_index(store, prefix)
-        except FormatError:
-            return True
-        return is_due(_first(index), now)
+        return self.scheduled.is_due(app, now)
 
     def drill_due(self, app: str, now: int, interval: float = DRILL_INTERVAL) -> bool:
-        """Whether the weekly drill of ``app`` is due."""
-        return self.drills.is_due(app, now, interval)
+        return self.scheduled.drill_due(app, now, interval)
 
     def scheduled_drill(self, app: str) -> DrillResult | None:
-        """Drill the newest backup (None when there is none yet). Raises StorageError."""
-        return self.drills.scheduled_drill(app)
+        return self.scheduled.scheduled_drill(app)
 
     def scheduled_backup(self, app: str) -> BackupInfo:
-        """Take a backup with the stored settings. Raises BusyError when the app is busy."""
-        with self.locks.hold(app):
-            return self.runs.take(app, self.backups.settings(app), "scheduled")
-
-    # ----- helpers -----
-
-
-def _first(index: BackupIndex) -> BackupInfo | None:
-    return index.backups[0] if index.backups else None
+        return self.scheduled.scheduled_backup(app)
