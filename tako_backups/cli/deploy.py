@@ -56,7 +56,7 @@ def deploy_to_servers(opts: Globals, plan: DeployPlan, *, assume_yes: bool) -> N
     from ..project.backup_keys import backup_binding_for, ensure_backup_keys
     from ..remote import protocol
     from .prompts import key_prompts
-    from .render import finalize_line
+    from .render import copy_report, finalize_line
     from .replies import parse_finalize
     from .targets import call_servers, raise_failures
 
@@ -78,6 +78,7 @@ def deploy_to_servers(opts: Globals, plan: DeployPlan, *, assume_yes: bool) -> N
     for outcome in outcomes:
         if outcome.error is None:
             out.line(finalize_line(outcome.name, outcome.data))
+            copy_report(out, outcome.name, outcome.data.copy)
     raise_failures(outcomes, "Deploy failed on {failed} of {total} servers.")
     out.result("deploy", {"dry_run": False, "app": project.name, "environment": env,
                           "results": [{"server": o.name, "result": o.data.to_dict()} for o in outcomes],
