@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 PRIMARY, COPY = "primary", "copy"
 QUEUE_DEPTH = 4
 STALL_TIMEOUT = 120.0
+CANCEL_WAIT = 10.0
 CHUNK = 1 << 20
 FALLBACK_ERRORS = (StorageError, NotFoundError, IntegrityError)
 _END = object()
@@ -67,9 +68,9 @@ class CopyFeed:
     a :meth:`tee` hands over (see the module docstring). Its methods never raise."""
 
     def __init__(self, store: ObjectStore, key: str, *, depth: int = QUEUE_DEPTH,
-                 stall_timeout: float = STALL_TIMEOUT) -> None:
+                 stall_timeout: float | None = None) -> None:
         self.store, self.key = store, key
-        self.stall_timeout = stall_timeout
+        self.stall_timeout = STALL_TIMEOUT if stall_timeout is None else stall_timeout
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: str | None = None
         self._cancelled = threading.Event()
@@ -101,9 +102,15 @@ class CopyFeed:
             self._cancelled.set()
 
     def cancel(self) -> None:
-        """Drop the copy (its upload is aborted by its thread); for a backup that failed."""
+        """Drop the copy, for a backup that failed: its thread aborts the upload; waits for that
+        (at most :data:`CANCEL_WAIT` seconds, in case its bucket hangs)."""
         self._fail("The backup did not finish.")
         self._cancelled.set()
+        try:
+            self._queue.put_nowait(_END)  # wakes the thread at once
+        except queue.Full:
+            pass
+        self._thread.join(min(self.stall_timeout, CANCEL_WAIT))
 
     def finish(self, info: BackupInfo, *, prefix: str, policy: BackupPolicy, now: int) -> CopyOutcome:
         """Complete the copy's upload of ``info``'s archive, check its size and record the copy's
