@@ -120,7 +120,8 @@ class BackupCopies:
             state = CopyState(settings.copy.bucket, missing, None, now,
                               now if not missing else previous.last_ok_at_unix_secs)
         else:
-            missing = tuple(dict.fromkeys((*previous.missing, info.id)))
+            missing = tuple(dict.fromkeys((*self._unknown_as_missing(app, settings, previous),
+                                           *previous.missing, info.id)))
             state = CopyState(settings.copy.bucket, missing, outcome.error, now,
                               previous.last_ok_at_unix_secs)
             log.warning("the copy of %s backup %s to bucket %s failed: %s", app, info.id,
@@ -196,6 +197,18 @@ class BackupCopies:
             log.warning("could not compare the copy of %s with its primary: %s", app, exc)
             return previous.missing
         return tuple(b.id for b in wanted if b.id not in present)
+
+    def _unknown_as_missing(self, app: str, settings: BackupBinding, previous: CopyState) -> tuple[str, ...]:
+        """Before the copy was ever compared, every backup of the primary may be missing from it
+        (``sync`` checks each one and copies only those really missing). Never reads the copy,
+        which just failed."""
+        if previous.state != UNKNOWN:
+            return ()
+        primary, prefix = self._backups.location(app, settings)
+        try:
+            return tuple(b.id for b in catalog.read_index(primary, prefix).backups)
+        except TakoError:
+            return ()
 
     def _save(self, app: str, state: CopyState) -> None:
         try:
