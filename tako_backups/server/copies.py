@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import catalog
+from ..core import catalog, rekey
 from ..core.copies import COPY, PRIMARY, CopyOutcome, Located, copy_backup, missing_backups
 from ..errors import FormatError, IntegrityError, NotFoundError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
@@ -184,6 +184,35 @@ class BackupCopies:
             self._alerts.copy_lagging(app, settings, failed[0]["backup_id"], error)
         return {"app": app, "bucket": settings.copy.bucket, "copied": copied, "failed": failed,
                 "already": len(index.backups) - len(todo), "copy": state.to_dict()}
+
+    def mirror_reencrypted(self, app: str, settings: BackupBinding,
+                           swaps: list[tuple[BackupInfo, BackupInfo]]) -> None:
+        """After a re-encryption on the primary, do the same on the copy: stream each new backup
+        over and drop the old one there (only once the new one is in). The caller holds the app's
+        lock. A failure leaves the old backup in the copy, marks the new one missing (``sync``
+        copies it later) and is announced. Never raises."""
+        if settings.copy is None or not swaps:
+            return
+        primary, prefix = self._backups.location(app, settings)
+        copy = self._backups.store(settings.copy)
+        policy, now = policy_of(settings), int(self._backups.clock())
+        previous = self.state(app, settings)
+        assert previous is not None
+        failed: list[str] = []
+        error: str | None = None
+        for old, new in swaps:
+            try:
+                copy_backup(primary, copy, prefix, new, policy=policy, now=now)
+                rekey.swap_backup(copy, prefix, old, new)
+            except (StorageError, IntegrityError) as exc:
+                failed.append(new.id)
+                error = error or str(exc)
+        missing = tuple(dict.fromkeys((*previous.missing, *failed)))
+        self._save(app, CopyState(settings.copy.bucket, missing, error, now,
+                                  now if not missing else previous.last_ok_at_unix_secs))
+        if failed:
+            log.warning("could not re-encrypt %d backups of %s in the copy: %s", len(failed), app, error)
+            self._alerts.copy_lagging(app, settings, failed[0], error)
 
     def _compare(self, app: str, settings: BackupBinding, previous: CopyState) -> tuple[str, ...]:
         """The ids of the primary's index that the copy's index lacks (two reads); on a read error

@@ -73,7 +73,7 @@ class BackupService:
         self.alerts = Alerts(self.notifier, server_name, clock, since=clock())
         self.copies = BackupCopies(self.backups, self.index, self.alerts)
         self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir), self.copies.places)
-        self.reencryption = Reencryption(self.backups, self.index)
+        self.reencryption = Reencryption(self.backups, self.index, self.copies)
         self.runs = BackupRuns(self.backups, self.index, self.copies)
         self.reports = Reports(self.backups, self.index, self.drills, self.copies, clock)
         self.scheduled = ScheduledWork(self.backups, self.runs, self.drills, self.copies, self.alerts)

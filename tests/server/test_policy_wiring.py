@@ -5,6 +5,7 @@ binding, the schedule following ``every`` (catching up once), pruning by tiers i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -15,7 +16,7 @@ from tako_backups.server.app import create_app
 from tako_backups.server.auth import RequestAuth
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.scheduler import Scheduler
-from tests.server.helpers import APP, AsgiClient, body, signed
+from tests.server.helpers import APP, AsgiClient, body, new_backup_key, signed
 from tests.server.policy_support import HOUR, NOW, Bucket, Clock, extended, make_service, seed
 
 PREFIX = layout.backup_prefix("demo", "production", "la")
@@ -124,3 +125,23 @@ def test_the_age_rule_stays_tako_s_without_a_policy(paths: ServerPaths, buckets:
     assert "policy_text" not in status and status["retention_days"] == 30
     why = service.list_backups(APP, why=True)["why"]
     assert why[ids[4]] == ["within 30 days", "floor"] and why[ids[1]] == ["within 30 days"]
+
+
+def test_reencryption_happens_in_the_copy_too(paths: ServerPaths, buckets: dict[str, Bucket]) -> None:
+    clock = Clock()
+    service = make_service(paths, buckets, clock)
+    seed(paths)
+    settings = extended(TIERS)
+    old = [service.backup_now(APP, settings if n == 0 else None) for n in range(2)]
+    rotated = replace(settings, backup_keys=[*settings.backup_keys, new_backup_key()])
+    done = service.reencrypt_backups(APP, rotated)
+    new_ids = sorted(d["to"] for d in done["reencrypted"])
+    assert len(new_ids) == 2
+    for bucket in buckets.values():
+        assert archives(bucket) == new_ids
+        index = json.loads(bucket.objects[f"{PREFIX}index.json"])
+        assert sorted(b["id"] for b in index["backups"]) == new_ids
+        assert {b["encryption"]["key_id"] for b in index["backups"]} == {rotated.active_key.id}
+    assert buckets["spare"].objects == buckets["main"].objects
+    assert service.backup_status(APP)["copy"]["state"] == "ok"
+    assert not set(new_ids) & {b["id"] for b in old}
