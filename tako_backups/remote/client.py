@@ -1,19 +1,22 @@
-"""The management RPC client: signs each call, tries the next key on 401, maps failures to errors.
+"""The management RPC client: signs each call, tries the next key when refused, maps failures to errors.
 
 ``RpcClient`` is synchronous (httpx.Client); ``AsyncRpcClient`` is the same over httpx.AsyncClient,
 for calling several servers at once. Both take an injected transport, so tests can run them
 against the server app in-process (``httpx.ASGITransport`` for the async client).
 
 Timeouts are Tako's: 5 s to connect, 5 s per call, 10 minutes for backup_now, restore_backup and
-deploy. Every failure is a RemoteError naming the server and its address; a server that refuses
-every key gives an AuthError. Request bodies (which may carry credentials) never appear in errors.
+deploy. Every failure is a RemoteError naming the server and its address. As Tako's CLI does, the
+next key is tried only when the reply's message is exactly ``management auth required`` or
+``management auth failed``; a server that refuses every key gives an AuthError. Request bodies
+(which may carry credentials) never appear in errors.
 
 Transport security (``destination.py``): with ``tls_fingerprint`` every request goes over HTTPS to
 that certificate only, checked before anything is sent; without it a request that carries secrets
 goes over plain HTTP only to private addresses. Binding: before its first signed request a client
-asks the server's ``hello`` for its name and puts it in every signed body as ``target``, so the
-request runs on no other server (Tako's server ignores the field; one that does not answer our
-``hello`` gets bodies without it).
+asks the server's ``server_info`` for its ``server_name`` and puts it (as the bucket prefix spells
+it, :func:`~tako_backups.primitives.names.sanitize_segment`) in every signed body as ``target``,
+so the request runs on no other server (Tako's server ignores the field; a server whose
+``server_info`` fails or names no server gets bodies without it).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import httpx
 
 from ..errors import AuthError, ConfigError, RemoteError
+from ..primitives.names import sanitize_segment
 from . import protocol
 from .destination import Destination
 from .signing import Signer, sign_request
@@ -33,7 +37,7 @@ from .signing import Signer, sign_request
 __all__ = ["AsyncRpcClient", "RpcClient", "ServerReplyError"]
 
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
-HELLO_BODY = protocol.encode_request(protocol.HELLO)
+SERVER_INFO_BODY = protocol.encode_request(protocol.SERVER_INFO)
 
 
 class ServerReplyError(RemoteError):
@@ -96,11 +100,15 @@ class _RpcBase:
         return fields
 
     def _learn_target(self, reply: dict[str, Any] | None) -> None:
-        """Keep the name our server's ``hello`` reply gives (none: not our server, send unbound)."""
+        """Keep the ``server_name`` a ``server_info`` reply gives, sanitized (none: send unbound)."""
         self._asked_target = True
         data = reply.get("data") if reply is not None else None
-        name = data.get("server") if isinstance(data, dict) else None
-        self.target = name if isinstance(name, str) and name else None
+        name = data.get("server_name") if isinstance(data, dict) else None
+        self.target = sanitize_segment(name) if isinstance(name, str) and name.strip() else None
+
+    def _payload(self, command: str, payload: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``hello`` always carries the protocol version, as Tako's CLI sends it."""
+        return protocol.hello_fields() if command == protocol.HELLO and payload is None else payload
 
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -122,27 +130,40 @@ class _RpcBase:
         if status == "ok" and response.status_code == 200 and "data" in reply:
             return reply  # type: ignore[no-any-return]
         if status == "error" and isinstance(reply.get("message"), str):
-            if response.status_code == 401:
-                raise AuthError(f"Server '{self.server_name}' ({self.address}) rejected the request: "
-                                f"{reply['message']}")
             raise ServerReplyError(self.server_name, reply["message"], response.status_code)
         raise RemoteError(f"Server '{self.server_name}' ({self.address}) sent an invalid reply "
                           f"(HTTP {response.status_code}); is it a tako-server?")
 
-    def _rejection(self, response: httpx.Response) -> str:
+    def _auth_refusal(self, response: httpx.Response) -> str | None:
+        """The reply's message when it is one of Tako's two auth refusals (whatever the HTTP
+        status, as Tako's CLI reads it), else None."""
         try:
-            message = response.json().get("message")
-        except (ValueError, AttributeError):
-            message = None
-        return message if isinstance(message, str) else f"HTTP {response.status_code}"
+            reply = response.json()
+        except ValueError:
+            return None
+        message = reply.get("message") if isinstance(reply, dict) and reply.get("status") == "error" else None
+        return message if message in protocol.AUTH_MESSAGES else None
 
-    def _rejected(self, rejections: list[str]) -> Exception:
-        if not rejections:
-            return ConfigError(f"No SSH key to sign requests to server '{self.server_name}'; create one "
-                               "with ssh-keygen -t ed25519 or set key_path for the server.")
-        reasons = "; ".join(r.rstrip(".") for r in rejections)
-        return AuthError(f"Server '{self.server_name}' ({self.address}) rejected every key "
-                         f"({reasons}); add yours with tako-server authorize-key.")
+    def _rejected(self, unsigned: list[str], refusals: list[tuple[str, str]]) -> Exception:
+        """The error once no key got through: ``unsigned`` says why keys could not sign,
+        ``refusals`` pairs each key that was refused with the server's text."""
+        where = f"Server '{self.server_name}' ({self.address})"
+        couldnt = "; ".join(r.rstrip(".") for r in unsigned)
+        if not refusals:
+            if not unsigned:
+                return ConfigError(f"No SSH key to sign requests to server '{self.server_name}'; create one "
+                                   "with ssh-keygen -t ed25519 or set key_path for the server.")
+            return AuthError(f"No SSH key could sign the request to server '{self.server_name}' "
+                             f"({self.address}): {couldnt}.")
+        last = refusals[-1][1]
+        tried = ", ".join(description for description, _ in refusals)
+        details = f"{last}; tried {tried}" + (f"; could not sign with {couldnt}" if couldnt else "")
+        if last == protocol.AUTH_REQUIRED:
+            return AuthError(f"{where} refused every key ({details}): it has no authorized keys yet; add "
+                             "yours with tako-server authorize-key.")
+        return AuthError(f"{where} refused every key ({details}); add yours with tako-server "
+                         "authorize-key (the server's log says why it refused each; a wrong clock is one "
+                         "reason).")
 
     def _transport_error(self, command: str, exc: httpx.HTTPError, timeout: httpx.Timeout) -> RemoteError:
         where = f"Server '{self.server_name}' ({self.address})"
@@ -198,27 +219,31 @@ class RpcClient(_RpcBase):
         """As :meth:`call`, but returns the whole reply object (``status``, ``data`` and any
         field our server adds, such as a restore's ``safety_backup_id``)."""
         limits = self._timeout(command, timeout)
+        payload = self._payload(command, payload)
         urls = self.destination.urls_for(payload)
         if command in protocol.PUBLIC_COMMANDS:
             body = protocol.encode_request(command, payload)
             return self._interpret_reply(self._post(command, body, {}, limits, urls))
         if self.bind_target and not self._asked_target:  # errors name the command asked for
             try:
-                self._learn_target(self._interpret_reply(self._post(command, HELLO_BODY, {}, limits, urls)))
-            except ServerReplyError:  # not our server (Tako's hello takes other fields)
+                info = self._post(command, SERVER_INFO_BODY, {}, limits, urls)
+                self._learn_target(self._interpret_reply(info))
+            except ServerReplyError:
                 self._learn_target(None)
         body = protocol.encode_request(command, self._bound(payload))
-        rejections: list[str] = []
+        unsigned: list[str] = []
+        refusals: list[tuple[str, str]] = []
         for signer in self._signers:
-            headers = self._sign(signer, body, rejections)
+            headers = self._sign(signer, body, unsigned)
             if headers is None:
                 continue
             response = self._post(command, body, headers, limits, urls)
-            if response.status_code == 401:
-                rejections.append(f"{signer.description}: {self._rejection(response)}")
+            refusal = self._auth_refusal(response)
+            if refusal is not None:
+                refusals.append((signer.description, refusal))
                 continue
             return self._interpret_reply(response)
-        raise self._rejected(rejections)
+        raise self._rejected(unsigned, refusals)
 
     def _client(self) -> httpx.Client:
         if self._http is None:
@@ -272,28 +297,31 @@ class AsyncRpcClient(_RpcBase):
                          timeout: float | None = None) -> dict[str, Any]:
         """As :meth:`RpcClient.call_reply`."""
         limits = self._timeout(command, timeout)
+        payload = self._payload(command, payload)
         urls = await self.destination.urls_for_async(payload)
         if command in protocol.PUBLIC_COMMANDS:
             body = protocol.encode_request(command, payload)
             return self._interpret_reply(await self._post(command, body, {}, limits, urls))
         if self.bind_target and not self._asked_target:  # errors name the command asked for
             try:
-                hello = await self._post(command, HELLO_BODY, {}, limits, urls)
-                self._learn_target(self._interpret_reply(hello))
-            except ServerReplyError:  # not our server (Tako's hello takes other fields)
+                info = await self._post(command, SERVER_INFO_BODY, {}, limits, urls)
+                self._learn_target(self._interpret_reply(info))
+            except ServerReplyError:
                 self._learn_target(None)
         body = protocol.encode_request(command, self._bound(payload))
-        rejections: list[str] = []
+        unsigned: list[str] = []
+        refusals: list[tuple[str, str]] = []
         for signer in self._signers:
-            headers = self._sign(signer, body, rejections)
+            headers = self._sign(signer, body, unsigned)
             if headers is None:
                 continue
             response = await self._post(command, body, headers, limits, urls)
-            if response.status_code == 401:
-                rejections.append(f"{signer.description}: {self._rejection(response)}")
+            refusal = self._auth_refusal(response)
+            if refusal is not None:
+                refusals.append((signer.description, refusal))
                 continue
             return self._interpret_reply(response)
-        raise self._rejected(rejections)
+        raise self._rejected(unsigned, refusals)
 
     async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
