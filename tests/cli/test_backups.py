@@ -219,9 +219,9 @@ def test_unauthorized_key_names_authorize_key(demo: Demo, tako: Tako,
     result = tako("backups", "status", "--env", "production")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: Server 'la' (127.0.0.1:9844) refused every key (management auth failed; tried {stranger.path}); "
-        "add yours with tako-server authorize-key (the server's log says why it refused each; a wrong clock is "
-        "one reason).\n")
+        f"error: Server 'la' (127.0.0.1:9844) refused every key (management auth failed; tried "
+        f"{stranger.path}); add yours with tako-server authorize-key (the server's log says why it refused "
+        "each; a wrong clock is one reason).\n")
 
 
 def test_unknown_server_and_env_are_config_errors(demo: Demo, tako: Tako) -> None:

@@ -101,7 +101,8 @@ def test_backup_settings_read_as_takos_server_reads_them() -> None:
     ({"storage": {**STORAGE, "provider": "local"}}, "Backup storage must be S3-compatible."),
     ({"storage": {**STORAGE, "public_base_url": "https://cdn"}}, "Backup storage must be private."),
     ({"storage": {**STORAGE, "bucket": None}}, "Backup storage is missing bucket."),
-    ({"storage": {k: v for k, v in STORAGE.items() if k != "endpoint"}}, "Backup storage is missing endpoint."),
+    ({"storage": {k: v for k, v in STORAGE.items() if k != "endpoint"}},
+     "Backup storage is missing endpoint."),
     ({"storage": {**STORAGE, "region": "  "}}, "Backup storage is missing region."),
     ({"storage": {**STORAGE, "access_key_id": ""}}, "Backup storage is missing access_key_id."),
     ({"storage": {**STORAGE, "secret_access_key": None}}, "Backup storage is missing secret_access_key."),
@@ -110,8 +111,10 @@ def test_backup_settings_read_as_takos_server_reads_them() -> None:
     ({"backup_keys": [{**KEY, "id": "backup-key-0123"}]}, "Backup key id must end with 16 hex characters."),
     ({"backup_keys": [{**KEY, "id": "backup-key-0123456789abcdeg"}]},
      "Backup key id must end with 16 hex characters."),
-    ({"backup_keys": [{**KEY, "key_base64": "AAAA"}]}, "Backup encryption backup key must be 32 bytes, got 3."),
-    ({"backup_keys": [{**KEY, "key_base64": "!!"}]}, "Backup key 'backup-key-0123456789ABCDEF' is not valid base64."),
+    ({"backup_keys": [{**KEY, "key_base64": "AAAA"}]},
+     "Backup encryption backup key must be 32 bytes, got 3."),
+    ({"backup_keys": [{**KEY, "key_base64": "!!"}]},
+     "Backup key 'backup-key-0123456789ABCDEF' is not valid base64."),
     ({"retention_days": 0}, "Backup settings field 'retention_days' must be above 0."),
     # Tako's order: the storage first, then the keys.
     ({"storage": {**STORAGE, "bucket": ""}, "backup_keys": []}, "Backup storage is missing bucket."),
@@ -136,7 +139,8 @@ def test_backup_settings_are_checked_with_takos_texts(change: dict, message: str
      "Backup settings field 'retention_days' must be an integer from 0 to 65535."),
     ({"storage": STORAGE, "retention_days": -1},
      "Backup settings field 'retention_days' must be an integer from 0 to 65535."),
-    ({"storage": STORAGE, "retention_days": 30.0}, "Backup settings field 'retention_days' has the wrong type."),
+    ({"storage": STORAGE, "retention_days": 30.0},
+     "Backup settings field 'retention_days' has the wrong type."),
 ])
 def test_backup_settings_shape_is_takos_serde_shape(settings: dict, message: str) -> None:
     with pytest.raises(FormatError) as refused:

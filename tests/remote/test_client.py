@@ -14,17 +14,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tako_backups import __version__
 from tako_backups.errors import AuthError, ConfigError, RemoteError
 from tako_backups.remote.client import AsyncRpcClient, RpcClient, ServerReplyError
 from tako_backups.remote.signing import FileSigner, RequestVerifier
 from tako_backups.server.app import create_app
 from tako_backups.server.auth import RequestAuth
 from tako_backups.server.cli import authorize_key
+from tako_backups.server.identity_key import ensure_server_identity
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tako_backups import __version__
-from tako_backups.server.identity_key import ensure_server_identity
 from tests.server.helpers import APP, NO_SETTINGS, binding, make_key
 
 
@@ -95,7 +95,8 @@ def test_every_key_rejected_is_an_auth_error(app: Any, keys: tuple[FileSigner, F
         "one reason).")
 
 
-def test_a_server_without_authorized_keys_says_so(tmp_path: Path, keys: tuple[FileSigner, FileSigner]) -> None:
+def test_a_server_without_authorized_keys_says_so(tmp_path: Path,
+                                                   keys: tuple[FileSigner, FileSigner]) -> None:
     paths = ServerPaths(tmp_path / "tako")
     paths.prepare()
     bare = create_app(BackupService(paths, "la", store_factory=lambda b: MemoryStore()),

@@ -79,7 +79,8 @@ def test_sign_request_makes_fresh_hex_nonce_and_current_timestamp(signer, verifi
 def test_unsigned_request_is_refused(verifier, signer, missing):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     del headers[missing]
-    assert refused(verifier, headers, required=True) == f"Missing {missing} header; the request must be signed."
+    assert refused(verifier, headers, required=True) == (
+        f"Missing {missing} header; the request must be signed.")
     assert refused(verifier, {}, required=True) == (
         "Missing x-tako-key-fingerprint header; the request must be signed.")
     assert refused(verifier, {**headers, missing: " \t "}, required=True) == (
@@ -92,10 +93,12 @@ def test_headers_are_checked_in_takos_order(verifier, signer):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     broken = {**headers, "x-tako-timestamp": "17\x01"}
     del broken["x-tako-nonce"]
-    assert refused(verifier, broken) == "The x-tako-timestamp header holds characters other than visible ASCII."
+    assert refused(verifier, broken) == (
+        "The x-tako-timestamp header holds characters other than visible ASCII.")
     broken = {**headers, "x-tako-nonce": "n\u00e9" * 8}
     del broken["x-tako-timestamp"]
-    assert refused(verifier, broken, required=True) == "Missing x-tako-timestamp header; the request must be signed."
+    assert refused(verifier, broken, required=True) == (
+        "Missing x-tako-timestamp header; the request must be signed.")
     padded = {name: f" \t{value}\t " for name, value in headers.items()}
     assert verifier.verify(padded, BODY, now=NOW).key_type == "ssh-ed25519"
 
@@ -221,7 +224,8 @@ def test_missing_authorized_keys_file_authorizes_nobody(tmp_path, signer):
     verifier = RequestVerifier(tmp_path / "absent")
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     assert refused(verifier, headers, required=True) == (
-        f"There is no authorized keys file ({tmp_path / 'absent'}); add a key with tako-server authorize-key.")
+        f"There is no authorized keys file ({tmp_path / 'absent'}); add a key with tako-server "
+        "authorize-key.")
     assert refused(verifier, headers, now=NOW + 400).startswith("Request timestamp is 400 s old")
     (tmp_path / "absent").write_text("")
     assert refused(verifier, headers).endswith("is not authorized; add it with tako-server authorize-key.")

@@ -61,7 +61,8 @@ def seed_live_data(paths: ServerPaths) -> Path:
     ({"app": "demo"}, "Backups are not configured for demo/production."),
     ({"app": "d" * 63 + "/" + "e" * 63}, f"Backups are not configured for {'d' * 63}/{'e' * 63}."),
 ])
-def test_app_names_are_checked_as_takos_server_checks_them(client: AsgiClient, signer: FileSigner, fields: dict,
+def test_app_names_are_checked_as_takos_server_checks_them(client: AsgiClient, signer: FileSigner,
+                                                            fields: dict,
                                                             message: str) -> None:
     reply = call(client, signer, "list_backups", **fields)
     assert (reply.status_code, reply.json()) == (400, {"status": "error", "message": message})
