@@ -21,33 +21,21 @@ so the request runs on no other server (Tako's server ignores the field; a serve
 
 from __future__ import annotations
 
-import errno
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 
-from ..errors import AuthError, ConfigError, RemoteError
+from ..errors import AuthError, ConfigError
 from ..primitives.names import sanitize_segment
 from . import protocol
 from .destination import Destination
+from .reply_reader import ReplyReader, ServerReplyError
 from .signing import Signer, sign_request
 
 __all__ = ["AsyncRpcClient", "RpcClient", "ServerReplyError"]
 
-_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 SERVER_INFO_BODY = protocol.encode_request(protocol.SERVER_INFO)
-
-
-class ServerReplyError(RemoteError):
-    """The server answered with ``{"status": "error"}``; ``reply_message`` is its own text."""
-
-    def __init__(self, server: str, reply_message: str, status_code: int) -> None:
-        super().__init__(f"Server '{server}': {reply_message}")
-        self.server = server
-        self.reply_message = reply_message
-        self.status_code = status_code
 
 
 class _Signers:
@@ -84,6 +72,7 @@ class _RpcBase:
         self._signers = _Signers(signers)
         self.destination = Destination(server_name, host, port, tls_fingerprint)
         self.url = self.destination.url
+        self._replies = ReplyReader(server_name, self.destination.address, self.destination.pin is not None)
         self.bind_target = bind_target
         self.target: str | None = None
         self._asked_target = False
@@ -119,68 +108,6 @@ class _RpcBase:
     def _timeout(self, command: str, timeout: float | None) -> httpx.Timeout:
         seconds = protocol.timeout_for(command) if timeout is None else timeout
         return httpx.Timeout(seconds, connect=min(protocol.CONNECT_TIMEOUT, seconds))
-
-    def _interpret_reply(self, response: httpx.Response) -> dict[str, Any]:
-        """The whole ``{"status": "ok", "data", ...}`` object, or the error it stands for."""
-        try:
-            reply = response.json()
-        except ValueError:
-            reply = None
-        status = reply.get("status") if isinstance(reply, dict) else None
-        if status == "ok" and response.status_code == 200 and "data" in reply:
-            return reply  # type: ignore[no-any-return]
-        if status == "error" and isinstance(reply.get("message"), str):
-            raise ServerReplyError(self.server_name, reply["message"], response.status_code)
-        raise RemoteError(f"Server '{self.server_name}' ({self.address}) sent an invalid reply "
-                          f"(HTTP {response.status_code}); is it a tako-server?")
-
-    def _auth_refusal(self, response: httpx.Response) -> str | None:
-        """The reply's message when it is one of Tako's two auth refusals (whatever the HTTP
-        status, as Tako's CLI reads it), else None."""
-        try:
-            reply = response.json()
-        except ValueError:
-            return None
-        message = reply.get("message") if isinstance(reply, dict) and reply.get("status") == "error" else None
-        return message if message in protocol.AUTH_MESSAGES else None
-
-    def _rejected(self, unsigned: list[str], refusals: list[tuple[str, str]]) -> Exception:
-        """The error once no key got through: ``unsigned`` says why keys could not sign,
-        ``refusals`` pairs each key that was refused with the server's text."""
-        where = f"Server '{self.server_name}' ({self.address})"
-        couldnt = "; ".join(r.rstrip(".") for r in unsigned)
-        if not refusals:
-            if not unsigned:
-                return ConfigError(f"No SSH key to sign requests to server '{self.server_name}'; create one "
-                                   "with ssh-keygen -t ed25519 or set key_path for the server.")
-            return AuthError(f"No SSH key could sign the request to server '{self.server_name}' "
-                             f"({self.address}): {couldnt}.")
-        last = refusals[-1][1]
-        tried = ", ".join(description for description, _ in refusals)
-        details = f"{last}; tried {tried}" + (f"; could not sign with {couldnt}" if couldnt else "")
-        if last == protocol.AUTH_REQUIRED:
-            return AuthError(f"{where} refused every key ({details}): it has no authorized keys yet; add "
-                             "yours with tako-server authorize-key.")
-        return AuthError(f"{where} refused every key ({details}); add yours with tako-server "
-                         "authorize-key (the server's log says why it refused each; a wrong clock is one "
-                         "reason).")
-
-    def _transport_error(self, command: str, exc: httpx.HTTPError, timeout: httpx.Timeout) -> RemoteError:
-        where = f"Server '{self.server_name}' ({self.address})"
-        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return RemoteError(f"{where} presented a TLS certificate other than the pinned one; nothing "
-                               "was sent.")
-        if isinstance(exc, httpx.ConnectTimeout):
-            return RemoteError(f"{where} is unreachable: no answer within {timeout.connect:g} s.")
-        if isinstance(exc, httpx.ConnectError):
-            return RemoteError(f"{where} is unreachable: {_connect_reason(exc)}.")
-        if isinstance(exc, httpx.TimeoutException):
-            return RemoteError(f"{where} did not answer {command} within {timeout.read:g} s.")
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and self.destination.pin is None:
-            return RemoteError(f"{where} broke off {command} without an HTTP answer; if it runs with "
-                               "--tls, set tls_fingerprint for it in config.toml (`tako-server identity` "
-                               "prints it).")
-        return RemoteError(f"{where} failed during {command}: {type(exc).__name__}.")
 
     def _sign(self, signer: Signer, body: bytes, rejections: list[str]) -> dict[str, str] | None:
         try:
@@ -223,11 +150,11 @@ class RpcClient(_RpcBase):
         urls = self.destination.urls_for(payload)
         if command in protocol.PUBLIC_COMMANDS:
             body = protocol.encode_request(command, payload)
-            return self._interpret_reply(self._post(command, body, {}, limits, urls))
+            return self._replies.interpret(self._post(command, body, {}, limits, urls))
         if self.bind_target and not self._asked_target:  # errors name the command asked for
             try:
                 info = self._post(command, SERVER_INFO_BODY, {}, limits, urls)
-                self._learn_target(self._interpret_reply(info))
+                self._learn_target(self._replies.interpret(info))
             except ServerReplyError:
                 self._learn_target(None)
         body = protocol.encode_request(command, self._bound(payload))
@@ -238,12 +165,12 @@ class RpcClient(_RpcBase):
             if headers is None:
                 continue
             response = self._post(command, body, headers, limits, urls)
-            refusal = self._auth_refusal(response)
+            refusal = self._replies.auth_refusal(response)
             if refusal is not None:
                 refusals.append((signer.description, refusal))
                 continue
-            return self._interpret_reply(response)
-        raise self._rejected(unsigned, refusals)
+            return self._replies.interpret(response)
+        raise self._replies.rejected(unsigned, refusals)
 
     def _client(self) -> httpx.Client:
         if self._http is None:
@@ -260,9 +187,9 @@ class RpcClient(_RpcBase):
                                    headers={**self._headers(url), **headers})
             except httpx.ConnectError as exc:
                 if index + 1 == len(urls):
-                    raise self._transport_error(command, exc, limits) from None
+                    raise self._replies.transport_error(command, exc, limits) from None
             except httpx.HTTPError as exc:
-                raise self._transport_error(command, exc, limits) from None
+                raise self._replies.transport_error(command, exc, limits) from None
         raise AssertionError("no URL to post to")
 
     def close(self) -> None:
@@ -301,11 +228,11 @@ class AsyncRpcClient(_RpcBase):
         urls = await self.destination.urls_for_async(payload)
         if command in protocol.PUBLIC_COMMANDS:
             body = protocol.encode_request(command, payload)
-            return self._interpret_reply(await self._post(command, body, {}, limits, urls))
+            return self._replies.interpret(await self._post(command, body, {}, limits, urls))
         if self.bind_target and not self._asked_target:  # errors name the command asked for
             try:
                 info = await self._post(command, SERVER_INFO_BODY, {}, limits, urls)
-                self._learn_target(self._interpret_reply(info))
+                self._learn_target(self._replies.interpret(info))
             except ServerReplyError:
                 self._learn_target(None)
         body = protocol.encode_request(command, self._bound(payload))
@@ -316,12 +243,12 @@ class AsyncRpcClient(_RpcBase):
             if headers is None:
                 continue
             response = await self._post(command, body, headers, limits, urls)
-            refusal = self._auth_refusal(response)
+            refusal = self._replies.auth_refusal(response)
             if refusal is not None:
                 refusals.append((signer.description, refusal))
                 continue
-            return self._interpret_reply(response)
-        raise self._rejected(unsigned, refusals)
+            return self._replies.interpret(response)
+        raise self._replies.rejected(unsigned, refusals)
 
     async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -338,9 +265,9 @@ class AsyncRpcClient(_RpcBase):
                                          headers={**self._headers(url), **headers})
             except httpx.ConnectError as exc:
                 if index + 1 == len(urls):
-                    raise self._transport_error(command, exc, limits) from None
+                    raise self._replies.transport_error(command, exc, limits) from None
             except httpx.HTTPError as exc:
-                raise self._transport_error(command, exc, limits) from None
+                raise self._replies.transport_error(command, exc, limits) from None
         raise AssertionError("no URL to post to")
 
     async def aclose(self) -> None:
@@ -352,15 +279,3 @@ class AsyncRpcClient(_RpcBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _connect_reason(exc: BaseException) -> str:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED:
-            return "connection refused"
-        seen = seen.__cause__ or seen.__context__
-    text = _ERRNO_PREFIX.sub("", str(exc)).strip() or type(exc).__name__
-    if "connection refused" in text.lower():
-        return "connection refused"
-    return text[:1].lower() + text[1:]

@@ -224,4 +224,5 @@ def test_unauthorized_key_is_one_line_naming_authorize_key(dev: Developer, la: R
         f"error: Server 'la' (127.0.0.1:{la.port}) refused every key (management auth failed; tried "
         f"{stranger.path}); add yours with tako-server authorize-key (the server's log says why it refused "
         "each; a wrong clock is one reason).\n")
-    assert f"(management auth failed): Key {stranger.fingerprint} is not authorized" in la.log_path.read_text()
+    logged = la.log_path.read_text()
+    assert f"(management auth failed): Key {stranger.fingerprint} is not authorized" in logged

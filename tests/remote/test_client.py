@@ -182,6 +182,7 @@ def test_sync_client_signs_and_uses_tako_timeouts(tmp_path: Path,
 
 @pytest.mark.parametrize(("status", "content"), [
     (200, b"<html>hello</html>"), (502, b"Bad Gateway"), (200, b'{"status": "ok"}'), (200, b'["ok"]'),
+    (401, b'{"status": "error", "message": ["management auth failed"]}'),
 ])
 def test_invalid_reply_names_the_server(keys: tuple[FileSigner, FileSigner], status: int,
                                         content: bytes) -> None:
