@@ -230,3 +230,30 @@ def test_ipv6_host_is_bracketed() -> None:
     assert client.url == "http://[::1]:9844/rpc"
     assert client.address == "[::1]:9844"
     client.close()
+
+
+@pytest.mark.parametrize(("info", "target"), [
+    ({"status": "ok", "data": {"server_name": "LA.one", "pid": 1}}, "la-one"),  # as the bucket prefix has it
+    ({"status": "ok", "data": {"server_name": "la"}}, "la"),
+    ({"status": "ok", "data": {"server_name": None}}, None),  # Tako's server without a name
+    ({"status": "ok", "data": {"server_name": "  "}}, None),
+    ({"status": "ok", "data": {}}, None),
+    ({"status": "error", "message": "invalid command"}, None),  # a server without server_info
+])
+def test_the_target_is_the_name_server_info_gives(keys: tuple[FileSigner, FileSigner],
+                                                  info: dict[str, Any], target: str | None) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if body["command"] == "server_info":
+            return httpx.Response(200 if info["status"] == "ok" else 400, json=info)
+        return httpx.Response(200, json={"status": "ok", "data": {}})
+
+    with RpcClient("la", "127.0.0.1", 9844, [keys[0]], transport=httpx.MockTransport(handler)) as client:
+        client.call("backup_status", {"app": APP})
+        client.call("list_backups", {"app": APP})
+    expected = {"app": APP} if target is None else {"app": APP, "target": target}
+    assert bodies == [{"command": "server_info"}, {"command": "backup_status", **expected},
+                      {"command": "list_backups", **expected}]  # asked once per client
