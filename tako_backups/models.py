@@ -1,12 +1,18 @@
 """Plain data shared by every layer, with JSON in and out exactly as Tako writes it.
 
 Parsing is strict: a missing or unknown field, or a field of the wrong type, raises
-:class:`~tako_backups.errors.FormatError` naming the document and the field.
+:class:`~tako_backups.errors.FormatError` naming the document and the field. The backup settings
+a client sends (``BackupBinding`` and its parts) are read as Tako's server reads them instead:
+unknown fields are ignored and Tako's defaults fill what is left out (``check_shape``), then the
+settings are checked with Tako's texts (``from_dict``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +22,10 @@ from .primitives.json_shapes import check_fields
 INDEX_VERSION = 1
 ALGORITHM = "aes-256-gcm"
 DEFAULT_RETENTION_DAYS = 30
+BACKUP_KEY_PREFIX = "backup-key-"
+MAX_RETENTION_DAYS = 65535  # Tako's u16
+_TEXT_OR_NULL = (str, type(None))
+_S3_FIELDS = ("bucket", "endpoint", "region", "access_key_id", "secret_access_key")
 
 
 def _loads(data: bytes | str, what: str) -> Any:
@@ -166,22 +176,32 @@ class BackupKey:
     key: bytes = field(repr=False)
 
     @classmethod
-    def from_dict(cls, obj: Any) -> BackupKey:
-        import base64
-        import binascii
+    def check_shape(cls, obj: Any) -> dict[str, Any]:
+        """Tako's BackupKeyBinding: ``id`` and ``key_base64`` strings (other fields ignored).
 
-        d = check_fields(obj, "Backup key", {"id": str, "key_base64": str})
+        Raises FormatError."""
+        return check_fields(obj, "Backup key", {"id": str, "key_base64": str}, ignore_unknown=True)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupKey:
+        """Raises FormatError for a malformed key, with Tako's texts where Tako has them (the id
+        is ``backup-key-`` + 16 hex characters; the key is 32 bytes)."""
+        d = cls.check_shape(obj)
+        key_id = d["id"]
+        if not key_id.startswith(BACKUP_KEY_PREFIX):
+            raise FormatError("Backup key id must start with 'backup-key-'.")
+        suffix = key_id[len(BACKUP_KEY_PREFIX):]
+        if len(suffix) != 16 or not all(c in string.hexdigits for c in suffix):
+            raise FormatError("Backup key id must end with 16 hex characters.")
         try:
             key = base64.b64decode(d["key_base64"], validate=True)
         except (binascii.Error, ValueError):
-            raise FormatError(f"Backup key '{d['id']}' is not valid base64.") from None
+            raise FormatError(f"Backup key '{key_id}' is not valid base64.") from None
         if len(key) != 32:
-            raise FormatError(f"Backup key '{d['id']}' must be 32 bytes, not {len(key)}.")
-        return cls(id=d["id"], key=key)
+            raise FormatError(f"Backup encryption backup key must be 32 bytes, got {len(key)}.")
+        return cls(id=key_id, key=key)
 
     def to_dict(self) -> dict[str, Any]:
-        import base64
-
         return {"id": self.id, "key_base64": base64.b64encode(self.key).decode()}
 
 
@@ -199,17 +219,40 @@ class StorageBinding:
     provider: str = "s3"
 
     @classmethod
+    def check_shape(cls, obj: Any) -> dict[str, Any]:
+        """Tako's StorageBinding: ``provider`` (``s3`` or ``local``) and optional strings (or null)
+        ``bucket``, ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
+        ``public_base_url``, ``path``, ``signing_key``, and the bool ``force_path_style``; other
+        fields are ignored. Raises FormatError."""
+        d = check_fields(obj, "Backup storage", {"provider": str}, {
+            "bucket": _TEXT_OR_NULL, "endpoint": _TEXT_OR_NULL, "region": _TEXT_OR_NULL,
+            "access_key_id": _TEXT_OR_NULL, "secret_access_key": _TEXT_OR_NULL,
+            "force_path_style": bool, "public_base_url": _TEXT_OR_NULL, "path": _TEXT_OR_NULL,
+            "signing_key": _TEXT_OR_NULL,
+        }, ignore_unknown=True)
+        if d["provider"] not in ("s3", "local"):
+            raise FormatError("Backup storage field 'provider' must be 's3' or 'local'.")
+        return d
+
+    @classmethod
     def from_dict(cls, obj: Any) -> StorageBinding:
-        d = check_fields(obj, "Backup storage", {
-            "provider": str, "bucket": str, "endpoint": str, "region": str,
-            "access_key_id": str, "secret_access_key": str, "force_path_style": bool,
-        }, {"public_base_url": (str, type(None))})
+        """Backup storage as Tako's server checks it, with its texts, in its order: S3, private
+        (no ``public_base_url``), then each S3 field present and not blank.
+
+        Raises FormatError."""
+        d = cls.check_shape(obj)
         if d["provider"] != "s3":
-            raise FormatError(f"Backup storage provider must be 's3', not '{d['provider']}'.")
+            raise FormatError("Backup storage must be S3-compatible.")
+        if d.get("public_base_url") is not None:
+            raise FormatError("Backup storage must be private.")
+        for name in _S3_FIELDS:
+            value = d.get(name)
+            if value is None or not value.strip():
+                raise FormatError(f"Backup storage is missing {name}.")
         return cls(
             bucket=d["bucket"], endpoint=d["endpoint"], region=d["region"],
             access_key_id=d["access_key_id"], secret_access_key=d["secret_access_key"],
-            force_path_style=d["force_path_style"], public_base_url=d.get("public_base_url"),
+            force_path_style=d.get("force_path_style", False),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,16 +275,35 @@ class BackupBinding:
     retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
+    def check_shape(cls, obj: Any) -> dict[str, Any]:
+        """Tako's BackupBinding as its server parses a request: ``storage`` (required),
+        ``backup_keys`` (default none) and ``retention_days`` (0-65535, default 30); other fields
+        are ignored. Returns the fields with the defaults filled in. Raises FormatError."""
+        d = check_fields(obj, "Backup settings", {"storage": dict},
+                         {"backup_keys": list, "retention_days": int}, ignore_unknown=True)
+        retention = d.setdefault("retention_days", DEFAULT_RETENTION_DAYS)
+        if not 0 <= retention <= MAX_RETENTION_DAYS:
+            raise FormatError(
+                f"Backup settings field 'retention_days' must be an integer from 0 to {MAX_RETENTION_DAYS}.")
+        StorageBinding.check_shape(d["storage"])
+        for key in d.setdefault("backup_keys", []):
+            BackupKey.check_shape(key)
+        return d
+
+    @classmethod
     def from_dict(cls, obj: Any) -> BackupBinding:
-        d = check_fields(obj, "Backup settings",
-                    {"storage": dict, "backup_keys": list, "retention_days": int})
+        """Settings as Tako's server checks them before a backup, with its texts and in its
+        order (storage, then at least one key, then each key), then ours (a retention above 0).
+
+        Raises FormatError."""
+        d = cls.check_shape(obj)
+        storage = StorageBinding.from_dict(d["storage"])
+        if not d["backup_keys"]:
+            raise FormatError("Backup encryption key is missing.")
+        keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
         if d["retention_days"] <= 0:
             raise FormatError("Backup settings field 'retention_days' must be above 0.")
-        keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
-        if not keys:
-            raise FormatError("Backup settings need at least one backup key.")
-        return cls(storage=StorageBinding.from_dict(d["storage"]), backup_keys=keys,
-                   retention_days=d["retention_days"])
+        return cls(storage=storage, backup_keys=keys, retention_days=d["retention_days"])
 
     def to_dict(self) -> dict[str, Any]:
         return {"storage": self.storage.to_dict(),

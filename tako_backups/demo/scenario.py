@@ -98,7 +98,8 @@ class Demo:
                 raise TakoError(f"tako-server exited with code {self.server.returncode}; "
                                 f"see {self.root / 'tako-server.log'}.")
             try:
-                if httpx.post(url, json={"command": "hello"}, timeout=2).status_code == 200:
+                hello = {"command": "hello", "protocol_version": 0}
+                if httpx.post(url, json=hello, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -139,7 +139,8 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     without it ``host`` must be private. With ``require_target`` signed bodies must name this
     server as their ``target``. Raises ConfigError, before binding anything, when plain HTTP is
     asked for on a public address, and when the data dir cannot be prepared, its config.json is
-    invalid or the TLS identity cannot be made.
+    invalid, or the server identity (``identity.key``, made on first start as Tako's server makes
+    it) or the TLS identity cannot be made.
     """
     if not tls:
         refuse_public_plain_http(host)
@@ -148,6 +149,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     from ..core.pipes import limit_heap_growth
     from .app import create_app
     from .auth import RequestAuth
+    from .identity_key import ensure_server_identity
     from .restore import recover_interrupted_restores
     from .runtime import AppRuntime
     from .scheduler import Scheduler
@@ -159,13 +161,14 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     paths.prepare()
     recover_interrupted_restores(paths)
     name = paths.server_name()
+    identity = ensure_server_identity(paths.root)
     cert_file = key_file = None
     if tls:
-        identity = ensure_identity(paths.tls_dir, name, host)
-        cert_file, key_file = str(identity.cert_path), str(identity.key_path)
-        log.info("serving HTTPS; TLS certificate %s", identity.fingerprint)
+        tls_identity = ensure_identity(paths.tls_dir, name, host)
+        cert_file, key_file = str(tls_identity.cert_path), str(tls_identity.key_path)
+        log.info("serving HTTPS; TLS certificate %s", tls_identity.fingerprint)
     runtime = AppRuntime(paths.logs_dir)
-    service = BackupService(paths, name, runtime=runtime)
+    service = BackupService(paths, name, runtime=runtime, identity=identity)
     app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces),
                      require_target=require_target)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
@@ -180,7 +183,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     scheduler = Scheduler(service)
-    log.info("tako-server %s: server %r, data dir %s", __version__, name, data_dir)
+    log.info("tako-server %s: server %r, identity %s, data dir %s", __version__, name, identity, data_dir)
     listen_failed = False
     try:
         service.resume_apps()

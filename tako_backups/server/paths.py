@@ -3,6 +3,7 @@
 ```
 {root}/config.json                     optional: {"server_name": "la"}
 {root}/management-authorized-keys      OpenSSH authorized_keys lines (0600)
+{root}/identity.key, identity.pub      the server's SSH identity (Ed25519, key 0600), as Tako's
 {root}/apps/{app}/{env}/data/          the live data (0710): app/ (TAKO_DATA_DIR) and tako/
 {root}/state/                          server.key and encrypted per-app settings (0700)
 {root}/state/seen-nonces               nonces of accepted signed requests, while they could replay

@@ -221,6 +221,8 @@ def test_unauthorized_key_is_one_line_naming_authorize_key(dev: Developer, la: R
     result = dev.tako("backups", "list", "--env", "production")
     assert (result.exit_code, result.stdout) == (1, "Backups\nnotes (production)\n")
     assert result.stderr == (
-        f"error: Server 'la' (127.0.0.1:{la.port}) rejected every key ({stranger.path}: Key "
-        f"{stranger.fingerprint} is not authorized; add it with tako-server authorize-key); add yours with "
-        "tako-server authorize-key.\n")
+        f"error: Server 'la' (127.0.0.1:{la.port}) refused every key (management auth failed; tried "
+        f"{stranger.path}); add yours with tako-server authorize-key (the server's log says why it refused "
+        "each; a wrong clock is one reason).\n")
+    logged = la.log_path.read_text()
+    assert f"(management auth failed): Key {stranger.fingerprint} is not authorized" in logged

@@ -81,7 +81,7 @@ def authorize(data_dir: Path, signer: FileSigner, name: str = "la") -> None:
 def restart_server(data_dir: Path, signer: FileSigner, name: str = "la", *, argv: list[str] | None = None,
                    env: dict[str, str] | None = None, log_path: Path | None = None) -> RunningServer:
     """Start `tako-server serve` on an existing data dir (``signer`` already authorized) and return
-    once ``hello`` answers with ``name``. ``argv`` replaces the `tako-server` command (a crash
+    once ``server_info`` answers with ``name``. ``argv`` replaces the `tako-server` command (a crash
     launcher), ``env`` its environment; the log goes to ``log_path`` (default: beside ``data_dir``)."""
     port = free_port()
     log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
@@ -96,17 +96,17 @@ def restart_server(data_dir: Path, signer: FileSigner, name: str = "la", *, argv
         assert process.poll() is None, f"tako-server exited early:\n{server.log_tail()}"
         try:
             with RpcClient(name, "127.0.0.1", port, [signer]) as client:
-                return bool(client.call("hello") == {"server": name, "protocol": "tako-management-rpc-v0"})
+                return bool(client.call("server_info")["server_name"] == name)
         except RemoteError:
             return False
 
-    wait_for(ready, f"tako-server {name} to answer hello")
+    wait_for(ready, f"tako-server {name} to answer server_info")
     return server
 
 
 def start_server(data_dir: Path, signer: FileSigner, name: str = "la") -> RunningServer:
     """A new `tako-server serve` called ``name`` on ``data_dir``, with ``signer`` authorized; returns
-    once hello answers."""
+    once server_info answers."""
     authorize(data_dir, signer, name)
     return restart_server(data_dir, signer, name)
 
