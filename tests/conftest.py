@@ -30,7 +30,6 @@ from tako_backups.storage.s3 import S3Store
 from tests.server.helpers import make_key
 from tests.servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
 
-
 _OWN_BASETEMP = pytest.StashKey[Path]()
 
 
