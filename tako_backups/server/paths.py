@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "/opt/tako"
 DATA_DIR_MODE = 0o710
+PASS_ONLY_MODE = 0o710  # with users: its group may pass through, not list
 PRIVATE_MODE = 0o700
 
 
@@ -115,9 +116,9 @@ class ServerPaths:
             if self.users is not None:
                 shared = self.users.account.gid
                 with open_folder(self.root) as root:
-                    set_owner(root, 0, shared, DATA_DIR_MODE)
+                    set_owner(root, 0, shared, PASS_ONLY_MODE)
                     with open_folder("apps", root) as apps:
-                        set_owner(apps, 0, shared, DATA_DIR_MODE)
+                        set_owner(apps, 0, shared, PASS_ONLY_MODE)
                 if self.authorized_keys.exists():
                     os.chmod(self.authorized_keys, 0o600)
         except OSError as exc:
@@ -166,9 +167,9 @@ class ServerPaths:
         with open_folder(self.root) as root, open_folder("apps", root) as apps, \
                 open_folder(name, apps) as app_name, open_folder(env, app_name) as app_env, \
                 open_folder("data", app_env) as data:
-            set_owner(apps, 0, shared, DATA_DIR_MODE)
-            set_owner(app_name, 0, shared, DATA_DIR_MODE)
-            set_owner(app_env, 0, who.gid, DATA_DIR_MODE)
+            set_owner(apps, 0, shared, PASS_ONLY_MODE)
+            set_owner(app_name, 0, shared, PASS_ONLY_MODE)
+            set_owner(app_env, 0, who.gid, PASS_ONLY_MODE)
             set_owner(data, 0, who.gid, DATA_DIR_MODE)
             for part in ("app", "tako"):
                 with open_folder(part, data) as sub:
