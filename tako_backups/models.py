@@ -1,13 +1,21 @@
 """Plain data shared by every layer, with JSON in and out exactly as Tako writes it.
 
 Parsing is strict: a missing or unknown field, or a field of the wrong type, raises
-:class:`~tako_backups.errors.FormatError` naming the document and the field.
+:class:`~tako_backups.errors.FormatError` naming the document and the field. The backup settings
+a client sends (``BackupBinding`` and its parts) are read as Tako's server reads them instead:
+unknown fields are ignored and Tako's defaults fill what is left out (``check_shape``), then the
+settings are checked with Tako's texts (``from_dict``). Our optional additions to them
+(``BackupBinding.policy``/``copy``/``notify``/``format``, ``StorageBinding.expires_on``) are
+parsed strictly when present and left out of the JSON when unset.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
+import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +28,10 @@ if TYPE_CHECKING:
 INDEX_VERSION = 1
 ALGORITHM = "aes-256-gcm"
 DEFAULT_RETENTION_DAYS = 30
+BACKUP_KEY_PREFIX = "backup-key-"
+MAX_RETENTION_DAYS = 65535  # Tako's u16
+_TEXT_OR_NULL = (str, type(None))
+_S3_FIELDS = ("bucket", "endpoint", "region", "access_key_id", "secret_access_key")
 ARCHIVE_FORMATS = (1, 2)
 
 
@@ -171,22 +183,32 @@ class BackupKey:
     key: bytes = field(repr=False)
 
     @classmethod
-    def from_dict(cls, obj: Any) -> BackupKey:
-        import base64
-        import binascii
+    def check_shape(cls, obj: Any) -> dict[str, Any]:
+        """Tako's BackupKeyBinding: ``id`` and ``key_base64`` strings (other fields ignored).
 
-        d = check_fields(obj, "Backup key", {"id": str, "key_base64": str})
+        Raises FormatError."""
+        return check_fields(obj, "Backup key", {"id": str, "key_base64": str}, ignore_unknown=True)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> BackupKey:
+        """Raises FormatError for a malformed key, with Tako's texts where Tako has them (the id
+        is ``backup-key-`` + 16 hex characters; the key is 32 bytes)."""
+        d = cls.check_shape(obj)
+        key_id = d["id"]
+        if not key_id.startswith(BACKUP_KEY_PREFIX):
+            raise FormatError("Backup key id must start with 'backup-key-'.")
+        suffix = key_id[len(BACKUP_KEY_PREFIX):]
+        if len(suffix) != 16 or not all(c in string.hexdigits for c in suffix):
+            raise FormatError("Backup key id must end with 16 hex characters.")
         try:
             key = base64.b64decode(d["key_base64"], validate=True)
         except (binascii.Error, ValueError):
-            raise FormatError(f"Backup key '{d['id']}' is not valid base64.") from None
+            raise FormatError(f"Backup key '{key_id}' is not valid base64.") from None
         if len(key) != 32:
-            raise FormatError(f"Backup key '{d['id']}' must be 32 bytes, not {len(key)}.")
-        return cls(id=d["id"], key=key)
+            raise FormatError(f"Backup encryption backup key must be 32 bytes, got {len(key)}.")
+        return cls(id=key_id, key=key)
 
     def to_dict(self) -> dict[str, Any]:
-        import base64
-
         return {"id": self.id, "key_base64": base64.b64encode(self.key).decode()}
 
 
@@ -210,22 +232,45 @@ class StorageBinding:
     expires_on: str | None = None
 
     @classmethod
+    def check_shape(cls, obj: Any, what: str = "Backup storage") -> dict[str, Any]:
+        """Tako's StorageBinding: ``provider`` (``s3`` or ``local``) and optional strings (or null)
+        ``bucket``, ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
+        ``public_base_url``, ``path``, ``signing_key``, and the bool ``force_path_style``; other
+        fields are ignored (and our ``expires_on``, a string or null, is checked). ``what`` names
+        the object in messages. Raises FormatError."""
+        d = check_fields(obj, what, {"provider": str}, {
+            "bucket": _TEXT_OR_NULL, "endpoint": _TEXT_OR_NULL, "region": _TEXT_OR_NULL,
+            "access_key_id": _TEXT_OR_NULL, "secret_access_key": _TEXT_OR_NULL,
+            "force_path_style": bool, "public_base_url": _TEXT_OR_NULL, "path": _TEXT_OR_NULL,
+            "signing_key": _TEXT_OR_NULL, "expires_on": _TEXT_OR_NULL,
+        }, ignore_unknown=True)
+        if d["provider"] not in ("s3", "local"):
+            raise FormatError(f"{what} field 'provider' must be 's3' or 'local'.")
+        return d
+
+    @classmethod
     def from_dict(cls, obj: Any, what: str = "Backup storage") -> StorageBinding:
-        """Raises FormatError naming ``what`` and the field (never a credential)."""
-        d = check_fields(obj, what, {
-            "provider": str, "bucket": str, "endpoint": str, "region": str,
-            "access_key_id": str, "secret_access_key": str, "force_path_style": bool,
-        }, {"public_base_url": (str, type(None)), "expires_on": (str, type(None))})
+        """Backup storage as Tako's server checks it, with its texts, in its order: S3, private
+        (no ``public_base_url``), then each S3 field present and not blank; then our
+        ``expires_on``. ``what`` names the object in messages (``Backup copy storage``).
+
+        Raises FormatError."""
+        d = cls.check_shape(obj, what)
         if d["provider"] != "s3":
-            raise FormatError(f"{what} provider must be 's3', not '{d['provider']}'.")
+            raise FormatError(f"{what} must be S3-compatible.")
+        if d.get("public_base_url") is not None:
+            raise FormatError(f"{what} must be private.")
+        for name in _S3_FIELDS:
+            value = d.get(name)
+            if value is None or not value.strip():
+                raise FormatError(f"{what} is missing {name}.")
         expires_on = d.get("expires_on")
         if expires_on is not None and not _is_iso_date(expires_on):
             raise FormatError(f"{what} field 'expires_on' must be a date written YYYY-MM-DD.")
         return cls(
             bucket=d["bucket"], endpoint=d["endpoint"], region=d["region"],
             access_key_id=d["access_key_id"], secret_access_key=d["secret_access_key"],
-            force_path_style=d["force_path_style"], public_base_url=d.get("public_base_url"),
-            expires_on=expires_on,
+            force_path_style=d.get("force_path_style", False), expires_on=expires_on,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,21 +318,42 @@ class BackupBinding:
     format: int | None = None
 
     @classmethod
+    def check_shape(cls, obj: Any) -> dict[str, Any]:
+        """Tako's BackupBinding as its server parses a request: ``storage`` (required),
+        ``backup_keys`` (default none) and ``retention_days`` (0-65535, default 30); other fields
+        are ignored (ours, when present, must be of their kind: ``policy``, ``copy`` and
+        ``notify`` objects, ``format`` an integer). Returns the fields with the defaults filled in.
+        Raises FormatError."""
+        d = check_fields(obj, "Backup settings", {"storage": dict},
+                         {"backup_keys": list, "retention_days": int, "policy": dict, "copy": dict,
+                          "notify": dict, "format": int}, ignore_unknown=True)
+        retention = d.setdefault("retention_days", DEFAULT_RETENTION_DAYS)
+        if not 0 <= retention <= MAX_RETENTION_DAYS:
+            raise FormatError(
+                f"Backup settings field 'retention_days' must be an integer from 0 to {MAX_RETENTION_DAYS}.")
+        StorageBinding.check_shape(d["storage"])
+        for key in d.setdefault("backup_keys", []):
+            BackupKey.check_shape(key)
+        return d
+
+    @classmethod
     def from_dict(cls, obj: Any) -> BackupBinding:
-        """Raises FormatError naming the field (never a secret)."""
+        """Settings as Tako's server checks them before a backup, with its texts and in its
+        order (storage, then at least one key, then each key), then ours (a retention above 0,
+        and our optional fields, strictly).
+
+        Raises FormatError (never repeating a secret)."""
         from .policy import BackupPolicy, NotifySettings  # policy builds on this module
 
-        d = check_fields(obj, "Backup settings",
-                         {"storage": dict, "backup_keys": list, "retention_days": int},
-                         {"policy": dict, "copy": dict, "notify": dict, "format": int})
+        d = cls.check_shape(obj)
+        storage = StorageBinding.from_dict(d["storage"])
+        if not d["backup_keys"]:
+            raise FormatError("Backup encryption key is missing.")
+        keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
         if d["retention_days"] <= 0:
             raise FormatError("Backup settings field 'retention_days' must be above 0.")
-        keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
-        if not keys:
-            raise FormatError("Backup settings need at least one backup key.")
         if "format" in d and d["format"] not in ARCHIVE_FORMATS:
             raise FormatError("Backup settings field 'format' must be 1 or 2.")
-        storage = StorageBinding.from_dict(d["storage"])
         copy = StorageBinding.from_dict(d["copy"], "Backup copy storage") if "copy" in d else None
         if copy is not None and (copy.endpoint, copy.bucket) == (storage.endpoint, storage.bucket):
             raise FormatError("Backup settings field 'copy' names the same bucket as 'storage'; the copy "

@@ -5,11 +5,19 @@
 - ``store``: the same, parametrized over memory, moto and SeaweedFS (the contract suite).
 - ``make_store``: a factory, ``make_store(kind, **s3_kwargs)``, for stores with tuned part sizes.
 - ``signer`` / ``stranger``: an authorized client SSH key and one never authorized (per session).
+
+Run as root, the session's temp folders live in a folder of their own (``pytest-tako-*`` in the
+temp dir, removed after a passing run): `tako-server` then runs apps as uids of their own, which
+must pass the folders above a test's data dir (``let_apps_reach``), and pytest makes its shared
+``pytest-of-root`` private again whenever another session starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,20 @@ from tako_backups.storage.memory import MemoryStore
 from tako_backups.storage.s3 import S3Store
 from tests.server.helpers import make_key
 from tests.servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() == 0 and config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="pytest-tako-")
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    own = session.config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and exitstatus == 0:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def read_manifest(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo
     try:
         data = store.get_bytes(manifest_key(prefix, backup_id))
     except ObjectNotFound:
-        raise NotFoundError(f"Backup '{printable(backup_id)}' was not found.") from None
+        raise NotFoundError(f"Backup not found: {printable(backup_id)}") from None  # Tako's text
     return BackupInfo.from_json(data)
 
 

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -63,6 +65,8 @@ class Demo:
         pub = make_key(home / ".ssh" / "id_ed25519")
         server_dir = self.root / "server"
         server_dir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:  # the notes app will run as a uid of its own: let it pass (not list)
+            self.root.chmod(stat.S_IMODE(self.root.stat().st_mode) | stat.S_IXOTH)
         (server_dir / "config.json").write_text(json.dumps({"server_name": SERVER}) + "\n")
         self.step(["tako-server", "authorize-key", str(pub), "--data-dir", str(server_dir)])
         log = open(self.root / "tako-server.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -78,7 +82,7 @@ class Demo:
             f'[servers.{SERVER}]\nhost = "{LOOPBACK}"\nmanagement_port = {self.server_port}\n'
             f'key_path = "{home / ".ssh" / "id_ed25519"}"\n')
         self.app_dir.mkdir(exist_ok=True)
-        start = json.dumps([sys.executable, str(notes_app)])
+        start = json.dumps([app_python(), str(notes_app)])
         (self.app_dir / "tako.toml").write_text(
             f'# The demo app: examples/notes-app keeps writing SQLite rows and uploads.\n'
             f'name = "{APP}"\nstart = {start}\n\n'
@@ -98,7 +102,8 @@ class Demo:
                 raise TakoError(f"tako-server exited with code {self.server.returncode}; "
                                 f"see {self.root / 'tako-server.log'}.")
             try:
-                if httpx.post(url, json={"command": "hello"}, timeout=2).status_code == 200:
+                hello = {"command": "hello", "protocol_version": 0}
+                if httpx.post(url, json=hello, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -188,8 +193,6 @@ class Demo:
     def damage(self) -> None:
         app = self.data_root / "app"
         self.out.line(f"$ rm -r {app / 'uploads'} && sqlite3 {app / 'notes.db'} 'DELETE FROM notes'")
-        import shutil
-
         shutil.rmtree(app / "uploads", ignore_errors=True)
         conn = sqlite3.connect(app / "notes.db", timeout=10)
         conn.execute("DELETE FROM notes")
@@ -221,6 +224,15 @@ class Demo:
             f"  tako backups list --env {ENV}",
             f"Stop it with: kill {pids} && rm -rf {self.root}",
         ]
+
+
+def app_python() -> str:
+    """The Python for the notes app: this one, or as root the system's ``python3`` (tako-server as
+    root runs the app as a uid of its own, which may not reach this interpreter: a pyenv under
+    /root, say)."""
+    if os.geteuid() == 0:
+        return shutil.which("python3", path=os.defpath) or sys.executable
+    return sys.executable
 
 
 def notes_app_path() -> Path:

@@ -108,8 +108,9 @@ def segment_problem(segment: str) -> str | None:
 
 
 def validation_error(problem: str, where: str | None = None) -> ConfigError:
-    """Tako's ``Validation error: {problem}`` as a ConfigError, with where the name came from."""
-    return ConfigError(f"Validation error: {problem}{f' ({where})' if where else ''}.")
+    """Tako's ``Validation error: {problem}`` (no final period, as Tako prints it) as a
+    ConfigError, with where the name came from in parentheses when given."""
+    return ConfigError(f"Validation error: {problem}{f' ({where})' if where else ''}")
 
 
 def split_app_id(app: str) -> tuple[str, str] | None:
@@ -126,26 +127,27 @@ def check_app_id(app: str) -> tuple[str, str]:
     id has both parts checked as segments; any other string is checked whole as one segment and
     its env is ``production``.
 
-    Raises FormatError with Tako's text for the first broken rule.
+    Raises FormatError with Tako's text for the first broken rule (no final period, as Tako's
+    server words it).
     """
     parts = split_app_id(app)
     name, env = parts if parts is not None else (app, DEFAULT_ENV)
     for segment in (name,) if parts is None else (name, env):
         problem = segment_problem(segment)
         if problem is not None:
-            raise FormatError(f"{problem}.")
+            raise FormatError(problem)
     return name, env
 
 
 def join_app_id(name: str, env: str) -> str:
     """``{name}/{env}``, the ``app`` of every RPC, checked as the server will check it.
 
-    Raises FormatError.
+    Raises FormatError with Tako's text (as :func:`check_app_id`).
     """
     for segment in (name, env):
         problem = segment_problem(segment)
         if problem is not None:
-            raise FormatError(f"{problem}.")
+            raise FormatError(problem)
     return f"{name}{APP_ID_SEPARATOR}{env}"
 
 

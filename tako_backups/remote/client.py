@@ -1,49 +1,41 @@
-"""The management RPC client: signs each call, tries the next key on 401, maps failures to errors.
+"""The management RPC client: signs each call, tries the next key when refused, maps failures to errors.
 
 ``RpcClient`` is synchronous (httpx.Client); ``AsyncRpcClient`` is the same over httpx.AsyncClient,
 for calling several servers at once. Both take an injected transport, so tests can run them
 against the server app in-process (``httpx.ASGITransport`` for the async client).
 
 Timeouts are Tako's: 5 s to connect, 5 s per call, 10 minutes for backup_now, restore_backup and
-deploy. Every failure is a RemoteError naming the server and its address; a server that refuses
-every key gives an AuthError. Request bodies (which may carry credentials) never appear in errors.
+deploy. Every failure is a RemoteError naming the server and its address. As Tako's CLI does, the
+next key is tried only when the reply's message is exactly ``management auth required`` or
+``management auth failed``; a server that refuses every key gives an AuthError. Request bodies
+(which may carry credentials) never appear in errors.
 
 Transport security (``destination.py``): with ``tls_fingerprint`` every request goes over HTTPS to
 that certificate only, checked before anything is sent; without it a request that carries secrets
 goes over plain HTTP only to private addresses. Binding: before its first signed request a client
-asks the server's ``hello`` for its name and puts it in every signed body as ``target``, so the
-request runs on no other server (Tako's server ignores the field; one that does not answer our
-``hello`` gets bodies without it).
+asks the server's ``server_info`` for its ``server_name`` and puts it (as the bucket prefix spells
+it, :func:`~tako_backups.primitives.names.sanitize_segment`) in every signed body as ``target``,
+so the request runs on no other server (Tako's server ignores the field; a server whose
+``server_info`` fails or names no server gets bodies without it).
 """
 
 from __future__ import annotations
 
-import errno
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 
-from ..errors import AuthError, ConfigError, RemoteError
+from ..errors import AuthError, ConfigError
+from ..primitives.names import sanitize_segment
 from . import protocol
 from .destination import Destination
+from .reply_reader import ReplyReader, ServerReplyError
 from .signing import Signer, sign_request
 
 __all__ = ["AsyncRpcClient", "RpcClient", "ServerReplyError"]
 
-_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
-HELLO_BODY = protocol.encode_request(protocol.HELLO)
-
-
-class ServerReplyError(RemoteError):
-    """The server answered with ``{"status": "error"}``; ``reply_message`` is its own text."""
-
-    def __init__(self, server: str, reply_message: str, status_code: int) -> None:
-        super().__init__(f"Server '{server}': {reply_message}")
-        self.server = server
-        self.reply_message = reply_message
-        self.status_code = status_code
+SERVER_INFO_BODY = protocol.encode_request(protocol.SERVER_INFO)
 
 
 class _Signers:
@@ -80,6 +72,7 @@ class _RpcBase:
         self._signers = _Signers(signers)
         self.destination = Destination(server_name, host, port, tls_fingerprint)
         self.url = self.destination.url
+        self._replies = ReplyReader(server_name, self.destination.address, self.destination.pin is not None)
         self.bind_target = bind_target
         self.target: str | None = None
         self._asked_target = False
@@ -96,11 +89,15 @@ class _RpcBase:
         return fields
 
     def _learn_target(self, reply: dict[str, Any] | None) -> None:
-        """Keep the name our server's ``hello`` reply gives (none: not our server, send unbound)."""
+        """Keep the ``server_name`` a ``server_info`` reply gives, sanitized (none: send unbound)."""
         self._asked_target = True
         data = reply.get("data") if reply is not None else None
-        name = data.get("server") if isinstance(data, dict) else None
-        self.target = name if isinstance(name, str) and name else None
+        name = data.get("server_name") if isinstance(data, dict) else None
+        self.target = sanitize_segment(name) if isinstance(name, str) and name.strip() else None
+
+    def _payload(self, command: str, payload: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``hello`` always carries the protocol version, as Tako's CLI sends it."""
+        return protocol.hello_fields() if command == protocol.HELLO and payload is None else payload
 
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -111,55 +108,6 @@ class _RpcBase:
     def _timeout(self, command: str, timeout: float | None) -> httpx.Timeout:
         seconds = protocol.timeout_for(command) if timeout is None else timeout
         return httpx.Timeout(seconds, connect=min(protocol.CONNECT_TIMEOUT, seconds))
-
-    def _interpret_reply(self, response: httpx.Response) -> dict[str, Any]:
-        """The whole ``{"status": "ok", "data", ...}`` object, or the error it stands for."""
-        try:
-            reply = response.json()
-        except ValueError:
-            reply = None
-        status = reply.get("status") if isinstance(reply, dict) else None
-        if status == "ok" and response.status_code == 200 and "data" in reply:
-            return reply  # type: ignore[no-any-return]
-        if status == "error" and isinstance(reply.get("message"), str):
-            if response.status_code == 401:
-                raise AuthError(f"Server '{self.server_name}' ({self.address}) rejected the request: "
-                                f"{reply['message']}")
-            raise ServerReplyError(self.server_name, reply["message"], response.status_code)
-        raise RemoteError(f"Server '{self.server_name}' ({self.address}) sent an invalid reply "
-                          f"(HTTP {response.status_code}); is it a tako-server?")
-
-    def _rejection(self, response: httpx.Response) -> str:
-        try:
-            message = response.json().get("message")
-        except (ValueError, AttributeError):
-            message = None
-        return message if isinstance(message, str) else f"HTTP {response.status_code}"
-
-    def _rejected(self, rejections: list[str]) -> Exception:
-        if not rejections:
-            return ConfigError(f"No SSH key to sign requests to server '{self.server_name}'; create one "
-                               "with ssh-keygen -t ed25519 or set key_path for the server.")
-        reasons = "; ".join(r.rstrip(".") for r in rejections)
-        return AuthError(f"Server '{self.server_name}' ({self.address}) rejected every key "
-                         f"({reasons}); add yours with tako-server authorize-key.")
-
-    def _transport_error(self, command: str, exc: httpx.HTTPError, timeout: httpx.Timeout) -> RemoteError:
-        where = f"Server '{self.server_name}' ({self.address})"
-        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return RemoteError(f"{where} presented a TLS certificate other than the pinned one; nothing "
-                               "was sent.")
-        if isinstance(exc, httpx.ConnectTimeout):
-            return RemoteError(f"{where} is unreachable: no answer within {timeout.connect:g} s.")
-        if isinstance(exc, httpx.ConnectError):
-            return RemoteError(f"{where} is unreachable: {_connect_reason(exc)}.")
-        if isinstance(exc, httpx.TimeoutException):
-            return RemoteError(f"{where} did not answer {command} within {timeout.read:g} s.")
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and self.destination.pin is None:
-            return RemoteError(f"{where} broke off {command} without an HTTP answer; if it runs with "
-                               "--tls, set tls_fingerprint for it in config.toml (`tako-server identity` "
-                               "prints it).")
-        return RemoteError(f"{where} failed during {command}: {type(exc).__name__}.")
 
     def _sign(self, signer: Signer, body: bytes, rejections: list[str]) -> dict[str, str] | None:
         try:
@@ -198,27 +146,31 @@ class RpcClient(_RpcBase):
         """As :meth:`call`, but returns the whole reply object (``status``, ``data`` and any
         field our server adds, such as a restore's ``safety_backup_id``)."""
         limits = self._timeout(command, timeout)
+        payload = self._payload(command, payload)
         urls = self.destination.urls_for(payload)
         if command in protocol.PUBLIC_COMMANDS:
             body = protocol.encode_request(command, payload)
-            return self._interpret_reply(self._post(command, body, {}, limits, urls))
+            return self._replies.interpret(self._post(command, body, {}, limits, urls))
         if self.bind_target and not self._asked_target:  # errors name the command asked for
             try:
-                self._learn_target(self._interpret_reply(self._post(command, HELLO_BODY, {}, limits, urls)))
-            except ServerReplyError:  # not our server (Tako's hello takes other fields)
+                info = self._post(command, SERVER_INFO_BODY, {}, limits, urls)
+                self._learn_target(self._replies.interpret(info))
+            except ServerReplyError:
                 self._learn_target(None)
         body = protocol.encode_request(command, self._bound(payload))
-        rejections: list[str] = []
+        unsigned: list[str] = []
+        refusals: list[tuple[str, str]] = []
         for signer in self._signers:
-            headers = self._sign(signer, body, rejections)
+            headers = self._sign(signer, body, unsigned)
             if headers is None:
                 continue
             response = self._post(command, body, headers, limits, urls)
-            if response.status_code == 401:
-                rejections.append(f"{signer.description}: {self._rejection(response)}")
+            refusal = self._replies.auth_refusal(response)
+            if refusal is not None:
+                refusals.append((signer.description, refusal))
                 continue
-            return self._interpret_reply(response)
-        raise self._rejected(rejections)
+            return self._replies.interpret(response)
+        raise self._replies.rejected(unsigned, refusals)
 
     def _client(self) -> httpx.Client:
         if self._http is None:
@@ -235,9 +187,9 @@ class RpcClient(_RpcBase):
                                    headers={**self._headers(url), **headers})
             except httpx.ConnectError as exc:
                 if index + 1 == len(urls):
-                    raise self._transport_error(command, exc, limits) from None
+                    raise self._replies.transport_error(command, exc, limits) from None
             except httpx.HTTPError as exc:
-                raise self._transport_error(command, exc, limits) from None
+                raise self._replies.transport_error(command, exc, limits) from None
         raise AssertionError("no URL to post to")
 
     def close(self) -> None:
@@ -272,28 +224,31 @@ class AsyncRpcClient(_RpcBase):
                          timeout: float | None = None) -> dict[str, Any]:
         """As :meth:`RpcClient.call_reply`."""
         limits = self._timeout(command, timeout)
+        payload = self._payload(command, payload)
         urls = await self.destination.urls_for_async(payload)
         if command in protocol.PUBLIC_COMMANDS:
             body = protocol.encode_request(command, payload)
-            return self._interpret_reply(await self._post(command, body, {}, limits, urls))
+            return self._replies.interpret(await self._post(command, body, {}, limits, urls))
         if self.bind_target and not self._asked_target:  # errors name the command asked for
             try:
-                hello = await self._post(command, HELLO_BODY, {}, limits, urls)
-                self._learn_target(self._interpret_reply(hello))
-            except ServerReplyError:  # not our server (Tako's hello takes other fields)
+                info = await self._post(command, SERVER_INFO_BODY, {}, limits, urls)
+                self._learn_target(self._replies.interpret(info))
+            except ServerReplyError:
                 self._learn_target(None)
         body = protocol.encode_request(command, self._bound(payload))
-        rejections: list[str] = []
+        unsigned: list[str] = []
+        refusals: list[tuple[str, str]] = []
         for signer in self._signers:
-            headers = self._sign(signer, body, rejections)
+            headers = self._sign(signer, body, unsigned)
             if headers is None:
                 continue
             response = await self._post(command, body, headers, limits, urls)
-            if response.status_code == 401:
-                rejections.append(f"{signer.description}: {self._rejection(response)}")
+            refusal = self._replies.auth_refusal(response)
+            if refusal is not None:
+                refusals.append((signer.description, refusal))
                 continue
-            return self._interpret_reply(response)
-        raise self._rejected(rejections)
+            return self._replies.interpret(response)
+        raise self._replies.rejected(unsigned, refusals)
 
     async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -310,9 +265,9 @@ class AsyncRpcClient(_RpcBase):
                                          headers={**self._headers(url), **headers})
             except httpx.ConnectError as exc:
                 if index + 1 == len(urls):
-                    raise self._transport_error(command, exc, limits) from None
+                    raise self._replies.transport_error(command, exc, limits) from None
             except httpx.HTTPError as exc:
-                raise self._transport_error(command, exc, limits) from None
+                raise self._replies.transport_error(command, exc, limits) from None
         raise AssertionError("no URL to post to")
 
     async def aclose(self) -> None:
@@ -324,15 +279,3 @@ class AsyncRpcClient(_RpcBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _connect_reason(exc: BaseException) -> str:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED:
-            return "connection refused"
-        seen = seen.__cause__ or seen.__context__
-    text = _ERRNO_PREFIX.sub("", str(exc)).strip() or type(exc).__name__
-    if "connection refused" in text.lower():
-        return "connection refused"
-    return text[:1].lower() + text[1:]

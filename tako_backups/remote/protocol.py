@@ -2,8 +2,14 @@
 
 A request is ``POST /rpc`` with one JSON object tagged by ``"command"``; a reply is
 ``{"status": "ok", "data": ...}`` or ``{"status": "error", "message": ...}``. Only ``hello`` and
-``server_info`` may be unsigned. Parsing is strict and raises :class:`FormatError` naming the
-command and the field; messages never echo field values (they may be secrets).
+``server_info`` may be unsigned.
+
+Requests are read as Tako's server reads them (serde): the body is decoded strictly
+(:func:`~tako_backups.primitives.strict_json.loads_strict`), fields nobody here knows are ignored at
+every level, a known field must have its type (``protocol_version`` a u32) and may appear once.
+Our own fields (``target``, ``safety_backup``, ``runtime``, ...) are checked the same way when
+present. Failures raise :class:`FormatError` naming the command and the field, never a value (it
+may be a secret); the server answers them all with Tako's ``invalid command``.
 """
 
 from __future__ import annotations
@@ -13,18 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError
-from ..primitives.json_shapes import check_fields
+from ..models import BackupBinding
+from ..primitives.json_shapes import check_fields, check_object
 from ..primitives.start_command import argv_problem, env_var_problem
+from ..primitives.strict_json import duplicate_keys, loads_strict
 from ..primitives.text import printable
 
 __all__ = [
-    "CALL_TIMEOUT", "COMMANDS", "CONNECT_TIMEOUT", "DEFAULT_PORT", "LONG_COMMANDS", "LONG_TIMEOUT",
-    "MAX_BODY_BYTES", "PROTOCOL", "PUBLIC_COMMANDS", "RPC_PATH", "Reply", "Request", "RuntimeSettings",
-    "TARGET", "carries_secrets", "check_request", "dumps", "encode_request", "error_reply", "ok_reply",
-    "read_command", "timeout_for",
+    "AUTH_FAILED", "AUTH_MESSAGES", "AUTH_REQUIRED", "CALL_TIMEOUT", "CAPABILITIES", "COMMANDS",
+    "CONNECT_TIMEOUT", "DEFAULT_PORT", "LONG_COMMANDS", "LONG_TIMEOUT", "MAX_BODY_BYTES",
+    "PROTOCOL_VERSION", "PUBLIC_COMMANDS", "RPC_PATH", "Reply", "Request", "RuntimeSettings", "TARGET",
+    "carries_secrets", "check_request", "dumps", "encode_error", "encode_ok", "encode_request",
+    "hello_fields", "read_command", "timeout_for",
 ]
 
-PROTOCOL = "tako-management-rpc-v0"
+PROTOCOL_VERSION = 0
 DEFAULT_PORT = 9844
 RPC_PATH = "/rpc"
 MAX_BODY_BYTES = 1 << 20
@@ -32,6 +41,12 @@ CONNECT_TIMEOUT = 5.0
 CALL_TIMEOUT = 5.0
 LONG_TIMEOUT = 600.0
 MAX_INSTANCES = 64
+U32_MAX = 2**32 - 1
+
+# The only two 401 texts; Tako's CLI tries its next key on exactly these and on nothing else.
+AUTH_REQUIRED = "management auth required"
+AUTH_FAILED = "management auth failed"
+AUTH_MESSAGES = frozenset({AUTH_REQUIRED, AUTH_FAILED})
 
 HELLO = "hello"
 SERVER_INFO = "server_info"
@@ -52,6 +67,11 @@ REENCRYPT_BACKUPS = "reencrypt_backups"
 SYNC_COPIES = "sync_copies"
 NOTIFY_TEST = "notify_test"
 
+# What ``hello`` says this server does, in the order of Tako's list: only what we implement
+# (``server_info`` and the backup commands). Tako's others (cold start, scale-to-zero, ``scale``,
+# upgrade mode, releases, rollback, artifact uploads) are not ours to claim.
+CAPABILITIES = ("server_runtime_info", "backups")
+
 # Optional in every request body: the label of the server it is meant for (our CLI adds it; Tako's
 # server ignores unknown fields). tako-server refuses a body whose target is another server.
 TARGET = "target"
@@ -59,9 +79,10 @@ TARGET = "target"
 SECRET_FIELDS = ("backup", "runtime", "notify")
 
 _OBJ_OR_NULL = (dict, type(None))
-# command -> (required fields, optional fields); "command" itself is implied.
+# command -> (required fields, optional fields); "command" itself is implied, and any other field
+# is ignored (Tako's serde structs ignore unknown fields).
 COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    HELLO: ({}, {}),
+    HELLO: ({"protocol_version": int}, {}),
     SERVER_INFO: ({}, {}),
     BACKUP_NOW: ({"app": str}, {"backup": _OBJ_OR_NULL}),
     LIST_BACKUPS: ({"app": str}, {"why": bool}),
@@ -81,24 +102,31 @@ PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
 LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,
                            REINDEX, REENCRYPT_BACKUPS, SYNC_COPIES, NOTIFY_TEST})
 
+
 @dataclass(frozen=True)
 class Request:
-    """A checked request: the command, its fields (without ``command`` and ``target``) and the
-    server label it names as its target, if any."""
+    """A checked request: the command, its known fields (without ``command`` and ``target``) and
+    the server label it names as its target, if any."""
 
     command: str
     fields: dict[str, Any] = field(repr=False)
     target: str | None = None
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, as sent on the wire."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def dumps(obj: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact UTF-8 JSON, as sent on the wire (serde_json's spacing)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      sort_keys=sort_keys).encode("utf-8")
 
 
 def encode_request(command: str, fields: dict[str, Any] | None = None) -> bytes:
     """The request body for ``command`` (``command`` first, then ``fields``)."""
     return dumps({"command": command, **(fields or {})})
+
+
+def hello_fields() -> dict[str, Any]:
+    """``hello``'s fields as Tako's CLI sends them: ``{"protocol_version": 0}``."""
+    return {"protocol_version": PROTOCOL_VERSION}
 
 
 @dataclass(frozen=True)
@@ -110,14 +138,18 @@ class Reply:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def ok_reply(data: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``{"status": "ok", "data": data, **extra}``; ``extra`` never replaces status or data."""
+def encode_ok(data: Any, extra: dict[str, Any] | None = None) -> bytes:
+    """``{"status":"ok","data":...}`` as Tako's server writes it: ``status`` first, and inside
+    ``data`` keys sorted at every level (it passes through a serde_json Value). ``extra`` fields
+    follow; they never replace status or data. Raises ValueError for data JSON cannot hold."""
     fields = {k: v for k, v in (extra or {}).items() if k not in ("status", "data")}
-    return {"status": "ok", "data": data, **fields}
+    tail = b"".join(b"," + dumps(k) + b":" + dumps(v, sort_keys=True) for k, v in fields.items())
+    return b'{"status":"ok","data":' + dumps(data, sort_keys=True) + tail + b"}"
 
 
-def error_reply(message: str) -> dict[str, Any]:
-    return {"status": "error", "message": message}
+def encode_error(message: str) -> bytes:
+    """``{"status":"error","message":...}`` (Tako's Response::Error: ``status`` first)."""
+    return dumps({"status": "error", "message": message})
 
 
 def timeout_for(command: str) -> float:
@@ -126,21 +158,20 @@ def timeout_for(command: str) -> float:
     return LONG_TIMEOUT if command in LONG_COMMANDS else CALL_TIMEOUT
 
 
-def read_command(body: bytes) -> tuple[str, dict[str, Any]]:
-    """Decode a request body and return its command name and the whole object.
+def read_command(body: bytes) -> Request:
+    """Decode and check a request body as Tako's server parses a ``Command``.
 
-    Raises FormatError when the body is not a JSON object with a string ``command``.
+    Raises FormatError (Tako answers every such failure with ``invalid command``) when the body is
+    not strict JSON, not an object, has no known ``command``, or a known field is missing, given
+    twice, of the wrong type or out of range.
     """
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FormatError("Request body is not valid JSON.") from None
-    if not isinstance(obj, dict):
-        raise FormatError("Request body must be a JSON object.")
+    obj = check_object(loads_strict(body), "The request body")
+    if "command" in duplicate_keys(obj):
+        raise FormatError("The request body has field 'command' more than once.")
     command = obj.get("command")
-    if not isinstance(command, str) or not command:
-        raise FormatError("Request body has no 'command' string.")
-    return command, obj
+    if not isinstance(command, str):
+        raise FormatError("The request body has no 'command' string.")
+    return check_request(command, obj)
 
 
 def carries_secrets(fields: dict[str, Any]) -> bool:
@@ -149,20 +180,24 @@ def carries_secrets(fields: dict[str, Any]) -> bool:
 
 
 def check_request(command: str, obj: dict[str, Any]) -> Request:
-    """Check ``obj``'s fields against ``command``'s shape; ``target`` (a string) is allowed in every
-    command and returned apart.
+    """Check ``obj``'s fields against ``command``'s shape; ``target`` (a string or null) is allowed
+    in every command and returned apart. Fields ``command`` does not know are left out.
 
-    Raises FormatError for an unknown command, a missing or unknown field, or a wrong type.
+    Raises FormatError for an unknown command, a missing, repeated or mistyped known field, a
+    ``protocol_version`` outside u32, or a ``backup`` that is not Tako's BackupBinding shape.
     """
     if command not in COMMANDS:
-        known = ", ".join(sorted(COMMANDS))
-        raise FormatError(f"Unknown command '{printable(command, 64)}' (known: {known}).")
+        raise FormatError(f"Unknown command '{printable(command, 64)}'.")
     required, optional = COMMANDS[command]
+    what = f"Command '{command}'"
     target = obj.get(TARGET)
-    if target is not None and not isinstance(target, str):
-        raise FormatError(f"Command '{command}' field '{TARGET}' has the wrong type.")
-    fields = check_fields({k: v for k, v in obj.items() if k not in ("command", TARGET)},
-                          f"Command '{command}'", required, optional)
+    if TARGET in duplicate_keys(obj) or not (target is None or isinstance(target, str)):
+        raise FormatError(f"{what} field '{TARGET}' has the wrong type or appears more than once.")
+    fields = check_fields(obj, what, required, optional, ignore_unknown=True)
+    if not 0 <= fields.get("protocol_version", 0) <= U32_MAX:
+        raise FormatError(f"{what} field 'protocol_version' must be an integer from 0 to {U32_MAX}.")
+    if fields.get("backup") is not None:
+        BackupBinding.check_shape(fields["backup"])
     return Request(command, fields, target)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "AuthorizedKey",
     "EncryptedKeyError",
     "FileSigner",
+    "MissingAuthError",
     "RequestVerifier",
     "Signer",
     "fingerprint",
@@ -51,13 +52,19 @@ HEADER_NONCE = "x-tako-nonce"
 HEADER_SIGNATURE = "x-tako-signature"
 _HEADERS = (HEADER_FINGERPRINT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
-_TIMESTAMP_RE = re.compile(r"[0-9]{1,15}")
+_TIMESTAMP_RE = re.compile(r"[+-]?[0-9]{1,18}")  # what Rust's i64 parse takes, short of overflow
 _FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 _MAX_SIGNATURE_HEADER = 32 * 1024
 
 
 class EncryptedKeyError(ConfigError):
     """A private key file is protected by a passphrase (load it into ssh-agent instead)."""
+
+
+class MissingAuthError(AuthError):
+    """The request cannot be checked at all: a signing header is missing or blank, or the server
+    has no authorized keys file it can read. Tako's server answers ``management auth required``
+    here and ``management auth failed`` for every other :class:`AuthError`."""
 
 
 def fingerprint(public_key: bytes | sshwire.PublicKey) -> str:
@@ -172,7 +179,9 @@ class _AuthorizedKeysFile:
         self._stamp: tuple[int, ...] | None = None
         self._keys: dict[str, AuthorizedKey] = {}
 
-    def keys(self) -> dict[str, AuthorizedKey]:
+    def keys(self) -> dict[str, AuthorizedKey] | None:
+        """The keys by fingerprint; None when the file does not exist. Raises ConfigError when it
+        cannot be read."""
         with self._lock:
             try:
                 st = self.path.stat()
@@ -184,7 +193,7 @@ class _AuthorizedKeysFile:
             if stamp != self._stamp:
                 self._keys = {key.fingerprint: key for key in self._read()} if stamp else {}
                 self._stamp = stamp
-            return self._keys
+            return self._keys if stamp else None
 
     def _read(self) -> list[AuthorizedKey]:
         try:
@@ -224,7 +233,7 @@ class RequestVerifier:
 
     def authorized_keys(self) -> list[AuthorizedKey]:
         """The keys currently authorized (re-reads the file when it changed)."""
-        return list(self._keys.keys().values())
+        return list((self._keys.keys() or {}).values())
 
     def remembered_nonces(self) -> int:
         """How many nonces are remembered (expired ones are dropped at the next request)."""
@@ -235,16 +244,20 @@ class RequestVerifier:
 
         ``now`` (unix time) overrides the clock. A timestamp passes during the whole seconds
         ``stamp - skew`` to ``stamp + skew``; once the signature verifies, the nonce is remembered
-        through the last of them. Raises AuthError with a short reason (missing or duplicated
-        header, bad timestamp, stale or future timestamp, bad nonce, replayed nonce, unknown key,
-        bad signature, wrong namespace), and ConfigError when the authorized keys file exists but
-        cannot be read or the journal cannot record the nonce.
+        through the last of them. Checks run in Tako's order: the headers (fingerprint, timestamp,
+        nonce, signature), the timestamp, the nonce's form, the authorized keys file and the key,
+        the signature, the nonce's novelty (a nonce already seen is refused before the signature
+        is checked, too, to spare the work).
+
+        Raises MissingAuthError (an AuthError) for a missing or blank header or an authorized keys
+        file that does not exist or cannot be read; AuthError with a short reason for everything
+        else (duplicated or non-ASCII header, bad, stale or future timestamp, bad or replayed
+        nonce, unknown key, bad signature, wrong namespace); ConfigError when the journal cannot
+        record the nonce.
         """
         second = self._second(now)
         values = _auth_headers(headers)
         fp, stamp, nonce, signature = (values[name] for name in _HEADERS)
-        if not _FINGERPRINT_RE.fullmatch(fp):
-            raise AuthError(f"Invalid {HEADER_FINGERPRINT} header (expected SHA256:<43 base64 chars>).")
         if not _TIMESTAMP_RE.fullmatch(stamp):
             raise AuthError(f"Invalid {HEADER_TIMESTAMP} header (expected unix seconds).")
         offset = int(stamp) - second
@@ -256,29 +269,51 @@ class RequestVerifier:
             )
         if not _NONCE_RE.fullmatch(nonce):
             raise AuthError(f"Invalid {HEADER_NONCE} header (expected 16-128 characters of A-Za-z0-9_-).")
+        key = self._authorized_key(fp)
         if self._nonces.seen(nonce, second):
             raise AuthError("Nonce was already used (replayed request).")
-        key = self._keys.keys().get(fp)
-        if key is None:
-            raise AuthError(f"Key {fp} is not authorized; add it with tako-server authorize-key.")
         sshsig.verify(_decode_signature_header(signature), signed_message(stamp, nonce, body), key.blob)
         if not self._nonces.add(nonce, int(stamp) + self.skew, second):
             raise AuthError("Nonce was already used (replayed request).")
         return key
 
+    def _authorized_key(self, fp: str) -> AuthorizedKey:
+        try:
+            keys = self._keys.keys()
+        except ConfigError as exc:
+            raise MissingAuthError(str(exc)) from None
+        if keys is None:
+            raise MissingAuthError(f"There is no authorized keys file ({self._keys.path}); add a key with "
+                                   "tako-server authorize-key.")
+        if not _FINGERPRINT_RE.fullmatch(fp):
+            raise AuthError(f"Invalid {HEADER_FINGERPRINT} header (expected SHA256:<43 base64 chars>).")
+        key = keys.get(fp)
+        if key is None:
+            raise AuthError(f"Key {fp} is not authorized; add it with tako-server authorize-key.")
+        return key
+
 
 def _auth_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    found: dict[str, str] = {}
+    """The four signing headers, trimmed, checked in Tako's order: for each header in turn, missing
+    or blank → MissingAuthError, not visible ASCII (or given twice) → AuthError."""
+    found: dict[str, list[str]] = {}
     for name, value in headers.items():
         lower = name.lower()
         if lower in _HEADERS:
-            if lower in found:
-                raise AuthError(f"Duplicate {lower} header.")
-            found[lower] = value.strip()
+            found.setdefault(lower, []).append(value)
+    values: dict[str, str] = {}
     for name in _HEADERS:
-        if not found.get(name):
-            raise AuthError(f"Missing {name} header; the request must be signed.")
-    return found
+        given = found.get(name)
+        if not given:
+            raise MissingAuthError(f"Missing {name} header; the request must be signed.")
+        if len(given) > 1:
+            raise AuthError(f"Duplicate {name} header.")
+        if not all(ch == "\t" or " " <= ch <= "~" for ch in given[0]):
+            raise AuthError(f"The {name} header holds characters other than visible ASCII.")
+        values[name] = given[0].strip()
+        if not values[name]:
+            raise MissingAuthError(f"Blank {name} header; the request must be signed.")
+    return values
 
 
 def _decode_signature_header(value: str) -> str:

@@ -1,10 +1,18 @@
-"""The ASGI app: ``POST /rpc`` speaking Tako's management protocol.
+"""The ASGI app: ``POST /rpc`` answering exactly as Tako's management HTTP server does.
 
-Order of checks: body size (1 MiB), JSON object with a ``command`` (400), signature unless the
-command is ``hello`` or ``server_info`` (401, nothing done), command and fields (400), the body's
-``target`` against this server (400, see ``request_target.py``), then the command runs in a
-worker thread. TakoErrors become ``{"status": "error", "message"}`` with HTTP
-400; anything else is logged and answered with a generic 500, never a traceback.
+Order of checks, as in Tako (tako-server/src/management_http.rs): the route (anything but
+``POST /rpc`` → 404 ``not found``), the body (over 1 MiB → 413 ``request body too large``, a read
+error → 400 ``invalid request body``), the command (not strict JSON, not a known command, a known
+field missing, repeated or mistyped → 400 ``invalid command``), the signature unless the command
+is ``hello`` or ``server_info`` (401 ``management auth required`` or ``management auth failed``,
+nothing done; the reason goes to the log only), then ours: the body's ``target`` against this
+server (400, see ``request_target.py``); then the command runs in a worker thread: 200
+``{"status":"ok","data":...}`` or 400 ``{"status":"error","message":...}``.
+
+The first four bodies are Tako's JSON literals (keys sorted); the others put ``status`` first, and
+``data`` has its keys sorted at every level. Every reply is ``application/json`` with
+``cache-control: no-store``. A failure nobody expected is logged and answered with a 500 that
+names no detail, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,21 +20,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..core.copies import COPY, PRIMARY
-from ..errors import AuthError, FormatError, TakoError
+from ..errors import AuthError, ConfigError, FormatError, TakoError
 from ..models import BackupBinding
 from ..policy import NotifySettings
 from ..primitives.names import check_app_id, join_app_id
 from ..primitives.text import printable
 from ..remote import protocol
 from ..remote.protocol import MAX_BODY_BYTES, PUBLIC_COMMANDS, RPC_PATH, Request, RuntimeSettings
-from .auth import RequestAuth
+from .auth import RequestAuth, reply_text
 from .request_target import TargetError, check_target
 from .service import BackupService
 
@@ -34,66 +41,117 @@ __all__ = ["create_app", "dispatch"]
 
 log = logging.getLogger(__name__)
 
+# Tako's json! literals (serde_json sorts their keys).
+NOT_FOUND = b'{"message":"not found","status":"error"}'
+TOO_LARGE = b'{"message":"request body too large","status":"error"}'
+INVALID_BODY = b'{"message":"invalid request body","status":"error"}'
+INVALID_COMMAND = b'{"message":"invalid command","status":"error"}'
+# Tako's answer when a reply cannot be serialized.
+INTERNAL_ERROR = b'{"status":"error","message":"internal server error"}'
+NONCE_NOT_RECORDED = ("The server could not record the request's nonce, so it did not run the request; "
+                      "see the tako-server log.")
+
 
 class _TooLarge(Exception):
     pass
 
 
 def create_app(service: BackupService, auth: RequestAuth, *, max_body: int = MAX_BODY_BYTES,
-               require_target: bool = False) -> Starlette:
-    """The Starlette app serving ``POST /rpc`` for ``service``, checking signatures with ``auth``;
+               require_target: bool = False) -> ManagementApp:
+    """The ASGI app serving ``POST /rpc`` for ``service``, checking signatures with ``auth``;
     with ``require_target`` a signed body must name this server as its ``target``."""
+    return ManagementApp(service, auth, max_body=max_body, require_target=require_target)
 
-    async def rpc(request: HttpRequest) -> JSONResponse:
+
+class ManagementApp:
+    """An ASGI application (HTTP and lifespan scopes); see the module docstring for what it answers."""
+
+    def __init__(self, service: BackupService, auth: RequestAuth, *, max_body: int,
+                 require_target: bool) -> None:
+        self.service = service
+        self.auth = auth
+        self.max_body = max_body
+        self.require_target = require_target
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # a websocket upgrade: refused before it is accepted
+            await send({"type": "websocket.close"})
+            return
+        response = await self.handle(HttpRequest(scope, receive))
+        await response(scope, receive, send)
+
+    async def handle(self, request: HttpRequest) -> Response:
+        """The reply to one HTTP request (never raises)."""
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode("utf-8", "surrogateescape")
+        if request.method != "POST" or raw_path.split(b"?", 1)[0] != RPC_PATH.encode():
+            return _reply(404, NOT_FOUND)
+        peer = request.client.host if request.client is not None else "unknown"
         try:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, self.max_body)
         except _TooLarge:
-            return _error(400, f"Request body is larger than {max_body} bytes.")
+            log.info("refused a request from %s: body over %d bytes", peer, self.max_body)
+            return _reply(413, TOO_LARGE)
+        except Exception as exc:  # the client went away or broke the framing
+            log.info("could not read a request body from %s: %s", peer, type(exc).__name__)
+            return _reply(400, INVALID_BODY)
         try:
-            command, obj = protocol.read_command(body)
+            checked = await run_in_threadpool(protocol.read_command, body)
         except FormatError as exc:
-            return _error(400, str(exc))
+            log.info("invalid command from %s: %s", peer, printable(str(exc), 300))
+            return _reply(400, INVALID_COMMAND)
+        command = checked.command
         who = "unsigned"
         if command not in PUBLIC_COMMANDS:
             try:
-                key = await run_in_threadpool(auth.check, request.headers, body)
+                key = await run_in_threadpool(self.auth.check, request.headers, body)
             except AuthError as exc:
-                shown = command if command in protocol.COMMANDS else "an unknown command"
-                log.warning("refused %s: %s", shown, exc)
-                return _error(401, str(exc))
-            who = f"{key.fingerprint} {key.comment}".strip()
+                log.warning("refused %s from %s (%s): %s", command, peer, reply_text(exc),
+                            printable(str(exc), 300))
+                return _reply(401, protocol.encode_error(reply_text(exc)))
+            except ConfigError as exc:
+                log.error("refused %s from %s: %s", command, peer, printable(str(exc), 300))
+                return _reply(500, protocol.encode_error(NONCE_NOT_RECORDED))
+            who = printable(f"{key.fingerprint} {key.comment}".strip(), 200)
+        return await self._run(checked, who)
+
+    async def _run(self, checked: Request, who: str) -> Response:
+        command = checked.command
         try:
-            checked = protocol.check_request(command, obj)
             if command not in PUBLIC_COMMANDS:
-                check_target(checked.target, service.server_name, required=require_target)
-            log.info("%s %s by %s", command, checked.fields.get("app", ""), who)
-            data = await run_in_threadpool(dispatch, service, checked)
+                check_target(checked.target, self.service.server_name, required=self.require_target)
+            log.info("%s %s by %s", command, printable(str(checked.fields.get("app", "")), 200), who)
+            data = await run_in_threadpool(dispatch, self.service, checked)
         except TargetError as exc:
             log.warning("refused %s by %s: %s", command, who, exc)
             return _error(400, str(exc))
         except TakoError as exc:
-            log.info("%s failed: %s", command, exc)
+            log.info("%s failed: %s", command, printable(str(exc), 1000))
             return _error(400, str(exc))
         except Exception:
             log.exception("%s failed unexpectedly", command)
             return _error(500, f"The server failed while running {command}; see the tako-server log.")
-        if isinstance(data, protocol.Reply):
-            return JSONResponse(protocol.ok_reply(data.data, data.extra))
-        return JSONResponse(protocol.ok_reply(data))
-
-    return Starlette(routes=[Route(RPC_PATH, rpc, methods=["POST"])])
+        reply = data if isinstance(data, protocol.Reply) else protocol.Reply(data)
+        try:
+            return _reply(200, protocol.encode_ok(reply.data, reply.extra))
+        except ValueError:  # e.g. a lone surrogate read from a hostile bucket index
+            log.exception("the reply to %s cannot be serialized", command)
+            return _reply(500, INTERNAL_ERROR)
 
 
 def dispatch(service: BackupService, request: Request) -> Any:
     """Run one checked request on ``service`` and return its reply data (or a
     :class:`~tako_backups.remote.protocol.Reply` when the reply carries fields next to ``data``).
 
-    Raises FormatError for malformed ``backup``/``runtime`` values and whatever the command raises.
+    Raises FormatError for settings Tako's server refuses (with its texts) and malformed
+    ``runtime`` values, and whatever the command raises.
     """
     fields = request.fields
     command = request.command
     if command == protocol.HELLO:
-        return service.hello()
+        return service.hello(fields["protocol_version"])
     if command == protocol.SERVER_INFO:
         return service.server_info()
     app = join_app_id(*check_app_id(fields["app"]))  # Tako's "demo" is "demo/production": one lock
@@ -144,7 +202,7 @@ def _binding(value: Any) -> BackupBinding | None:
 
 async def _read_body(request: HttpRequest, limit: int) -> bytes:
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if length.isascii() and length.isdigit() and int(length) > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
@@ -156,7 +214,21 @@ async def _read_body(request: HttpRequest, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _error(status_code: int, message: str) -> JSONResponse:
-    # A message may echo a signed client's value (lone surrogates, newlines): one printable line.
-    return JSONResponse(protocol.error_reply(printable(message, 1000)), status_code=status_code)
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
+
+def _reply(status_code: int, body: bytes) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+def _error(status_code: int, message: str) -> Response:
+    # A message may echo a signed client's value (lone surrogates, newlines): one printable line.
+    return _reply(status_code, protocol.encode_error(printable(message, 1000)))

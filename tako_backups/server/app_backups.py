@@ -55,10 +55,7 @@ class AppBackups:
         """
         state = state if state is not None else self.state.load(app)
         if state is None or state.backup is None:
-            raise NotFoundError(
-                f"App '{app}' has no backup settings on this server; run tako backups now or "
-                "tako deploy first."
-            )
+            raise NotFoundError(f"Backups are not configured for {app}.")  # Tako's text
         return state.backup
 
     def store_settings(self, app: str, backup: BackupBinding) -> None:

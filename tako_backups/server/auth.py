@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import AuthError, ConfigError
-from ..remote.signing import AuthorizedKey, RequestVerifier
+from ..remote.protocol import AUTH_FAILED, AUTH_REQUIRED
+from ..remote.signing import AuthorizedKey, MissingAuthError, RequestVerifier
 from .nonce_journal import NonceFile
 
-__all__ = ["RequestAuth"]
+__all__ = ["RequestAuth", "reply_text"]
 
 
 class RequestAuth:
@@ -33,9 +33,17 @@ class RequestAuth:
         return cls(RequestVerifier(authorized_keys, journal=journal))
 
     def check(self, headers: Mapping[str, str], body: bytes) -> AuthorizedKey:
-        """The key that signed ``body``. Raises AuthError for any failure, including an
-        authorized keys file that cannot be read (every call is then refused)."""
-        try:
-            return self.verifier.verify(headers, body)
-        except ConfigError as exc:
-            raise AuthError(str(exc)) from None
+        """The key that signed ``body``.
+
+        Raises AuthError for any refusal (MissingAuthError when the request cannot be checked:
+        a header missing or blank, or no readable authorized keys file), ConfigError when the
+        nonce of a good request cannot be recorded (it must not run then).
+        """
+        return self.verifier.verify(headers, body)
+
+
+def reply_text(exc: Exception) -> str:
+    """The 401 text for a refusal, as Tako's server words it: ``management auth required`` when
+    the request could not be checked, ``management auth failed`` for everything else. The reason
+    itself goes to the server log only (it would tell a caller whether a key is enrolled)."""
+    return AUTH_REQUIRED if isinstance(exc, MissingAuthError) else AUTH_FAILED

@@ -1,22 +1,24 @@
 """``tako-server``: serve the management RPC, authorize a client key, or show the TLS identity.
 
     tako-server serve [--data-dir /opt/tako] [--host 127.0.0.1] [--port 9844] [--tls]
-                      [--require-target]
+                      [--require-target] [--app-user tako-app]
     tako-server authorize-key PUBKEY_FILE [--data-dir /opt/tako]
     tako-server identity [--data-dir /opt/tako]
 
 ``serve`` resumes the apps it runs, starts the scheduler (first check at once), then serves
 ``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes the requests in flight,
 stops the scheduler, the notifier (deliveries still waiting are logged and dropped) and the
-apps, and exits 0. Request bodies carry storage secrets and backup
-keys, so plain HTTP is served only on private addresses (``remote/addresses.py``); anywhere else
-``--tls`` serves HTTPS with the certificate ``identity`` prints the fingerprint of.
+apps, and exits 0. Request bodies carry storage secrets and backup keys, so plain HTTP is served
+only on private addresses (``remote/addresses.py``); anywhere else ``--tls`` serves HTTPS with
+the certificate ``identity`` prints the fingerprint of. Run as root, it runs every app as a uid
+of its own with the ``--app-user`` account's group (``app_users.py``), never as root.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +30,7 @@ from ..primitives.atomic_files import write_atomic
 from ..remote.addresses import PRIVATE_RANGES, public_addresses, resolve
 from ..remote.protocol import DEFAULT_PORT
 from ..remote.signing import parse_authorized_keys, parse_public_key
+from .app_users import DEFAULT_APP_USER, app_account
 from .paths import DEFAULT_DATA_DIR, ServerPaths
 from .tls import ensure_identity, load_identity
 
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(Path(args.data_dir), args.host, args.port, args.log_level, tls=args.tls,
-                         require_target=args.require_target)
+                         require_target=args.require_target, app_user=args.app_user)
         if args.command == "identity":
             print(load_identity(ServerPaths(Path(args.data_dir)).tls_dir).fingerprint)
             return 0
@@ -72,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--require-target", action="store_true",
                            help="refuse signed requests that do not name this server as their target "
                                 "(Tako's CLI does not)")
+    serve_cmd.add_argument("--app-user", default=DEFAULT_APP_USER, metavar="NAME",
+                           help="when run as root: the account whose group lets apps through the data dir "
+                                f"(made with useradd --system if missing; default {DEFAULT_APP_USER}); each "
+                                "app runs as a uid and gid of its own, never as root")
     auth_cmd = sub.add_parser("authorize-key", help="allow an SSH public key to call the management RPC")
     auth_cmd.add_argument("pubkey_file", metavar="PUBKEY_FILE", help="an OpenSSH public key file (.pub)")
     auth_cmd.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
@@ -134,14 +141,17 @@ def refuse_public_plain_http(host: str) -> None:
 
 
 def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls: bool = False,
-          require_target: bool = False) -> int:
+          require_target: bool = False, app_user: str = DEFAULT_APP_USER) -> int:
     """Run the server until SIGTERM/SIGINT. Returns 0 after a clean stop.
 
     With ``tls`` it serves HTTPS with the identity in ``<data_dir>/tls/`` (made on first start);
     without it ``host`` must be private. With ``require_target`` signed bodies must name this
-    server as their ``target``. Raises ConfigError, before binding anything, when plain HTTP is
-    asked for on a public address, and when the data dir cannot be prepared, its config.json is
-    invalid or the TLS identity cannot be made.
+    server as their ``target``. Run as root, apps run as uids of their own and ``app_user``'s
+    group (the account is made when missing); otherwise as the server's user. Raises
+    ConfigError, before binding anything, when plain HTTP is asked for on a public address, when
+    ``app_user`` is root or cannot be made, and when the data dir cannot be prepared, its
+    config.json is invalid, or the server identity (``identity.key``, made on first start as
+    Tako's server makes it) or the TLS identity cannot be made.
     """
     if not tls:
         refuse_public_plain_http(host)
@@ -150,6 +160,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     from ..core.pipes import limit_heap_growth
     from .app import create_app
     from .auth import RequestAuth
+    from .identity_key import ensure_server_identity
     from .notify import Notifier
     from .restore import recover_interrupted_restores
     from .runtime import AppRuntime
@@ -159,17 +170,26 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_heap_growth()  # a long-running streamer: keep peak RSS flat across backups
     paths = ServerPaths(data_dir)
+    if os.geteuid() == 0:
+        account = app_account(app_user)
+        paths = paths.run_apps_as(account)
+        log.info("apps run as uids of their own (see %s) with group %s (gid %d)",
+                 paths.state_dir / "app-ids.json", account.name, account.gid)
+    else:
+        log.info("apps run as tako-server's own user (uid %d): it is not root, so --app-user is not used",
+                 os.geteuid())
     paths.prepare()
     recover_interrupted_restores(paths)
     name = paths.server_name()
+    identity = ensure_server_identity(paths.root)
     cert_file = key_file = None
     if tls:
-        identity = ensure_identity(paths.tls_dir, name, host)
-        cert_file, key_file = str(identity.cert_path), str(identity.key_path)
-        log.info("serving HTTPS; TLS certificate %s", identity.fingerprint)
-    runtime = AppRuntime(paths.logs_dir)
+        tls_identity = ensure_identity(paths.tls_dir, name, host)
+        cert_file, key_file = str(tls_identity.cert_path), str(tls_identity.key_path)
+        log.info("serving HTTPS; TLS certificate %s", tls_identity.fingerprint)
+    runtime = AppRuntime(paths.logs_dir, users=paths.users)
     notifier = Notifier()
-    service = BackupService(paths, name, runtime=runtime, notifier=notifier)
+    service = BackupService(paths, name, runtime=runtime, identity=identity, notifier=notifier)
     app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces),
                      require_target=require_target)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
@@ -184,7 +204,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     scheduler = Scheduler(service)
-    log.info("tako-server %s: server %r, data dir %s", __version__, name, data_dir)
+    log.info("tako-server %s: server %r, identity %s, data dir %s", __version__, name, identity, data_dir)
     listen_failed = False
     try:
         service.resume_apps()

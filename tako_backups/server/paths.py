@@ -3,15 +3,23 @@
 ```
 {root}/config.json                     optional: {"server_name": "la"}
 {root}/management-authorized-keys      OpenSSH authorized_keys lines (0600)
+{root}/identity.key, identity.pub      the server's SSH identity (Ed25519, key 0600), as Tako's
 {root}/apps/{app}/{env}/data/          the live data (0710): app/ (TAKO_DATA_DIR) and tako/
 {root}/state/                          server.key and encrypted per-app settings (0700)
 {root}/state/seen-nonces               nonces of accepted signed requests, while they could replay
+{root}/state/app-ids.json              each app's own uid/gid when the server runs as root
 {root}/tls/cert.pem, key.pem           the TLS identity of `serve --tls` (key 0600), never rotated
 {root}/tmp/backups/{id}/               SQLite snapshots while a backup runs
 {root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore (tree/, aside/) or restore preview
 {root}/tmp/drills/                     scratch folders of restore drills
-{root}/logs/{app}.{env}.log            app process output
+{root}/logs/{app}.{env}.log            app process output (0700; written through the server's fd)
 ```
+
+When the server runs as root (``users`` set, see :mod:`.app_users`), owners and modes keep every
+app to its own data: the root, ``apps/`` and ``apps/{app}/`` are ``root:<app-user group> 0710``,
+``apps/{app}/{env}/`` and ``data/`` ``root:<the app's gid> 0710``, ``app/`` and ``tako/`` the app's
+(Tako's workflow worker, part of the app, writes ``tako/workflows.sqlite``); everything else at
+the top is root's alone.
 """
 
 from __future__ import annotations
@@ -20,10 +28,14 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..primitives.atomic_files import os_reason
+from ..primitives.names import join_app_id
+from .app_users import AppAccount, AppUsers
+from .ownership import chown_tree, open_folder, set_owner
 
 __all__ = ["DEFAULT_DATA_DIR", "DATA_DIR_MODE", "ServerPaths"]
 
@@ -31,12 +43,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "/opt/tako"
 DATA_DIR_MODE = 0o710
+PASS_ONLY_MODE = 0o710  # with users: its group may pass through, not list
 PRIVATE_MODE = 0o700
 
 
 @dataclass(frozen=True)
 class ServerPaths:
+    """Where each thing is under ``root``; with ``users``, also who owns it (server run as root)."""
+
     root: Path
+    users: AppUsers | None = None
+
+    def run_apps_as(self, account: AppAccount) -> ServerPaths:
+        """These paths, with each app owning its data under its own uid (``state/app-ids.json``)
+        and ``account``'s group passing the data root."""
+        return replace(self, users=AppUsers(self.state_dir / "app-ids.json", account))
 
     @property
     def config_file(self) -> Path:
@@ -81,21 +102,35 @@ class ServerPaths:
         return self.app_dir(name, env) / "data"
 
     def prepare(self) -> None:
-        """Create the root's folders (private ones 0700). Raises ConfigError when that fails."""
+        """Create the root's folders (private ones 0700); with ``users``, make the root and
+        ``apps/`` passable by the app-user group only and the keys file 0600.
+
+        Raises ConfigError when that fails.
+        """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "apps").mkdir(exist_ok=True)
             for private in (self.state_dir, self.root / "tmp", self.backup_work, self.restore_work,
-                            self.drill_work):
+                            self.drill_work, self.logs_dir):
                 private.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
                 os.chmod(private, PRIVATE_MODE)
+            if self.users is not None:
+                shared = self.users.account.gid
+                with open_folder(self.root) as root:
+                    set_owner(root, 0, shared, PASS_ONLY_MODE)
+                    with open_folder("apps", root) as apps:
+                        set_owner(apps, 0, shared, PASS_ONLY_MODE)
+                if self.authorized_keys.exists():
+                    os.chmod(self.authorized_keys, 0o600)
         except OSError as exc:
-            raise ConfigError(f"Cannot prepare the server data dir {self.root}: {exc.strerror}.") from None
+            raise ConfigError(f"Cannot prepare the server data dir {self.root}: {os_reason(exc)}.") from None
 
     def ensure_data_dir(self, name: str, env: str) -> Path:
-        """Create ``apps/{name}/{env}/data/{app,tako}`` (data 0710) and return the data dir.
+        """Create ``apps/{name}/{env}/data/{app,tako}`` (data 0710) and return the data dir; with
+        ``users``, give them their owners (see the module doc). An ``app/`` or ``tako/`` that is
+        not the app's yet (data from before, or from another uid) is handed over whole.
 
-        Raises ConfigError when the folders cannot be made.
+        Raises ConfigError when the folders cannot be made or given their owners.
         """
         data = self.data_dir(name, env)
         try:
@@ -103,9 +138,47 @@ class ServerPaths:
             os.chmod(data, DATA_DIR_MODE)
             for part in ("app", "tako"):
                 (data / part).mkdir(mode=0o750, exist_ok=True)
+            if self.users is not None:
+                self._set_owners(name, env)
         except OSError as exc:
-            raise ConfigError(f"Cannot create the data dir {data}: {exc.strerror}.") from None
+            raise ConfigError(f"Cannot create the data dir {data}: {os_reason(exc)}.") from None
         return data
+
+    def own_restored_tree(self, tree: Path, name: str, env: str) -> None:
+        """Give a restored data tree (staged, not yet swapped in) the owners and modes of a live
+        one: the tree 0710 (``root:<the app's gid>`` with ``users``), and with ``users`` every
+        folder and file under ``app/`` and ``tako/`` the app's.
+
+        Raises OSError from the filesystem and ConfigError when the app's uid cannot be had.
+        """
+        if self.users is None:
+            os.chmod(tree, DATA_DIR_MODE)
+            return
+        who = self.users.identity(join_app_id(name, env))
+        with open_folder(tree) as top:
+            set_owner(top, 0, who.gid, DATA_DIR_MODE)
+            for part in ("app", "tako"):
+                with open_folder(part, top) as sub:
+                    chown_tree(sub, who.uid, who.gid)
+
+    def _set_owners(self, name: str, env: str) -> None:
+        assert self.users is not None
+        who = self.users.identity(join_app_id(name, env))
+        shared = self.users.account.gid
+        with open_folder(self.root) as root, open_folder("apps", root) as apps, \
+                open_folder(name, apps) as app_name, open_folder(env, app_name) as app_env, \
+                open_folder("data", app_env) as data:
+            set_owner(apps, 0, shared, PASS_ONLY_MODE)
+            set_owner(app_name, 0, shared, PASS_ONLY_MODE)
+            set_owner(app_env, 0, who.gid, PASS_ONLY_MODE)
+            set_owner(data, 0, who.gid, DATA_DIR_MODE)
+            for part in ("app", "tako"):
+                with open_folder(part, data) as sub:
+                    st = os.fstat(sub)
+                    if (st.st_uid, st.st_gid) != (who.uid, who.gid):
+                        skipped = chown_tree(sub, who.uid, who.gid)
+                        log.info("handed %s/%s of %s/%s to uid %d%s", data, part, name, env, who.uid,
+                                 f" ({skipped} hard-linked files left alone)" if skipped else "")
 
     def server_name(self) -> str:
         """``server_name`` from ``config.json``, else the host name. Raises ConfigError."""

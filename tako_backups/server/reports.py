@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import retention
-from ..models import DEFAULT_RETENTION_DAYS
 from ..policy import newest_regular, policy_of
 from ..primitives.names import check_app_id
 from .app_backups import AppBackups
@@ -56,14 +55,14 @@ class Reports:
         keeps 24 hourly, ...``), ``copy`` (its state) and ``notify`` (where, no secrets). The next
         backup and overdue count from the newest regular backup and the policy's ``every``.
 
-        An app without backup settings reports ``enabled: false``. Raises StorageError.
+        An app without backup settings reports Tako's ``enabled: false`` shape exactly (every other
+        field null). Raises StorageError.
         """
         check_app_id(app)
         state = self._backups.state.load(app)
         if state is None or state.backup is None:
-            return {"app": app, "enabled": False, "retention_days": DEFAULT_RETENTION_DAYS,
-                    "last_backup": None, "next_backup_at_unix_secs": None,
-                    **self._drills.status_fields(app, None, enabled=False, rebuilt=False)}
+            return {"app": app, "enabled": False, "retention_days": None, "last_backup": None,
+                    "next_backup_at_unix_secs": None}
         settings, now = state.backup, int(self._clock())
         found = self._index.read(app, settings)
         newest = found.index.backups[0] if found.index.backups else None

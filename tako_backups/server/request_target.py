@@ -1,16 +1,17 @@
 """Bind signed requests to this server: a body that names another server as its target is refused.
 
-Our CLI puts the label of the server it means (what that server's ``hello`` says) in every signed
-body as ``target``, so a request recorded on its way to one server does not run on another that
-trusts the same key. Labels are compared the way the bucket prefix spells them
-(:func:`~tako_backups.core.layout.sanitize_segment`). Bodies without a target (Tako's CLI) are
-accepted unless the server requires one (``serve --require-target``).
+Our CLI puts the label of the server it means (the ``server_name`` that server's ``server_info``
+answers) in every signed body as ``target``, so a request recorded on its way to one server does
+not run on another that trusts the same key. Labels are compared the way the bucket prefix spells
+them (:func:`~tako_backups.primitives.names.sanitize_segment`). Bodies without a target (Tako's
+CLI) are accepted unless the server requires one (``serve --require-target``). A refusal is a 400
+with its own text (no other key would help, so it is not one of Tako's two 401 texts).
 """
 
 from __future__ import annotations
 
-from ..core.layout import sanitize_segment
 from ..errors import TakoError
+from ..primitives.names import sanitize_segment
 
 __all__ = ["TargetError", "check_target"]
 

@@ -24,7 +24,7 @@ from ..models import PRE_RESTORE, BackupInfo, BackupKey
 from ..primitives.atomic_files import fsync_dir
 from ..primitives.names import check_app_id
 from ..storage.base import ObjectStore
-from .paths import DATA_DIR_MODE, ServerPaths
+from .paths import ServerPaths
 from .runtime import AppRuntime
 
 __all__ = ["PRE_RESTORE", "recover_interrupted_restores", "restore_over_live"]
@@ -54,7 +54,7 @@ def restore_over_live(
     try:
         try:
             tree = restore_into(store, info, keys, staging).tree
-            os.chmod(tree, DATA_DIR_MODE)
+            paths.own_restored_tree(tree, name, env)
             sync_filesystem(tree)
         except OSError as exc:
             raise _write_error(exc, info, paths) from None

@@ -2,9 +2,11 @@
 
 An app (key ``"name/env"``) is *configured* with a start command (argv), a wanted instance count and
 its data dir (``apps/{name}/{env}/data/``). ``start`` runs ``instances`` copies of the argv, each in
-its own process group, with ``TAKO_DATA_DIR=<data_dir>/app`` and ``TAKO_INSTANCE=<n>``; a supervisor
-thread restarts copies that exit (for any reason) with a growing delay while the app is meant to
-run. ``stop`` sends SIGTERM to every process group, SIGKILL after the timeout, and waits until they
+its own process group, with a clean environment (``app_environment``: nothing of the server's
+but ``LANG``) and umask 027; a supervisor thread restarts copies that exit (for any reason) with a
+growing delay while the app is meant to run. With ``users`` (tako-server runs as root) each app
+runs as its own uid and gid (:mod:`.app_users`), never as root; without, as the server's user.
+``stop`` sends SIGTERM to every process group, SIGKILL after the timeout, and waits until they
 are gone; a stopped app stays stopped until ``start``. When a process exits on its own, whatever
 it left in its group is killed before the restart. Nothing here prints: it logs via ``logging``.
 """
@@ -25,6 +27,7 @@ from ..errors import ConfigError, FormatError
 from ..primitives.names import check_app_id, join_app_id
 from ..primitives.start_command import argv_problem, env_var_problem
 from ..primitives.text import printable
+from .app_users import APP_UMASK, AppIdentity, AppUsers, app_environment, check_reachable
 from .process_groups import signal_group, terminate_groups
 
 __all__ = ["AppRuntime", "AppStatus", "RestartPolicy"]
@@ -75,6 +78,7 @@ class _Config:
     data_dir: Path
     env: tuple[tuple[str, str], ...]
     cwd: Path
+    who: AppIdentity | None
 
 
 @dataclass
@@ -99,9 +103,14 @@ class _App:
 class AppRuntime:
     """Supervises the processes of every configured app. Thread-safe."""
 
-    def __init__(self, log_dir: Path, policy: RestartPolicy | None = None, poll_interval: float = 0.1):
-        """``log_dir`` receives ``{name}.{env}.log`` per app (stdout and stderr, appended)."""
+    def __init__(self, log_dir: Path, policy: RestartPolicy | None = None, poll_interval: float = 0.1,
+                 *, users: AppUsers | None = None):
+        """``log_dir`` receives ``{name}.{env}.log`` per app (stdout and stderr, appended; apps
+        write through the descriptor they are given). With ``users`` each app runs as its own
+        uid and gid (only root can do that); its data dir must then be the app's already
+        (``ServerPaths.ensure_data_dir``)."""
         self._log_dir = Path(log_dir)
+        self._users = users
         self._policy = policy or RestartPolicy()
         self._poll_interval = poll_interval
         self._lock = threading.Lock()
@@ -122,8 +131,8 @@ class AppRuntime:
         """Register (or replace) an app's start command; running processes keep their old settings
         until the next ``start``/``restart``.
 
-        Raises ConfigError for a malformed app key, an empty argv, a negative instance count, or
-        NUL bytes or a bad variable name in argv or env.
+        Raises ConfigError for a malformed app key, an empty argv, a negative instance count, NUL
+        bytes or a bad variable name in argv or env, and when the app's uid cannot be had.
         """
         _check_key(app)
         problem = argv_problem(argv)
@@ -142,6 +151,7 @@ class AppRuntime:
             data_dir=data_dir,
             env=tuple(sorted((env or {}).items())),
             cwd=Path(cwd) if cwd is not None else data_dir.parent,
+            who=self._users.identity(app) if self._users is not None else None,
         )
         with self._lock:
             current = self._apps.get(app)
@@ -153,8 +163,9 @@ class AppRuntime:
     def start(self, app: str) -> None:
         """Start the app's instances (no-op if running or if ``instances`` is 0).
 
-        Raises ConfigError for an unknown app, and when the command cannot be run (missing
-        program, missing cwd); nothing is left running then.
+        Raises ConfigError for an unknown app, when the app's uid cannot reach its data dir or
+        cwd, and when the command cannot be run (missing program, missing cwd, not executable by
+        the app's uid); nothing is left running then.
         """
         entry = self._get(app)
         with entry.op_lock:
@@ -228,6 +239,7 @@ class AppRuntime:
             if entry.active is not None or entry.config.instances == 0:
                 return
             config = entry.config
+            check_reachable(entry.key, config.who, config.data_dir / "app", config.cwd)
             slots = [_Slot(n) for n in range(config.instances)]
             failure: OSError | None = None
             for slot in slots:
@@ -244,7 +256,8 @@ class AppRuntime:
         terminate_groups([s.proc for s in slots if s.proc is not None], timeout=5.0)
         what = failure.filename or config.argv[0]
         reason = failure.strerror or str(failure)
-        raise ConfigError(f"Cannot start {entry.key}: {what}: {reason}; check `start` in tako.toml.")
+        who = f" as uid {config.who.uid}" if config.who is not None else ""
+        raise ConfigError(f"Cannot start {entry.key}{who}: {what}: {reason}; check `start` in tako.toml.")
 
     def _stop_many(self, entries: Iterable[_App], timeout: float) -> bool:
         slots: list[_Slot] = []
@@ -260,26 +273,29 @@ class AppRuntime:
 
     def _spawn(self, key: str, config: _Config, slot: _Slot) -> None:
         app_dir = config.data_dir / "app"
-        app_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        env = dict(os.environ)
-        env.update(config.env)
-        env["TAKO_DATA_DIR"] = str(app_dir)
-        env["TAKO_INSTANCE"] = str(slot.number)
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        if config.who is None:
+            app_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self._log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         name, env_name = check_app_id(key)
         fd = os.open(self._log_dir / f"{name}.{env_name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        who = config.who
         with open(fd, "ab") as out:
             slot.proc = subprocess.Popen(
                 list(config.argv),
                 cwd=config.cwd,
-                env=env,
+                env=app_environment(app_dir, slot.number, config.env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=APP_UMASK,
+                user=None if who is None else who.uid,
+                group=None if who is None else who.gid,
+                extra_groups=None if who is None else list(who.groups),
             )
         slot.started_at = time.monotonic()
-        log.info("%s instance %d running as pid %d", key, slot.number, slot.proc.pid)
+        log.info("%s instance %d running as pid %d (uid %d)", key, slot.number, slot.proc.pid,
+                 os.geteuid() if who is None else who.uid)
 
     def _ensure_thread(self) -> None:
         if self._thread is None:

@@ -8,6 +8,7 @@ never carry credentials. Backups, restores and deploys of one app hold that app'
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,16 +17,17 @@ from .. import __version__
 from ..core import catalog
 from ..core.copies import Located, first_working
 from ..core.drill import DrillResult
-from ..errors import NotFoundError, RestoreError, TakoError
+from ..errors import FormatError, NotFoundError, RestoreError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..policy import NotifySettings
 from ..primitives.names import check_app_id
-from ..remote.protocol import COMMANDS, PROTOCOL, PUBLIC_COMMANDS, Reply, RuntimeSettings
+from ..remote.protocol import CAPABILITIES, PROTOCOL_VERSION, Reply, RuntimeSettings
 from .alerts import Alerts
 from .app_backups import AppBackups, StoreFactory, s3_store_factory
 from .backup_runs import BackupRuns
 from .copies import BackupCopies
 from .drills import DRILL_INTERVAL, DrillLog, RestoreDrills
+from .identity_key import read_server_identity
 from .index_repair import IndexRepair
 from .locks import AppLocks
 from .notify import Notifier
@@ -38,11 +40,18 @@ from .runtime import AppRuntime
 from .scheduled import ScheduledWork
 from .state import AppState, StateStore
 
-__all__ = ["DOWNLOAD_URL_SECONDS", "BackupService", "StoreFactory"]
+__all__ = ["DOWNLOAD_URL_SECONDS", "TAKO_RUNTIME_DEFAULTS", "BackupService", "StoreFactory"]
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_URL_SECONDS = 900
+# server_info fields that describe parts of Tako's server we do not have (its proxy, ACME, metrics,
+# management socket): Tako's defaults, or the honest "none" (docs/TAKO-DIFFERENCES.md).
+TAKO_RUNTIME_DEFAULTS: dict[str, Any] = {
+    "mode": "normal", "socket": "/var/run/tako/tako.sock", "http_port": 80, "https_port": 443,
+    "no_acme": True, "acme_staging": False, "acme_email": None, "renewal_interval_hours": 12,
+    "standby": False, "metrics_port": None,
+}
 
 
 class BackupService:
@@ -60,10 +69,15 @@ class BackupService:
         self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
         state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
         locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
-        deploy_lock_wait: float = 300.0, notifier: Notifier | None = None,
+        deploy_lock_wait: float = 300.0, identity: str | None = None, notifier: Notifier | None = None,
     ) -> None:
+        """``identity`` is the fingerprint ``hello`` reports (default: that of the data root's
+        ``identity.key`` if there is one; ``serve`` makes it). Raises ConfigError when that key
+        cannot be read."""
         self.paths = paths
         self.server_name = server_name
+        self.identity = identity if identity is not None else read_server_identity(paths.root)
+        self.started_at = int(clock())
         self.runtime = runtime
         self.state = state or StateStore(paths.state_dir)
         self.locks = locks or AppLocks()
@@ -82,12 +96,23 @@ class BackupService:
 
     # ----- unsigned commands -----
 
-    def hello(self) -> dict[str, Any]:
-        return {"server": self.server_name, "protocol": PROTOCOL}
+    def hello(self, protocol_version: int) -> dict[str, Any]:
+        """Tako's HelloResponse: ``protocol_version``, ``server_version`` (our package version),
+        ``capabilities`` (:data:`~tako_backups.remote.protocol.CAPABILITIES`) and
+        ``server_identity``. Raises FormatError with Tako's text when the client speaks another
+        protocol version."""
+        if protocol_version != PROTOCOL_VERSION:
+            raise FormatError(
+                f"Protocol version mismatch: client={protocol_version} server={PROTOCOL_VERSION}")
+        return {"protocol_version": PROTOCOL_VERSION, "server_version": __version__,
+                "capabilities": list(CAPABILITIES), "server_identity": self.identity}
 
     def server_info(self) -> dict[str, Any]:
-        return {"server": self.server_name, "protocol": PROTOCOL, "version": __version__,
-                "commands": sorted(COMMANDS), "unsigned_commands": sorted(PUBLIC_COMMANDS)}
+        """Tako's ServerRuntimeInfo: what we know (pid, start time, data dir, name, identity) and,
+        for the parts of Tako's server we do not have, :data:`TAKO_RUNTIME_DEFAULTS`."""
+        return {**TAKO_RUNTIME_DEFAULTS, "pid": os.getpid(),
+                "process_started_at_unix_secs": self.started_at, "data_dir": str(self.paths.root),
+                "server_name": self.server_name, "server_identity": self.identity}
 
     # ----- backup commands -----
 

@@ -73,7 +73,7 @@ class Recording(httpx.AsyncBaseTransport):
     """Records each signed request's JSON body, then hands it to the server app.
 
     Every signed body must name the server it goes to as its ``target`` (checked here, and left
-    out of the record); the unsigned ``hello`` the client asks for that name is not recorded.
+    out of the record); the unsigned ``server_info`` the client asks for that name is not recorded.
     """
 
     def __init__(self, name: str, app: Any, log: list[tuple[str, dict[str, Any]]]) -> None:

@@ -109,13 +109,13 @@ def test_now_calls_every_server_at_once(demo: Demo, tako: Tako) -> None:
 
     class Gate(httpx.AsyncBaseTransport):
         """Holds each backup_now until both servers have one: sequential calls would time out. (The
-        hello each client asks first for the server's name passes straight through.)"""
+        server_info each client asks first for the server's name passes straight through.)"""
 
         def __init__(self, name: str, inner: httpx.AsyncBaseTransport) -> None:
             self.name, self.inner = name, inner
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if json.loads(request.content)["command"] == "hello":
+            if json.loads(request.content)["command"] == "server_info":
                 return await self.inner.handle_async_request(request)
             arrived.append(self.name)
             if len(arrived) == 2:
@@ -209,8 +209,7 @@ def test_server_errors_reach_the_user_as_one_line(demo: Demo, tako: Tako) -> Non
     demo()
     result = tako("backups", "list", "--env", "production")
     assert result.exit_code == 1
-    assert result.stderr == ("error: Server 'la': App 'demo/production' has no backup settings on this "
-                             "server; run tako backups now or tako deploy first.\n")
+    assert result.stderr == "error: Server 'la': Backups are not configured for demo/production.\n"
 
 
 def test_unauthorized_key_names_authorize_key(demo: Demo, tako: Tako,
@@ -220,9 +219,9 @@ def test_unauthorized_key_names_authorize_key(demo: Demo, tako: Tako,
     result = tako("backups", "status", "--env", "production")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: Server 'la' (127.0.0.1:9844) rejected every key ({stranger.path}: Key "
-        f"{stranger.fingerprint} is not authorized; add it with tako-server authorize-key); add yours with "
-        "tako-server authorize-key.\n")
+        f"error: Server 'la' (127.0.0.1:9844) refused every key (management auth failed; tried "
+        f"{stranger.path}); add yours with tako-server authorize-key (the server's log says why it refused "
+        "each; a wrong clock is one reason).\n")
 
 
 def test_unknown_server_and_env_are_config_errors(demo: Demo, tako: Tako) -> None:

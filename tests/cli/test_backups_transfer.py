@@ -122,7 +122,7 @@ def test_unknown_and_malformed_backup_ids(demo: Demo, tako: Tako) -> None:
     fleet = demo()
     backed_up(fleet, tako)
     unknown = tako("backups", "download", MISSING, "--env", "production")
-    not_found = f"error: Server 'la': Backup '{MISSING}' was not found.\n"
+    not_found = f"error: Server 'la': Backup not found: {MISSING}\n"
     assert (unknown.exit_code, unknown.stderr) == (1, not_found)
     restore = tako("backups", "restore", MISSING, "--env", "production", "--yes")
     assert (restore.exit_code, restore.stderr) == (1, not_found)

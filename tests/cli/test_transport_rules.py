@@ -19,7 +19,7 @@ def point_la_at(tako_home: Path, host: str, extra: str = "") -> None:
 
 
 def watch(fleet, seen: list[dict]) -> None:
-    """Record every body any client sends, hello included."""
+    """Record every body any client sends, server_info included."""
 
     class Watch(httpx.AsyncBaseTransport):
         def __init__(self, name: str, inner: httpx.AsyncBaseTransport) -> None:
@@ -79,6 +79,6 @@ def test_every_signed_body_names_its_server(demo: Demo, tako: Tako) -> None:
     watch(fleet, seen)
     result = tako("backups", "now", "--env", "production")
     assert result.exit_code == 0, result.output
-    signed = sorted((body["command"], body["target"]) for body in seen if body["command"] != "hello")
+    signed = sorted((body["command"], body["target"]) for body in seen if body["command"] != "server_info")
     assert signed == [("backup_now", "la"), ("backup_now", "ny")]
-    assert [body for body in seen if body["command"] == "hello"] == [{"command": "hello"}] * 2
+    assert [body for body in seen if body["command"] == "server_info"] == [{"command": "server_info"}] * 2

@@ -363,7 +363,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 @pytest.mark.slow
 def test_memory_does_not_grow_with_the_stream() -> None:
-    """Seal 32 MB and 320 MB through a pipe into the stream reader: same peak RSS."""
+    """Seal 32 MB and 640 MB through a pipe into the stream reader: same peak RSS, and far less
+    than the stream (the absolute bound is loose: glibc arenas grow with CPU contention)."""
     import subprocess
     import sys
 
@@ -372,6 +373,6 @@ def test_memory_does_not_grow_with_the_stream() -> None:
                               text=True, check=True)
         return int(done.stdout)
 
-    small, large = peak_kib(32), peak_kib(320)
+    small, large = peak_kib(32), peak_kib(640)
     assert large - small < 16 << 10, (small, large)
-    assert large < 160 << 10, large
+    assert large < 320 << 10, large

@@ -80,14 +80,72 @@ def test_backup_settings_parse_and_hide_secrets() -> None:
     assert "key_base64" not in repr(binding) and "BQUF" not in repr(binding)
 
 
-def test_backup_settings_reject_short_key_and_no_keys() -> None:
-    base = {"storage": {"provider": "s3", "bucket": "b", "endpoint": "https://x", "region": "r",
-                        "access_key_id": "a", "secret_access_key": "s", "force_path_style": False},
-            "retention_days": 30}
-    with pytest.raises(FormatError, match="must be 32 bytes, not 3"):
-        BackupBinding.from_dict({**base, "backup_keys": [{"id": "k", "key_base64": "AAAA"}]})
-    with pytest.raises(FormatError, match="need at least one backup key"):
-        BackupBinding.from_dict({**base, "backup_keys": []})
+STORAGE = {"provider": "s3", "bucket": "b", "endpoint": "https://x", "region": "r",
+           "access_key_id": "a", "secret_access_key": "s", "force_path_style": False}
+KEY = {"id": "backup-key-0123456789ABCDEF", "key_base64": base64.b64encode(b"\x07" * 32).decode()}
+
+
+def test_backup_settings_read_as_takos_server_reads_them() -> None:
+    """Unknown fields are ignored at every level, Tako's defaults fill what is left out."""
+    settings = {"storage": {**STORAGE, "path": None, "signing_key": None, "future": {"x": 1}},
+                "backup_keys": [{**KEY, "created": "2026-01-01"}], "someday": True}
+    del settings["storage"]["force_path_style"]  # type: ignore[attr-defined]
+    binding = BackupBinding.from_dict(settings)
+    assert (binding.retention_days, binding.storage.force_path_style, binding.active_key.id) == (
+        30, False, "backup-key-0123456789ABCDEF")
+    assert BackupBinding.check_shape({"storage": {"provider": "local"}}) == {
+        "storage": {"provider": "local"}, "backup_keys": [], "retention_days": 30}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"storage": {**STORAGE, "provider": "local"}}, "Backup storage must be S3-compatible."),
+    ({"storage": {**STORAGE, "public_base_url": "https://cdn"}}, "Backup storage must be private."),
+    ({"storage": {**STORAGE, "bucket": None}}, "Backup storage is missing bucket."),
+    ({"storage": {k: v for k, v in STORAGE.items() if k != "endpoint"}},
+     "Backup storage is missing endpoint."),
+    ({"storage": {**STORAGE, "region": "  "}}, "Backup storage is missing region."),
+    ({"storage": {**STORAGE, "access_key_id": ""}}, "Backup storage is missing access_key_id."),
+    ({"storage": {**STORAGE, "secret_access_key": None}}, "Backup storage is missing secret_access_key."),
+    ({"backup_keys": []}, "Backup encryption key is missing."),
+    ({"backup_keys": [{**KEY, "id": "k"}]}, "Backup key id must start with 'backup-key-'."),
+    ({"backup_keys": [{**KEY, "id": "backup-key-0123"}]}, "Backup key id must end with 16 hex characters."),
+    ({"backup_keys": [{**KEY, "id": "backup-key-0123456789abcdeg"}]},
+     "Backup key id must end with 16 hex characters."),
+    ({"backup_keys": [{**KEY, "key_base64": "AAAA"}]},
+     "Backup encryption backup key must be 32 bytes, got 3."),
+    ({"backup_keys": [{**KEY, "key_base64": "!!"}]},
+     "Backup key 'backup-key-0123456789ABCDEF' is not valid base64."),
+    ({"retention_days": 0}, "Backup settings field 'retention_days' must be above 0."),
+    # Tako's order: the storage first, then the keys.
+    ({"storage": {**STORAGE, "bucket": ""}, "backup_keys": []}, "Backup storage is missing bucket."),
+])
+def test_backup_settings_are_checked_with_takos_texts(change: dict, message: str) -> None:
+    with pytest.raises(FormatError) as refused:
+        BackupBinding.from_dict({"storage": STORAGE, "backup_keys": [KEY], "retention_days": 30, **change})
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({}, "Backup settings is missing field 'storage'."),
+    ({"storage": None}, "Backup settings field 'storage' has the wrong type."),
+    ({"storage": {"bucket": "b"}}, "Backup storage is missing field 'provider'."),
+    ({"storage": {"provider": "gcs"}}, "Backup storage field 'provider' must be 's3' or 'local'."),
+    ({"storage": {"provider": "s3", "force_path_style": None}},
+     "Backup storage field 'force_path_style' has the wrong type."),
+    ({"storage": STORAGE, "backup_keys": None}, "Backup settings field 'backup_keys' has the wrong type."),
+    ({"storage": STORAGE, "backup_keys": [{"id": "backup-key-0123456789abcdef"}]},
+     "Backup key is missing field 'key_base64'."),
+    ({"storage": STORAGE, "retention_days": 65536},
+     "Backup settings field 'retention_days' must be an integer from 0 to 65535."),
+    ({"storage": STORAGE, "retention_days": -1},
+     "Backup settings field 'retention_days' must be an integer from 0 to 65535."),
+    ({"storage": STORAGE, "retention_days": 30.0},
+     "Backup settings field 'retention_days' has the wrong type."),
+])
+def test_backup_settings_shape_is_takos_serde_shape(settings: dict, message: str) -> None:
+    with pytest.raises(FormatError) as refused:
+        BackupBinding.check_shape(settings)
+    assert str(refused.value) == message
 
 
 def test_manifest_extras_round_trip_and_stay_optional() -> None:
@@ -137,11 +195,12 @@ def test_our_settings_ride_in_the_binding_and_round_trip() -> None:
     ({"copy": BINDING["storage"]}, "Backup settings field 'copy' names the same bucket as 'storage'"),
     ({"copy": {**COPY, "expires_on": "31.01.2027"}},
      "Backup copy storage field 'expires_on' must be a date written YYYY-MM-DD."),
-    ({"copy": {**COPY, "provider": "local"}}, "Backup copy storage provider must be 's3', not 'local'."),
+    ({"copy": {**COPY, "provider": "local"}}, "Backup copy storage must be S3-compatible."),
+    ({"copy": {**COPY, "bucket": " "}}, "Backup copy storage is missing bucket."),
+    ({"copy": "spare"}, "Backup settings field 'copy' has the wrong type."),
     ({"policy": {"every_seconds": 60, "retention_days": 7}},
      "Backup policy field 'every_seconds' must be between 15m and 24h"),
     ({"notify": {"webhook_url": "http://hooks.example.com/"}}, "must use https://"),
-    ({"extra": 1}, "Backup settings has unknown field 'extra'."),
 ])
 def test_our_settings_are_parsed_strictly(change: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(FormatError) as caught:

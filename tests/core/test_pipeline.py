@@ -186,5 +186,5 @@ def test_find_backup_errors(memory_store: MemoryStore) -> None:
 
     with pytest.raises(NotFoundError, match="'nope' is not a backup id"):
         catalog.find_backup(memory_store, PREFIX, "nope")
-    with pytest.raises(NotFoundError, match="Backup 'b1-AbCdEf12' was not found."):
+    with pytest.raises(NotFoundError, match="^Backup not found: b1-AbCdEf12$"):
         catalog.find_backup(memory_store, PREFIX, "b1-AbCdEf12")

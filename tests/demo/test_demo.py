@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tako_backups.demo.seaweed import free_ports, port_free
+from tests.server.e2e_support import let_apps_reach
 
 
 def _demo(*args: str, cwd: Path) -> subprocess.Popen[str]:
@@ -28,6 +29,7 @@ def test_demo_runs_twice_and_cleans_up(tmp_path: Path) -> None:
     s3_port, server_port = free_ports(2, set())
     for run in range(2):
         work = tmp_path / f"run{run}"
+        let_apps_reach(work)  # as root, tako-server runs the notes app as a uid of its own
         proc = _demo("--s3-port", str(s3_port), "--server-port", str(server_port), "--dir", str(work),
                      cwd=tmp_path)
         out, _ = proc.communicate(timeout=240)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
 from tests.e2e.support import Developer, developer_home, enter_developer
 from tests.server.e2e_support import (
+    APP_PYTHON,
     NOTES_APP,
     RunningServer,
     app_pids,
@@ -83,7 +83,7 @@ def line(info: BackupInfo) -> str:
 def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningServer, seaweedfs: SeaweedFS,
                                                     bucket: str, tmp_path: Path) -> None:
     dev.write_servers({"la": la})
-    dev.write_project("notes", ["la"], seaweedfs, bucket, start=[sys.executable, str(NOTES_APP)])
+    dev.write_project("notes", ["la"], seaweedfs, bucket, start=[APP_PYTHON, str(NOTES_APP)])
     set_credentials(dev, seaweedfs)
     live = la.data_dir / "apps" / "notes" / "production" / "data" / "app"
 
@@ -221,6 +221,8 @@ def test_unauthorized_key_is_one_line_naming_authorize_key(dev: Developer, la: R
     result = dev.tako("backups", "list", "--env", "production")
     assert (result.exit_code, result.stdout) == (1, "Backups\nnotes (production)\n")
     assert result.stderr == (
-        f"error: Server 'la' (127.0.0.1:{la.port}) rejected every key ({stranger.path}: Key "
-        f"{stranger.fingerprint} is not authorized; add it with tako-server authorize-key); add yours with "
-        "tako-server authorize-key.\n")
+        f"error: Server 'la' (127.0.0.1:{la.port}) refused every key (management auth failed; tried "
+        f"{stranger.path}); add yours with tako-server authorize-key (the server's log says why it refused "
+        "each; a wrong clock is one reason).\n")
+    logged = la.log_path.read_text()
+    assert f"(management auth failed): Key {stranger.fingerprint} is not authorized" in logged

@@ -128,7 +128,7 @@ def test_server_app_ids(app: str, result: tuple[str, str] | str) -> None:
     else:
         with pytest.raises(FormatError) as caught:
             check_app_id(app)
-        assert str(caught.value) == f"{result}."
+        assert str(caught.value) == result
 
 
 @pytest.mark.parametrize(("name", "env", "result"), [
@@ -141,8 +141,9 @@ def test_the_cli_joins_app_ids_the_server_accepts(name: str, env: str, result: s
     if "/" in result:
         assert join_app_id(name, env) == result
     else:
-        with pytest.raises(FormatError, match=f"^{result}\\.$"):
+        with pytest.raises(FormatError) as caught:
             join_app_id(name, env)
+        assert str(caught.value) == result
 
 
 @pytest.mark.parametrize(("segment", "sanitized"), [
@@ -171,6 +172,6 @@ def test_key_ids(value: str, key_id: bool, backup_key_id: bool) -> None:
 def test_validation_errors_read_as_tako_prints_them() -> None:
     error = validation_error("Environment name cannot be empty")
     assert isinstance(error, ConfigError)
-    assert str(error) == "Validation error: Environment name cannot be empty."
+    assert str(error) == "Validation error: Environment name cannot be empty"
     assert str(validation_error("Storage name cannot be empty", "[storages.x] in tako.toml")) == (
-        "Validation error: Storage name cannot be empty ([storages.x] in tako.toml).")
+        "Validation error: Storage name cannot be empty ([storages.x] in tako.toml)")

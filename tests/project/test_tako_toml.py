@@ -60,7 +60,7 @@ def test_folder_name_that_is_not_a_dns_label_asks_for_a_name(tmp_path: Path) -> 
         load_project(write(tmp_path / "My_App", ""))
     assert str(caught.value) == (
         "Validation error: App name must start with a lowercase letter (the app name 'My_App' was taken "
-        'from the folder name; set name = "<app>" in tako.toml).'
+        'from the folder name; set name = "<app>" in tako.toml)'
     )
 
 
@@ -68,7 +68,7 @@ def test_folder_name_that_is_not_a_dns_label_asks_for_a_name(tmp_path: Path) -> 
 def test_app_name_rules_are_takos_raw_name_checks(tmp_path: Path, name: str) -> None:
     problem = app_name_problem(name)
     assert problem is not None
-    assert load_error(tmp_path, f'name = "{name}"\n') == f"Validation error: {problem}."
+    assert load_error(tmp_path, f'name = "{name}"\n') == f"Validation error: {problem}"
 
 
 def test_missing_file_says_where_it_looked(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
         (
             '[envs.Prod]\nroute = "a"\n',
             "Validation error: Environment name can only contain lowercase letters, numbers, and hyphens. "
-            "Found: 'P' ([envs.Prod] in tako.toml).",
+            "Found: 'P' ([envs.Prod] in tako.toml)",
         ),
         (
             '[envs.production]\nservers = "la-1"\n',
@@ -139,7 +139,7 @@ def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
         (
             '[storages.R2]\nbucket = "b"\n',
             "Validation error: Storage name can only contain lowercase letters, numbers, hyphens, and "
-            "underscores. Found: 'R' ([storages.R2] in tako.toml).",
+            "underscores. Found: 'R' ([storages.R2] in tako.toml)",
         ),
         (
             '[storages.r2]\nbucket = "b"\nendpoint = "http://s3.example.com"\nregion = "auto"\n',

@@ -99,5 +99,5 @@ def test_the_drill_log_keeps_the_last_and_the_last_passed_drill(tmp_path: Path) 
     assert path.stat().st_mode & 0o777 == 0o600
     path.write_text("{damaged")
     assert log.read(APP) == (None, None)
-    with pytest.raises(FormatError, match="^Invalid app name: must start with a lowercase letter\\.$"):
+    with pytest.raises(FormatError, match="^Invalid app name: must start with a lowercase letter$"):
         log.record("Not An App", passed)

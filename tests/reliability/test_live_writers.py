@@ -10,7 +10,6 @@ is restored over the live app through the server and the app writes on.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,15 @@ from tests.reliability.checks import (
     sound_index,
     sqlite_files,
 )
-from tests.server.e2e_support import NOTES_APP, RunningServer, app_pids, notes, running_server, wait_for
+from tests.server.e2e_support import (
+    APP_PYTHON,
+    NOTES_APP,
+    RunningServer,
+    app_pids,
+    notes,
+    running_server,
+    wait_for,
+)
 from tests.server.helpers import binding, make_key, storage
 from tests.servers import SeaweedFS
 
@@ -42,7 +49,7 @@ APP = "notes/production"
 PREFIX = layout.backup_prefix("notes", "production", "la")
 BODY = re.compile(r"note from instance [01] at \d+\.\d{3}")
 BACKUPS = 10
-RUNTIME = {"start": [sys.executable, str(NOTES_APP)], "instances": 2, "env": {"NOTES_INTERVAL": "0.002"}}
+RUNTIME = {"start": [APP_PYTHON, str(NOTES_APP)], "instances": 2, "env": {"NOTES_INTERVAL": "0.002"}}
 
 
 @pytest.fixture(scope="module")

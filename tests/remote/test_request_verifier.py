@@ -14,7 +14,13 @@ from starlette.datastructures import Headers
 
 from tako_backups.errors import AuthError
 from tako_backups.remote import sshsig, sshwire
-from tako_backups.remote.signing import FileSigner, RequestVerifier, sign_request, signed_message
+from tako_backups.remote.signing import (
+    FileSigner,
+    MissingAuthError,
+    RequestVerifier,
+    sign_request,
+    signed_message,
+)
 
 NOW = 1_710_000_000
 BODY = b'{"command":"list_backups","app":"demo/production"}'
@@ -43,9 +49,12 @@ def other(ssh_keys):
     return FileSigner.load(ssh_keys["other"].path)
 
 
-def refused(verifier, headers, body=BODY, now=NOW) -> str:
+def refused(verifier, headers, body=BODY, now=NOW, *, required=False) -> str:
+    """The reason ``verify`` gives; ``required`` says it must be a MissingAuthError (Tako's
+    ``management auth required``), else a plain AuthError (``management auth failed``)."""
     with pytest.raises(AuthError) as caught:
         verifier.verify(headers, body, now=now)
+    assert isinstance(caught.value, MissingAuthError) == required, caught.value
     return str(caught.value)
 
 
@@ -70,8 +79,28 @@ def test_sign_request_makes_fresh_hex_nonce_and_current_timestamp(signer, verifi
 def test_unsigned_request_is_refused(verifier, signer, missing):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
     del headers[missing]
-    assert refused(verifier, headers) == f"Missing {missing} header; the request must be signed."
-    assert refused(verifier, {}) == "Missing x-tako-key-fingerprint header; the request must be signed."
+    assert refused(verifier, headers, required=True) == (
+        f"Missing {missing} header; the request must be signed.")
+    assert refused(verifier, {}, required=True) == (
+        "Missing x-tako-key-fingerprint header; the request must be signed.")
+    assert refused(verifier, {**headers, missing: " \t "}, required=True) == (
+        f"Blank {missing} header; the request must be signed.")
+
+
+def test_headers_are_checked_in_takos_order(verifier, signer):
+    """Each header in turn (fingerprint, timestamp, nonce, signature): missing or blank is
+    'required', not visible ASCII is 'failed' -- so the first bad header decides."""
+    headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
+    broken = {**headers, "x-tako-timestamp": "17\x01"}
+    del broken["x-tako-nonce"]
+    assert refused(verifier, broken) == (
+        "The x-tako-timestamp header holds characters other than visible ASCII.")
+    broken = {**headers, "x-tako-nonce": "n\u00e9" * 8}
+    del broken["x-tako-timestamp"]
+    assert refused(verifier, broken, required=True) == (
+        "Missing x-tako-timestamp header; the request must be signed.")
+    padded = {name: f" \t{value}\t " for name, value in headers.items()}
+    assert verifier.verify(padded, BODY, now=NOW).key_type == "ssh-ed25519"
 
 
 def test_replayed_nonce_is_refused(verifier, signer):
@@ -153,15 +182,19 @@ def test_mangled_signatures_only_ever_raise_auth_error(verifier, signer, ssh_key
     assert "Bad signature" in reasons and "Signature is malformed." in reasons
 
 
-@pytest.mark.parametrize("stamp", ["", "abc", "-5", "1.5", "1e9", "9" * 16])
+@pytest.mark.parametrize("stamp", ["abc", "1.5", "1e9", "0x10", "9" * 19, "--5", "+"])
 def test_malformed_timestamp_is_refused(verifier, signer, stamp):
     headers = {**sign_request(signer, BODY, timestamp=NOW, nonce=NONCE), "x-tako-timestamp": stamp}
-    expected = (
-        "Missing x-tako-timestamp header; the request must be signed."
-        if not stamp
-        else "Invalid x-tako-timestamp header (expected unix seconds)."
-    )
-    assert refused(verifier, headers) == expected
+    assert refused(verifier, headers) == "Invalid x-tako-timestamp header (expected unix seconds)."
+
+
+def test_timestamps_read_as_rusts_i64_parse_reads_them(verifier, signer):
+    """A sign is allowed (Tako's server parses an i64), and what is signed is the text as sent."""
+    headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
+    signed_plus = sign_request(signer, BODY, nonce=NONCE[::-1], timestamp=NOW)
+    signed_plus["x-tako-timestamp"] = f"+{NOW}"
+    assert refused(verifier, signed_plus).startswith("Bad signature")  # signed without the '+'
+    assert refused(verifier, {**headers, "x-tako-timestamp": "-5"}).startswith("Request timestamp is ")
 
 
 def test_body_changed_after_signing_is_refused(verifier, signer):
@@ -186,12 +219,22 @@ def test_unknown_key_is_refused_with_the_fix(verifier, other, ssh_keys):
 
 
 def test_missing_authorized_keys_file_authorizes_nobody(tmp_path, signer):
+    """Tako: no readable file is 'required'; an empty file is 'failed' (the key is not in it).
+    The file is read after the timestamp and nonce checks, as in Tako."""
     verifier = RequestVerifier(tmp_path / "absent")
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=NONCE)
+    assert refused(verifier, headers, required=True) == (
+        f"There is no authorized keys file ({tmp_path / 'absent'}); add a key with tako-server "
+        "authorize-key.")
+    assert refused(verifier, headers, now=NOW + 400).startswith("Request timestamp is 400 s old")
+    (tmp_path / "absent").write_text("")
     assert refused(verifier, headers).endswith("is not authorized; add it with tako-server authorize-key.")
+    (tmp_path / "absent").unlink()
+    (tmp_path / "absent").mkdir()  # exists, cannot be read as a file
+    assert refused(verifier, headers, required=True).startswith("Cannot read authorized keys file")
 
 
-@pytest.mark.parametrize("nonce", ["a" * 15, "a" * 129, "0123456789abcdef!", "0123456789abcde f", "ÄÖÜ" * 6])
+@pytest.mark.parametrize("nonce", ["a" * 15, "a" * 129, "0123456789abcdef!", "0123456789abcde f", "~" * 20])
 def test_bad_nonce_format_is_refused(verifier, signer, nonce):
     headers = sign_request(signer, BODY, timestamp=NOW, nonce=nonce)
     assert (

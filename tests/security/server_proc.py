@@ -29,7 +29,7 @@ APP = "notes/production"
 def launch(data_dir: Path, signer: FileSigner, *, crash_at: str | None = None,
            log_path: Path | None = None) -> RunningServer:
     """Start `tako-server serve` on ``data_dir`` (authorizing ``signer`` the first time), or the
-    crash launcher when ``crash_at`` names a crash point; return once ``hello`` answers. The log
+    crash launcher when ``crash_at`` names a crash point; return once ``server_info`` answers. The log
     goes to ``log_path`` (default: beside ``data_dir``)."""
     if not (data_dir / "management-authorized-keys").exists():
         authorize(data_dir, signer)

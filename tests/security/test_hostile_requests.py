@@ -1,7 +1,9 @@
 """Hostile requests against the real RPC app in-process (Starlette TestClient), fuzzed with
-hypothesis: every reply is JSON, 400 or 401 with ``status: error`` (200 only for the unsigned
-``hello``/``server_info``), never a 500 or a traceback; nothing changes without a valid signature;
-the body size limit holds; the nonce cache stays bounded under a flood."""
+hypothesis: every reply is JSON with Tako's exact error bodies -- 400 ``invalid command`` for
+anything that does not parse, 401 ``management auth required``/``failed`` and nothing else for a
+signature that does not hold, 200 only for the unsigned ``hello``/``server_info`` -- never a 500
+or a traceback; nothing changes without a valid signature; the body size limit holds (413); the
+nonce cache stays bounded under a flood."""
 
 from __future__ import annotations
 
@@ -90,15 +92,24 @@ def post(server: Server, data: bytes, headers: dict[str, str] | None = None) -> 
     return server.client.post("/rpc", content=data, headers=headers or {})
 
 
+INVALID_COMMAND = b'{"message":"invalid command","status":"error"}'
+AUTH_REFUSALS = {b'{"status":"error","message":"management auth required"}',
+                 b'{"status":"error","message":"management auth failed"}'}
+
+
 def assert_clean_reply(reply: Any, allowed: set[int]) -> dict[str, Any]:
     assert reply.status_code in allowed, (reply.status_code, reply.text[:500])
     assert "Traceback" not in reply.text and 'File "' not in reply.text
-    assert reply.headers["content-type"] == "application/json"
+    assert (reply.headers["content-type"], reply.headers["cache-control"]) == ("application/json", "no-store")
     obj = json.loads(reply.content)
     if reply.status_code == 200:
-        assert obj["status"] == "ok" and set(obj) == {"status", "data"}
-    else:
-        assert set(obj) == {"status", "message"} and obj["status"] == "error"
+        assert reply.content.startswith(b'{"status":"ok","data":') and set(obj) <= {"status", "data",
+                                                                                      "safety_backup_id"}
+    elif reply.status_code == 401:
+        assert reply.content in AUTH_REFUSALS
+    elif reply.content != INVALID_COMMAND:  # a command that parsed and failed: Tako's status-first shape
+        assert reply.content.startswith(b'{"status":"error","message":"')
+        assert set(obj) == {"status", "message"}
         assert isinstance(obj["message"], str) and obj["message"] and "\n" not in obj["message"]
     return obj
 
@@ -123,6 +134,8 @@ def request_objects(draw: st.DrawFn) -> dict[str, Any]:
     or hostile values, sometimes extra fields."""
     command = draw(st.sampled_from(sorted(COMMANDS)) | st.text(max_size=20) | json_values)
     obj: dict[str, Any] = {"command": command}
+    if draw(st.booleans()):
+        obj["protocol_version"] = draw(st.sampled_from([0, 1, -1, 2**32, 0.0, "0", True, None]) | json_values)
     if draw(st.booleans()):
         obj["app"] = draw(apps | json_values)
     if draw(st.booleans()):
@@ -154,6 +167,8 @@ def shaped_requests(draw: st.DrawFn) -> dict[str, Any]:
         obj["app"] = APP
     if "backup_id" in required:
         obj["backup_id"] = "b1710000000-AbCdEf12"
+    if "protocol_version" in required:
+        obj["protocol_version"] = 0
     if "backup" in optional and draw(st.booleans()):
         obj["backup"] = binding().to_dict()
     if "runtime" in optional and draw(st.booleans()):
@@ -172,8 +187,28 @@ def _raw_utf8(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
+def _nested(depth: int, opener: bytes) -> bytes:
+    """A valid ``server_info`` body whose unknown field ``x`` brings the nesting to ``depth``
+    containers (the body itself is the first)."""
+    prefix = b'{"command":"server_info","x":'
+    if opener == b"{":
+        return prefix + b'{"x":' * (depth - 2) + b'{"x":1}' + b"}" * (depth - 1)
+    return prefix + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+# Bodies serde_json refuses and Python's json would take, or that once broke the server.
+serde_refuses = st.sampled_from([
+    b"[" * 100_000, b"{" * 100_000, b'{"a":' * 50_000, b"\xef\xbb\xbf" + b'{"command":"server_info"}',
+    b'{"command":"server_info","x":NaN}', b'{"command":"server_info","x":-Infinity}',
+    b'{"command":"server_info","x":1e400}', b'{"command":"server_info","x":"\\ud800"}',
+    b'{"command":"server_info","x":"\xed\xa0\x80"}', b'{"command":"server_info","command":"hello"}',
+    b'{"command":"server_info"} {}', b"\xff\xfe{\x00}\x00", "{\"command\":\"server_info\"}".encode("utf-16"),
+]) | st.integers(128, 400).map(lambda depth: _nested(depth, b"[")) \
+    | st.integers(128, 400).map(lambda depth: _nested(depth, b"{"))
+
 bodies = (st.binary(max_size=600) | json_values.map(lambda v: json.dumps(v).encode())
-          | request_objects().map(lambda o: json.dumps(o).encode()) | request_objects().map(_raw_utf8))
+          | request_objects().map(lambda o: json.dumps(o).encode()) | request_objects().map(_raw_utf8)
+          | serde_refuses)
 header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120)
 
 
@@ -211,9 +246,16 @@ def test_unsigned_or_badly_signed_requests_get_400_or_401_and_change_nothing(
     before = server.fingerprint()
     reply = post(server, body, headers)
     assert_clean_reply(reply, {200, 400, 401})
-    if reply.status_code == 200:
+    if reply.status_code != 401 and reply.content != INVALID_COMMAND:  # it parsed, and needs no signature
         assert json.loads(body)["command"] in PUBLIC
     assert server.fingerprint() == before
+
+
+@FUZZ
+@given(body=serde_refuses)
+def test_what_serde_json_refuses_is_an_invalid_command_before_auth(server: Server, body: bytes) -> None:
+    reply = post(server, body)
+    assert (reply.status_code, reply.content) == (400, INVALID_COMMAND)
 
 
 @FUZZ
@@ -283,24 +325,28 @@ def test_signed_malformed_requests_get_400_never_500(signed_server: Server, sign
 
 # ----- body size -----
 
+TOO_LARGE = b'{"message":"request body too large","status":"error"}'
+
+
 def test_body_over_the_limit_is_refused_unsigned_or_signed(server: Server, signer: FileSigner) -> None:
-    big = json.dumps({"command": "hello", "pad": "x" * MAX_BODY_BYTES}).encode()
-    message = {"status": "error", "message": f"Request body is larger than {MAX_BODY_BYTES} bytes."}
+    big = json.dumps({"command": "hello", "protocol_version": 0, "pad": "x" * MAX_BODY_BYTES}).encode()
     before = server.fingerprint()
     for headers in ({}, sign_request(signer, big)):
         reply = post(server, big, headers)
-        assert (reply.status_code, reply.json()) == (400, message)
+        assert (reply.status_code, reply.content) == (413, TOO_LARGE)
     async def pieces() -> AsyncIterator[bytes]:
         for i in range(0, len(big), 65536):
             yield big[i:i + 65536]
 
     chunked = server.client.post("/rpc", content=pieces())
     assert "content-length" not in chunked.request.headers
-    assert (chunked.status_code, chunked.json()) == (400, message)
+    assert (chunked.status_code, chunked.content) == (413, TOO_LARGE)
     assert server.fingerprint() == before
-    at_limit = b'{"command":"hello"}' + b" " * (MAX_BODY_BYTES - 19)
+    hello = b'{"command":"hello","protocol_version":0}'
+    at_limit = hello + b" " * (MAX_BODY_BYTES - len(hello))
     assert len(at_limit) == MAX_BODY_BYTES
     assert post(server, at_limit).status_code == 200
+    assert post(server, at_limit + b" ").status_code == 413
 
 
 # ----- the replay cache under a flood -----
@@ -333,8 +379,7 @@ def test_nonce_cache_stays_bounded_under_a_flood(tmp_path: Path, signer: FileSig
         assert statuses == [200] * 32 + [401] * 68
         assert len(flooded.verifier._nonces) == 32
         refused = call()
-        assert refused.json() == {
-            "status": "error", "message": "Too many signed requests in the replay window; try again shortly."}
+        assert refused.content == b'{"status":"error","message":"management auth failed"}'  # full: logged
         replay = sign_request(signer, body, timestamp=int(clock.now))
         clock.now += 301
         statuses = [call().status_code for _ in range(40)]
@@ -352,5 +397,5 @@ def test_replayed_request_is_refused_after_it_ran_once(server: Server, signer: F
     headers = {"content-type": "application/json", **sign_request(signer, body)}
     assert post(server, body, headers).status_code == 200
     again = post(server, body, headers)
-    assert (again.status_code, again.json()) == (
-        401, {"status": "error", "message": "Nonce was already used (replayed request)."})
+    assert (again.status_code, again.content) == (
+        401, b'{"status":"error","message":"management auth failed"}')

@@ -26,7 +26,7 @@ from tako_backups.remote.protocol import RuntimeSettings
 from tako_backups.server.state import AppState
 from tako_backups.storage.s3 import S3Store
 from tests.security.server_proc import launch
-from tests.server.e2e_support import NOTES_APP, ROOT, RunningServer, free_port
+from tests.server.e2e_support import APP_PYTHON, NOTES_APP, ROOT, RunningServer, free_port
 from tests.server.helpers import make_key
 from tests.servers import MotoServer
 
@@ -68,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> 
     (tako_home / "config.toml").write_text(
         f'[servers.la]\nhost = "127.0.0.1"\nmanagement_port = {server.port}\n')
     (app_dir / "tako.toml").write_text("\n".join([
-        'name = "notes"', f"start = {json.dumps([sys.executable, str(NOTES_APP)])}", "",
+        'name = "notes"', f"start = {json.dumps([APP_PYTHON, str(NOTES_APP)])}", "",
         "[envs.production]", 'route = "notes.example.com"', 'servers = ["la"]',
         'backup = { storage = "backups" }', "", "[storages.backups]", f'bucket = "{bucket}"',
         f'endpoint = "{moto_server.endpoint}"', 'region = "us-east-1"', "force_path_style = true", ""]))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,8 +25,42 @@ from tako_backups.remote.signing import FileSigner
 ROOT = Path(__file__).resolve().parents[2]
 NOTES_APP = ROOT / "examples" / "notes-app" / "app.py"
 SERVER = [sys.executable, "-m", "tako_backups.server.cli"]
-NOTES_RUNTIME: dict[str, Any] = {"start": [sys.executable, str(NOTES_APP)], "instances": 1,
+
+
+def others_may(path: Path, right: int) -> bool:
+    """Whether a user with no rights of its own has ``right`` (``stat.S_IXOTH``, ``S_IROTH``) on
+    ``path`` and may reach it: every folder on the way searchable, also after resolving links."""
+    for way in {path.absolute(), path.resolve()}:
+        if not all(folder.stat().st_mode & stat.S_IXOTH for folder in way.parents):
+            return False
+    return bool(path.stat().st_mode & right)
+
+
+def app_python() -> str:
+    """A Python the apps' own uids can run (tako-server as root runs each app as a uid of its
+    own): this interpreter when others may run it, else the system's python3 (a pyenv under
+    /root is out of their reach)."""
+    for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
+        if candidate and others_may(Path(candidate), stat.S_IXOTH):
+            return candidate
+    return sys.executable
+
+
+APP_PYTHON = app_python()
+NOTES_RUNTIME: dict[str, Any] = {"start": [APP_PYTHON, str(NOTES_APP)], "instances": 1,
                                  "env": {"NOTES_INTERVAL": "0.02"}}
+
+
+def let_apps_reach(data_dir: Path) -> None:
+    """Make the temp folders above ``data_dir`` searchable (not listable) by others, as the
+    folders above /opt/tako are: pytest makes them 0700, and the apps' uids must pass them."""
+    top = Path(tempfile.gettempdir()).resolve()
+    for folder in data_dir.resolve().parents:
+        if folder == top or top not in folder.parents:
+            break
+        mode = folder.stat().st_mode
+        if folder.stat().st_uid == os.geteuid() and not mode & stat.S_IXOTH:
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
@@ -81,9 +118,10 @@ def authorize(data_dir: Path, signer: FileSigner, name: str = "la") -> None:
 def restart_server(data_dir: Path, signer: FileSigner, name: str = "la", *, argv: list[str] | None = None,
                    env: dict[str, str] | None = None, log_path: Path | None = None) -> RunningServer:
     """Start `tako-server serve` on an existing data dir (``signer`` already authorized) and return
-    once ``hello`` answers with ``name``. ``argv`` replaces the `tako-server` command (a crash
+    once ``server_info`` answers with ``name``. ``argv`` replaces the `tako-server` command (a crash
     launcher), ``env`` its environment; the log goes to ``log_path`` (default: beside ``data_dir``)."""
     port = free_port()
+    let_apps_reach(data_dir)
     log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
     command = [*(argv or SERVER), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                "--port", str(port)]
@@ -96,17 +134,17 @@ def restart_server(data_dir: Path, signer: FileSigner, name: str = "la", *, argv
         assert process.poll() is None, f"tako-server exited early:\n{server.log_tail()}"
         try:
             with RpcClient(name, "127.0.0.1", port, [signer]) as client:
-                return bool(client.call("hello") == {"server": name, "protocol": "tako-management-rpc-v0"})
+                return bool(client.call("server_info")["server_name"] == name)
         except RemoteError:
             return False
 
-    wait_for(ready, f"tako-server {name} to answer hello")
+    wait_for(ready, f"tako-server {name} to answer server_info")
     return server
 
 
 def start_server(data_dir: Path, signer: FileSigner, name: str = "la") -> RunningServer:
     """A new `tako-server serve` called ``name`` on ``data_dir``, with ``signer`` authorized; returns
-    once hello answers."""
+    once server_info answers."""
     authorize(data_dir, signer, name)
     return restart_server(data_dir, signer, name)
 

@@ -17,8 +17,7 @@ from tako_backups.remote.signing import FileSigner, sign_request
 
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
 APP = "demo/production"
-NO_SETTINGS = ("App 'demo/production' has no backup settings on this server; run tako backups now "
-               "or tako deploy first.")
+NO_SETTINGS = "Backups are not configured for demo/production."  # Tako's text
 BUSY = "A backup or restore of app 'demo/production' is already running."
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
 from tests.server.e2e_support import (
+    APP_PYTHON,
     NOTES_RUNTIME,
     RunningServer,
     app_pids,
@@ -150,7 +150,7 @@ def test_tampered_archive_restore_leaves_live_data_and_app(server: RunningServer
 def test_second_restore_while_one_runs_is_refused(server: RunningServer, signer: FileSigner,
                                                   settings: BackupBinding) -> None:
     app, live = "busy/production", app_dir(server, "busy")
-    slow = {"start": [sys.executable, "-c", SLOW_STOP_APP], "instances": 1}
+    slow = {"start": [APP_PYTHON, "-c", SLOW_STOP_APP], "instances": 1}
     assert deploy(server, signer, app, None, runtime=slow)["backup"] == {"status": "disabled"}
     (live / "big.bin").write_bytes(os.urandom(1 << 20))
     with server.client(signer) as client:

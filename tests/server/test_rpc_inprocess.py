@@ -45,63 +45,27 @@ def seed_live_data(paths: ServerPaths) -> Path:
     return data
 
 
-# ----- unsigned commands and request validation -----
-
-def test_hello_and_server_info_need_no_signature(client: AsgiClient) -> None:
-    hello = post(client, body("hello"))
-    assert hello.status_code == 200
-    assert hello.json() == {"status": "ok", "data": {"server": "la", "protocol": "tako-management-rpc-v0"}}
-    info = post(client, body("server_info")).json()
-    assert info["status"] == "ok"
-    assert info["data"]["server"] == "la"
-    assert "restore_backup" in info["data"]["commands"]
-    assert info["data"]["unsigned_commands"] == ["hello", "server_info"]
-
-
-def test_invalid_json_is_400(client: AsgiClient) -> None:
-    reply = post(client, b"{not json")
-    assert reply.status_code == 400
-    assert reply.json() == {"status": "error", "message": "Request body is not valid JSON."}
-    reply = post(client, b"[1, 2]")
-    assert (reply.status_code, reply.json()["message"]) == (400, "Request body must be a JSON object.")
-    reply = post(client, b'{"app": "demo/production"}')
-    assert (reply.status_code, reply.json()["message"]) == (400, "Request body has no 'command' string.")
-
-
-def test_unknown_command_is_400_when_signed_and_401_when_not(client: AsgiClient, signer: FileSigner) -> None:
-    reply = call(client, signer, "explode", app=APP)
-    assert reply.status_code == 400
-    assert reply.json()["message"].startswith("Unknown command 'explode' (known: backup_download_url, ")
-    assert post(client, body("explode")).status_code == 401
-
+# ----- app names: Tako's server rules and texts -----
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({}, "Command 'list_backups' is missing field 'app'."),
-    ({"app": 7}, "Command 'list_backups' field 'app' has the wrong type."),
-    ({"app": APP, "extra": 1}, "Command 'list_backups' has unknown field 'extra'."),
-    ({"app": "Demo/production"}, "Invalid app name: must start with a lowercase letter."),
-    ({"app": "demo/prod/x"}, "Invalid app name: only lowercase letters, digits, and '-' are allowed."),
-    ({"app": "../x/production"}, "Invalid app name: must start with a lowercase letter."),
-    ({"app": "demo/prod-"}, "Invalid app name: must not end with '-'."),
+    ({"app": "Demo/production"}, "Invalid app name: must start with a lowercase letter"),
+    ({"app": "demo/prod/x"}, "Invalid app name: only lowercase letters, digits, and '-' are allowed"),
+    ({"app": "../x/production"}, "Invalid app name: must start with a lowercase letter"),
+    ({"app": "demo/prod-"}, "Invalid app name: must not end with '-'"),
+    ({"app": "demo-/production"}, "Invalid app name: must not end with '-'"),
+    ({"app": "d" * 64 + "/production"}, "Invalid app name: must be 63 characters or fewer"),
+    ({"app": "/production"}, "Invalid app name: must start with a lowercase letter"),
+    ({"app": "demo/"}, "Invalid app name: only lowercase letters, digits, and '-' are allowed"),
+    ({"app": ""}, "Invalid app name: must not be empty"),
     # Tako's server reads an app without '/{env}' as {app}/production.
-    ({"app": "demo"}, "App 'demo/production' has no backup settings on this server; run tako backups now "
-                      "or tako deploy first."),
+    ({"app": "demo"}, "Backups are not configured for demo/production."),
+    ({"app": "d" * 63 + "/" + "e" * 63}, f"Backups are not configured for {'d' * 63}/{'e' * 63}."),
 ])
-def test_bad_fields_are_400(client: AsgiClient, signer: FileSigner, fields: dict,
-                            message: str | None) -> None:
+def test_app_names_are_checked_as_takos_server_checks_them(client: AsgiClient, signer: FileSigner,
+                                                            fields: dict,
+                                                            message: str) -> None:
     reply = call(client, signer, "list_backups", **fields)
-    assert reply.status_code == 400
-    assert reply.json()["status"] == "error"
-    if message is not None:
-        assert reply.json()["message"] == message
-    else:
-        assert reply.json()["message"].startswith("Invalid app ")
-
-
-def test_body_over_one_mib_is_refused(client: AsgiClient, signer: FileSigner) -> None:
-    data = body("list_backups", app=APP, pad="x" * (1 << 20))
-    reply = post(client, data, signed(signer, data))
-    assert (reply.status_code, reply.json()["message"]) == (400, "Request body is larger than 1048576 bytes.")
+    assert (reply.status_code, reply.json()) == (400, {"status": "error", "message": message})
 
 
 # ----- authentication: 401 and no side effect -----
@@ -112,13 +76,15 @@ def assert_untouched(memory_store: MemoryStore, paths: ServerPaths) -> None:
     assert not paths.data_dir("demo", "production").exists()
 
 
+AUTH_REQUIRED = b'{"status":"error","message":"management auth required"}'
+AUTH_FAILED = b'{"status":"error","message":"management auth failed"}'
+
+
 def test_unsigned_call_is_401_and_changes_nothing(client: AsgiClient, memory_store: MemoryStore,
                                                    paths: ServerPaths) -> None:
     data = body("backup_now", app=APP, backup=binding().to_dict())
     reply = post(client, data)
-    assert reply.status_code == 401
-    assert reply.json() == {"status": "error",
-                            "message": "Missing x-tako-key-fingerprint header; the request must be signed."}
+    assert (reply.status_code, reply.content) == (401, AUTH_REQUIRED)
     assert_untouched(memory_store, paths)
 
 
@@ -130,19 +96,16 @@ def test_replayed_nonce_is_401(client: AsgiClient, signer: FileSigner, memory_st
     assert first.status_code == 200, first.text
     objects = dict(memory_store.objects)
     replay = post(client, data, headers)
-    assert replay.status_code == 401
-    assert replay.json()["message"] == "Nonce was already used (replayed request)."
+    assert (replay.status_code, replay.content) == (401, AUTH_FAILED)
     assert memory_store.objects == objects
 
 
-@pytest.mark.parametrize(("offset", "text"), [(-301, "s old (limit 300 s)"),
-                                              (301, "s in the future (limit 300 s)")])
+@pytest.mark.parametrize("offset", [-301, 301])
 def test_stale_or_future_timestamp_is_401(client: AsgiClient, signer: FileSigner, memory_store: MemoryStore,
-                                          paths: ServerPaths, offset: int, text: str) -> None:
+                                          paths: ServerPaths, offset: int) -> None:
     data = body("backup_now", app=APP, backup=binding().to_dict())
     reply = post(client, data, signed(signer, data, timestamp=int(time.time()) + offset))
-    assert reply.status_code == 401
-    assert text in reply.json()["message"]
+    assert (reply.status_code, reply.content) == (401, AUTH_FAILED)
     assert_untouched(memory_store, paths)
 
 
@@ -151,8 +114,7 @@ def test_body_changed_after_signing_is_401(client: AsgiClient, signer: FileSigne
     original = body("list_backups", app=APP)
     changed = body("backup_now", app=APP, backup=binding().to_dict())
     reply = post(client, changed, signed(signer, original))
-    assert reply.status_code == 401
-    assert reply.json()["status"] == "error"
+    assert (reply.status_code, reply.content) == (401, AUTH_FAILED)
     assert_untouched(memory_store, paths)
 
 
@@ -160,9 +122,7 @@ def test_unknown_key_is_401(client: AsgiClient, stranger: FileSigner, memory_sto
                             paths: ServerPaths) -> None:
     data = body("backup_now", app=APP, backup=binding().to_dict())
     reply = post(client, data, signed(stranger, data))
-    assert reply.status_code == 401
-    assert reply.json()["message"] == (
-        f"Key {stranger.fingerprint} is not authorized; add it with tako-server authorize-key.")
+    assert (reply.status_code, reply.content) == (401, AUTH_FAILED)
     assert_untouched(memory_store, paths)
 
 
@@ -184,11 +144,10 @@ def test_unknown_app_has_a_clear_error(client: AsgiClient, signer: FileSigner) -
         reply = call(client, signer, command, app=APP, **extra)
         expected = (400, {"status": "error", "message": NO_SETTINGS})
         assert (reply.status_code, reply.json()) == expected, command
-    status = call(client, signer, "backup_status", app=APP).json()
-    assert status == {"status": "ok", "data": {"app": APP, "enabled": False, "retention_days": 30,
-                                               "last_backup": None, "next_backup_at_unix_secs": None,
-                                               "last_drill": None, "last_ok_drill": None, "overdue": False,
-                                               "overdue_after_seconds": 133_200, "index_rebuilt": False}}
+    status = call(client, signer, "backup_status", app=APP)
+    assert (status.status_code, status.content) == (200, (
+        b'{"status":"ok","data":{"app":"demo/production","enabled":false,"last_backup":null,'
+        b'"next_backup_at_unix_secs":null,"retention_days":null}}'))
 
 
 def test_backup_list_status_download(client: AsgiClient, signer: FileSigner, memory_store: MemoryStore,
@@ -217,8 +176,8 @@ def test_backup_list_status_download(client: AsgiClient, signer: FileSigner, mem
     assert url == {"backup": info, "expires_in_seconds": 900,
                    "url": f"memory://{info['archive_key']}?expires_in=900"}
     missing = call(client, signer, "backup_download_url", app=APP, backup_id="b1710000000-AbCdEf12")
-    assert (missing.status_code, missing.json()["message"]) == (
-        400, "Backup 'b1710000000-AbCdEf12' was not found.")
+    assert (missing.status_code, missing.content) == (
+        400, b'{"status":"error","message":"Backup not found: b1710000000-AbCdEf12"}')
 
 
 def test_settings_are_encrypted_at_rest(client: AsgiClient, signer: FileSigner, paths: ServerPaths) -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from tako_backups.errors import ConfigError
+from tako_backups.server.app_users import APP_IDS, AppAccount
+from tako_backups.server.paths import ServerPaths
 from tako_backups.server.runtime import AppRuntime, AppStatus, RestartPolicy
+from tests.server.e2e_support import APP_PYTHON, let_apps_reach
 
 NOTES_APP = Path(__file__).resolve().parents[2] / "examples" / "notes-app" / "app.py"
 NOTES_ARGV = [sys.executable, str(NOTES_APP)]
@@ -315,3 +318,60 @@ def test_start_errors_name_the_problem(runtime: AppRuntime, data_dir: Path) -> N
     with pytest.raises(ConfigError) as err:
         runtime.configure("demo/production", NOTES_ARGV, 1, data_dir, env={"A=B": "x"})
     assert str(err.value) == "The environment variable 'A=B' of demo/production has an invalid name."
+
+
+@pytest.fixture
+def as_app_users(tmp_path: Path) -> Iterator[tuple[ServerPaths, AppRuntime]]:
+    """Server paths whose apps run as uids of their own (nogroup standing for tako-app's group),
+    and a runtime using them; the data root's temp parents are searchable, as /opt is."""
+    assert os.geteuid() == 0, "running apps as other uids needs root; CI runs as root"
+    paths = ServerPaths(tmp_path / "tako").run_apps_as(AppAccount("tako-test", 65534, 65534))
+    paths.prepare()
+    let_apps_reach(paths.root)
+    rt = AppRuntime(paths.logs_dir, RestartPolicy(initial=0.1, maximum=0.4), poll_interval=0.05,
+                    users=paths.users)
+    yield paths, rt
+    rt.shutdown(timeout=2.0)
+
+
+def test_app_runs_as_its_own_uid_with_a_clean_environment_and_umask(
+        as_app_users: tuple[ServerPaths, AppRuntime], monkeypatch: pytest.MonkeyPatch) -> None:
+    paths, runtime = as_app_users
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-secret")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    data = paths.ensure_data_dir("envcheck", "staging")
+    code = ("import os, time\n"
+            "open(os.path.join(os.environ['HOME'], 'made.txt'), 'w').close()\n"
+            "time.sleep(60)\n")
+    runtime.configure("envcheck/staging", [APP_PYTHON, "-c", code], 1, data, env={"GREETING": "hi"})
+    runtime.start("envcheck/staging")
+    (pid,) = runtime.status("envcheck/staging").pids
+    made = data / "app" / "made.txt"
+    wait_for(made.exists, "the app to write into its HOME")
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    uid = APP_IDS.start
+    assert status["Uid"].split() == status["Gid"].split() == [str(uid)] * 4
+    assert status["Groups"].split() == ["65534"]
+    assert status["Umask"].strip() == "0027"
+    raw = Path(f"/proc/{pid}/environ").read_text().split("\0")
+    environ = dict(item.split("=", 1) for item in raw if item)
+    assert environ == {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(data / "app"), "LANG": "C.UTF-8",
+                       "GREETING": "hi", "TAKO_DATA_DIR": str(data / "app"), "TAKO_INSTANCE": "0"}
+    assert (made.stat().st_uid, made.stat().st_gid, made.stat().st_mode & 0o777) == (uid, uid, 0o640)
+
+
+def test_program_the_app_uid_cannot_run_is_refused_naming_the_uid(
+        as_app_users: tuple[ServerPaths, AppRuntime], tmp_path: Path) -> None:
+    paths, runtime = as_app_users
+    data = paths.ensure_data_dir("locked", "production")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    program = private / "run"
+    program.write_text("#!/bin/sh\nsleep 60\n")
+    program.chmod(0o755)
+    runtime.configure("locked/production", [str(program)], 1, data)
+    with pytest.raises(ConfigError) as refused:
+        runtime.start("locked/production")
+    assert str(refused.value) == (f"Cannot start locked/production as uid {APP_IDS.start}: {program}: "
+                                  "Permission denied; check `start` in tako.toml.")
+    assert runtime.status("locked/production").pids == ()

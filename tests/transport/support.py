@@ -21,7 +21,7 @@ LOOPBACK = "127.0.0.1"
 
 def launch(data_dir: Path, signer: FileSigner, name: str, *options: str) -> RunningServer:
     """Start `tako-server serve` on ``data_dir`` (named ``name``, ``signer`` authorized the first
-    time) with ``options`` (``--tls``, ``--require-target``); return once ``hello`` answers."""
+    time) with ``options`` (``--tls``, ``--require-target``); return once ``server_info`` answers."""
     if not (data_dir / "management-authorized-keys").exists():
         authorize(data_dir, signer, name)
     port = free_port()
@@ -43,11 +43,11 @@ def launch(data_dir: Path, signer: FileSigner, name: str, *options: str) -> Runn
                 return False
         try:
             with RpcClient(name, LOOPBACK, port, tls_fingerprint=pin) as client:
-                return bool(client.call("hello")["server"] == name)
+                return bool(client.call("server_info")["server_name"] == name)
         except RemoteError:
             return False
 
-    wait_for(ready, f"tako-server {name} to answer hello")
+    wait_for(ready, f"tako-server {name} to answer server_info")
     return server
 
 

@@ -19,7 +19,13 @@ from tests.transport.support import RecordingProxy, launch
 
 pytestmark = pytest.mark.slow
 
-REPLAYED = {"status": "error", "message": "Nonce was already used (replayed request)."}
+REPLAYED = {"status": "error", "message": "management auth failed"}
+
+
+def logged_refusal(server: RunningServer, command: str, reason: str) -> bool:
+    """Whether the server's log has the one line that says why it answered 'management auth failed'."""
+    line = f"refused {command} from 127.0.0.1 (management auth failed): {reason}"
+    return any(logged.endswith(line) for logged in server.log_path.read_text().splitlines())
 
 
 @pytest.fixture
@@ -65,7 +71,8 @@ def test_a_recorded_request_runs_once_and_only_on_its_server(dev: Developer, la:
     # The target cannot be taken out: the signature covers it.
     unbound = json.dumps({k: v for k, v in sent.items() if k != "target"}, separators=(",", ":")).encode()
     status, reply = replay(ny.port, unbound, recorded.headers)
-    assert (status, reply["message"]) == (401, "Bad signature: signature does not verify.")
+    assert (status, reply) == (401, REPLAYED)
+    assert logged_refusal(ny, "backup_now", "Bad signature: signature does not verify."), ny.log_tail()
 
     status, reply = replay(ny.port, recorded.body, recorded.headers)
     assert (status, reply) == (400, {"status": "error", "message": (
@@ -74,6 +81,8 @@ def test_a_recorded_request_runs_once_and_only_on_its_server(dev: Developer, la:
     assert not list((ny.data_dir / "state").rglob("*.enc"))  # ny stored no settings, ran nothing
 
     assert replay(la.port, recorded.body, recorded.headers) == (401, REPLAYED)
+    assert logged_refusal(la, "backup_now", "Nonce was already used (replayed request)."), la.log_tail()
+    assert seaweedfs.secret_key not in la.log_path.read_text()
     assert la.terminate() == 0, la.log_tail()
     restarted = launch(la.data_dir, dev_key, "la")
     try:
