@@ -57,6 +57,7 @@ def test_status_shows_the_policy_the_copy_and_who_is_told(fleet: Fleet, tako: Ta
                                                           receiver: Receiver) -> None:
     service = first_backup(tako, fleet)
     with_extensions(service, notify=NotifySettings(webhook_url=receiver.url, webhook_secret="s" * 20))
+    fleet.clock = NOW + 60
     info = service.backup_now(APP, None)
     lagging = tako("backups", "status", "--env", "production")  # the first backup went to no copy
     assert lagging.stderr == ("warning: la: copy in bucket spare is lagging: 1 backup missing; it catches "
@@ -65,10 +66,10 @@ def test_status_shows_the_policy_the_copy_and_who_is_told(fleet: Fleet, tako: Ta
     result = tako("backups", "status", "--env", "production")
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"{HEAD}la: enabled, last {info['id']} at {format_local_time(NOW)}, next "
-        f"{format_local_time(NOW + 3_600)}, every 1h, keeps 24 hourly, 30 daily, 12 monthly\n"
+        f"{HEAD}la: enabled, last {info['id']} at {format_local_time(NOW + 60)}, next "
+        f"{format_local_time(NOW + 3_660)}, every 1h, keeps 24 hourly, 30 daily, 12 monthly\n"
         f"la: notifications to webhook http://127.0.0.1:{receiver.port}/… (signed)\n"
-        f"la: copy in bucket spare: up to date (as of {format_local_time(NOW)})\n")
+        f"la: copy in bucket spare: up to date (as of {format_local_time(NOW + 60)})\n")
     assert result.stderr == ""
     data = json.loads(tako("backups", "status", "--env", "production", "--json").stdout)
     status = data["results"][0]["status"]
