@@ -15,7 +15,7 @@ from ..errors import StorageError
 from ..models import PRE_RESTORE, BackupExtras, BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
-from . import layout, reindex
+from . import catalog, layout, reindex
 from .crypto import DecryptingReader, EncryptingWriter
 from .pipeline import pick_key
 
@@ -59,7 +59,7 @@ def reencrypt_backup(
                   archive_key=archive, manifest_key=layout.manifest_key(prefix, new_id),
                   encryption=sealed.encryption, extras=extras)
     try:
-        store.put_bytes(new.manifest_key, new.to_json())
+        catalog.write_manifest(store, new)
     except StorageError:
         _delete_quietly(store, new.manifest_key, new.archive_key)
         raise

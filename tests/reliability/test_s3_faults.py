@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tako_backups.core import catalog, layout
+from tako_backups.core import layout, leftovers
 from tako_backups.core.pipeline import BackupResult, backup, restore_into
 from tako_backups.errors import StorageAuthError, StorageError
 from tako_backups.models import BackupKey
@@ -253,7 +253,7 @@ def test_an_abort_the_store_refuses_is_cleaned_up_by_the_next_run(
     proxy.clear()
     import time
 
-    left = catalog.clean_leftovers(store, PREFIX, started_before=time.time() + 1)
-    assert left == catalog.Leftovers(uploads_aborted=1, archives_deleted=0)
+    left = leftovers.clean_leftovers(store, PREFIX, started_before=time.time() + 1)
+    assert left == leftovers.Leftovers(uploads_aborted=1, archives_deleted=0)
     assert pending_uploads(s3, bucket) == []
     assert figures_so_far(proxy) == {FAULTS: 2}
