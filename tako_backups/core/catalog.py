@@ -64,16 +64,21 @@ def read_manifest(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo
     return BackupInfo.from_json(data)
 
 
-def find_backup(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo:
-    """Look a backup up in the index, falling back to its manifest.
-
-    Raises NotFoundError for an unknown id and FormatError for a malformed document.
-    """
+def check_backup_id(backup_id: str) -> None:
+    """Raises NotFoundError when ``backup_id`` is not shaped like a backup id."""
     if not is_backup_id(backup_id) or "\n" in backup_id:
         raise NotFoundError(
             f"'{printable(backup_id)}' is not a backup id (expected b<unix seconds>-<8 chars>, "
             "see `tako backups list`)."
         )
+
+
+def find_backup(store: ObjectStore, prefix: str, backup_id: str) -> BackupInfo:
+    """Look a backup up in the index, falling back to its manifest.
+
+    Raises NotFoundError for an unknown id and FormatError for a malformed document.
+    """
+    check_backup_id(backup_id)
     try:
         found = read_index(store, prefix).find(backup_id)
     except FormatError:

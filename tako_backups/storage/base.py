@@ -80,6 +80,10 @@ class ObjectStore(Protocol):
         """Every object whose key starts with ``prefix``, in key order. Raises ListDenied when
         the credentials may not list (least-privilege credentials still read, write and delete)."""
 
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The distinct ``{prefix}{name}/`` that keys under ``prefix`` continue with (S3's common
+        prefixes for the delimiter ``/``), in key order. Raises ListDenied like :meth:`list`."""
+
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
 

@@ -97,6 +97,13 @@ class MemoryStore:
             items = sorted((k, len(v)) for k, v in self.objects.items() if k.startswith(prefix))
         return iter([ObjectInfo(k, n) for k, n in items])
 
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        if self.deny_list:
+            raise ListDenied(f"Listing '{prefix}' is denied (memory store).")
+        with self._lock:
+            keys = [k[len(prefix):] for k in self.objects if k.startswith(prefix)]
+        return iter(sorted({prefix + k.split("/", 1)[0] + "/" for k in keys if "/" in k}))
+
     def delete(self, key: str) -> None:
         if any(key.endswith(s) for s in self.fail_deletes):
             raise StorageError(f"Delete of '{key}' failed (injected).")

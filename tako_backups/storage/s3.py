@@ -199,6 +199,20 @@ class S3Store:
             for item in page.get("Contents", ()):
                 yield ObjectInfo(item["Key"], int(item["Size"]))
 
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The common prefixes under ``prefix`` for the delimiter ``/``, page by page.
+
+        Raises ListDenied, BucketNotFound, StorageAuthError or StorageError while iterating.
+        """
+        paginator = self.requests.client.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"))
+        while True:
+            page = self.requests.run(f"list '{prefix}'", None, lambda: next(pages, None), listing=True)
+            if page is None:
+                return
+            for item in page.get("CommonPrefixes", ()):
+                yield item["Prefix"]
+
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing object is fine. Raises StorageAuthError or StorageError."""
         try:

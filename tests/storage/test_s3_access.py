@@ -50,6 +50,8 @@ def test_limited_credentials_read_write_delete_and_upload_in_parts_but_not_list(
         f"Storage endpoint {seaweedfs.endpoint} refused to list '_tako/a/' in bucket '{limited_bucket}' "
         "(AccessDenied): these credentials may not list the bucket.")
     assert info.value.__cause__ is None and info.value.__context__ is None
+    with pytest.raises(ListDenied):
+        list(store.list_folders("_tako/"))
     assert list(store.list_uploads("_tako/a/")) == []  # SeaweedFS lets Write list unfinished uploads
     store.delete("_tako/a/one.json")
     store.delete("_tako/a/big.bin")
@@ -86,6 +88,8 @@ def test_the_memory_store_refuses_listings_when_told() -> None:
         list(store.list("a/"))
     with pytest.raises(ListDenied):
         list(store.list_uploads("a/"))
+    with pytest.raises(ListDenied):
+        list(store.list_folders("a/"))
 
 
 # ----- JSON objects -----
