@@ -69,9 +69,13 @@ def reencrypt_backup(
 def swap_backup(store: ObjectStore, prefix: str, old: BackupInfo, new: BackupInfo) -> None:
     """Point the index at ``new`` instead of ``old``, then delete ``old``'s manifest and archive
     (the manifest first: an archive without a manifest is cleaned up later, a manifest without
-    an archive is ignored). Raises StorageError when the index cannot be written (``old`` then
-    stays); delete errors are ignored."""
-    reindex.replace_entry(store, prefix, old, new)
+    an archive is ignored). Raises StorageError when the index cannot be written: ``old`` then
+    stays and ``new``'s objects are deleted unless the index names it; delete errors are ignored."""
+    try:
+        reindex.replace_entry(store, prefix, old, new)
+    except BaseException:
+        catalog.discard_unrecorded(store, prefix, new.id)
+        raise
     retire_backup(store, old)
 
 

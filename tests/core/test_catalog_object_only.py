@@ -220,3 +220,19 @@ def test_indented_manifests_and_indexes_from_older_versions_still_read(tree: Pat
     store.put_bytes(layout.index_key(PREFIX), (json.dumps(index, indent=2) + "\n").encode())
     assert catalog.read_index(store, PREFIX).backups == [info]
     assert catalog.read_manifest(store, PREFIX, info.id) == info
+
+
+@LISTING
+def test_a_reencryption_whose_index_write_fails_leaves_only_the_old_backup(
+        tree: Path, key: BackupKey, other_key: BackupKey, deny_list: bool) -> None:
+    from tako_backups.core.rekey import reencrypt_backup, swap_backup
+
+    store = MemoryStore(deny_list=deny_list)
+    old = run(store, tree, key, now=NOW).info
+    new = reencrypt_backup(store, PREFIX, old, [key], other_key)
+    assert new.manifest_key in store.objects and store.content_types[new.manifest_key] == "application/json"
+    store.fail_puts.add("index.json")
+    with pytest.raises(StorageError):
+        swap_backup(store, PREFIX, old, new)
+    assert catalog.read_index(store, PREFIX).backups == [old]
+    assert unnamed(store) == set()
