@@ -192,7 +192,7 @@ def download(
                               [f"download {backup_id} from {entry.name} to {path} (manifest {manifest})"])
         return
     outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL,
-                            {"app": target.app_id, "backup_id": backup_id}, parse_download)
+                            {"app": target.app_id, "backup_id": backup_id}, parse_download, out=opts.out)
     raise_failures(outcomes, f"Failed to get a download link for {backup_id}.")
     link = outcomes[0].data
     if link.backup.id != backup_id:

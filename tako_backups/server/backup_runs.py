@@ -1,18 +1,18 @@
-"""Taking one backup of an app on the server: clean up what earlier runs left, make sure the
-index is readable, then run the core's backup pipeline."""
+"""Taking one backup of an app on the server: clean up what earlier runs left, then run the
+core's backup pipeline (which reads the index before uploading anything)."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from ..core import catalog, layout, pipeline
+from ..core import layout, leftovers, pipeline
 from ..errors import StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..primitives.names import check_app_id
 from ..storage.base import ObjectStore
+from . import notes
 from .app_backups import AppBackups
-from .index_repair import IndexRepair
 
 __all__ = ["BackupRuns"]
 
@@ -25,47 +25,53 @@ class BackupRuns:
     """Runs backups for the service (manual, scheduled, post-deploy, pre-restore). Thread-safe;
     the caller holds the app's lock."""
 
-    def __init__(self, backups: AppBackups, index: IndexRepair) -> None:
+    def __init__(self, backups: AppBackups) -> None:
         self._backups = backups
-        self._index = index
         self.started_at = time.time()
 
     def take(self, app: str, settings: BackupBinding, reason: str) -> BackupInfo:
-        """Back up the app's data with ``reason``; the caller holds the app's lock. An index that
-        is missing or unreadable is rebuilt first, and what earlier runs left on the bucket is
-        cleaned up. Raises StorageError, SnapshotError, ConfigError or TakoError (disk)."""
+        """Back up the app's data with ``reason``; the caller holds the app's lock. What earlier
+        runs left on the bucket is cleaned up first, and a missing or unreadable index is rebuilt
+        from the manifests while the new backup is recorded -- both when the bucket can be listed;
+        otherwise they are skipped and the reply notes it (see :mod:`.notes`). Raises StorageError,
+        SnapshotError, ConfigError or TakoError (disk)."""
         name, env = check_app_id(app)
         data = self._backups.paths.ensure_data_dir(name, env)
         self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._backups.store(settings.storage)
-        now = int(self._backups.clock())
-        self._clean_leftovers(app, store, layout.backup_prefix(name, env, self._backups.server_name), now)
-        try:
-            self._index.read(app, settings, locked=True)
-        except StorageError as exc:
-            log.warning("could not check the index of %s before backing up: %s", app, exc)
-        try:
-            result = pipeline.backup(
-                store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
-                server=self._backups.server_name, key=settings.active_key,
-                retention_days=settings.retention_days, now=now, reason=reason,
-            )
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+        clock = self._backups.clock
+        now = int(clock())
+        prefix = layout.backup_prefix(name, env, self._backups.server_name)
+        with notes.collecting():
+            self._clean_leftovers(app, settings, store, prefix, now)
+            try:
+                result = pipeline.backup(
+                    store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
+                    server=self._backups.server_name, key=settings.active_key,
+                    retention_days=settings.retention_days, now=now, clock=clock, reason=reason,
+                )
+            except OSError as exc:
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+            if result.listing_denied:
+                notes.listing_denied(settings.storage.bucket, app, "index self-healing")
         log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
                  result.info.size_bytes, len(result.pruned))
         return result.info
 
-    def _clean_leftovers(self, app: str, store: ObjectStore, prefix: str, now: int) -> None:
+    def _clean_leftovers(self, app: str, settings: BackupBinding, store: ObjectStore, prefix: str,
+                         now: int) -> None:
         """Abort uploads and delete manifest-less archives that a crashed or failed run left: those
-        begun before this server started, or over a day ago. Failures are only logged."""
+        begun before this server started, or over a day ago. Failures are only logged; a refused
+        listing is noted."""
         try:
             since = max(self.started_at, now - LEFTOVER_AGE)
-            left = catalog.clean_leftovers(store, prefix, started_before=since)
+            left = leftovers.clean_leftovers(store, prefix, started_before=since)
         except StorageError as exc:
             log.warning("could not clean up after earlier backups of %s: %s", app, exc)
             return
+        if left.listing_denied:
+            notes.listing_denied(settings.storage.bucket, app, "leftover cleanup")
         if left.uploads_aborted or left.archives_deleted:
             log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
                      "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)

@@ -77,7 +77,7 @@ class BackupService:
         self.index = IndexRepair(self.backups)
         self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir))
         self.reencryption = Reencryption(self.backups, self.index)
-        self.runs = BackupRuns(self.backups, self.index)
+        self.runs = BackupRuns(self.backups)
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
 
