@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from tests.e2e.support import Developer, developer_home, enter_developer
 from tests.forward_proxy import ForwardProxy
 from tests.reliability.faultproxy import Fault, FaultProxy
 from tests.server.e2e_support import (
+    APP_PYTHON,
     NOTES_APP,
     RunningServer,
     authorize,
@@ -134,7 +134,7 @@ def test_object_only_credentials_do_everything_and_leave_no_orphans(
     bucket = limited_bucket
     admin = seaweedfs.client()
     dev.write_servers({"la": la})
-    dev.write_project("notes", ["la"], seaweedfs, bucket, start=[sys.executable, str(NOTES_APP)])
+    dev.write_project("notes", ["la"], seaweedfs, bucket, start=[APP_PYTHON, str(NOTES_APP)])
     dev.set_credentials(seaweedfs.limited_access_key, seaweedfs.limited_secret_key)
     key = env_key(dev)
     old = seed_old_backups(seaweedfs, bucket, key, tmp_path)
