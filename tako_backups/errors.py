@@ -43,6 +43,11 @@ class StorageAuthError(StorageError):
     """The object store rejected the credentials."""
 
 
+class ListDenied(StorageAuthError):
+    """The object store refused to list objects (or unfinished uploads) to credentials that may
+    still read, write and delete single objects (least-privilege credentials, as Tako needs)."""
+
+
 class BucketNotFound(StorageError):
     """The configured bucket does not exist."""
 

@@ -35,6 +35,15 @@ _S3_FIELDS = ("bucket", "endpoint", "region", "access_key_id", "secret_access_ke
 ARCHIVE_FORMATS = (1, 2)
 
 
+JSON_CONTENT_TYPE = "application/json"
+"""The Content-Type of the manifests and the index on the bucket (Tako's)."""
+
+
+def _compact(obj: Any) -> bytes:
+    """serde_json's ``to_vec``: no spaces, UTF-8 as is, keys in the order given."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def _loads(data: bytes | str, what: str) -> Any:
     try:
         return json.loads(data)
@@ -107,7 +116,8 @@ class BackupInfo:
         }
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+        """Compact JSON as Tako writes it: struct field order (``extras`` last), no newline."""
+        return _compact(self.to_dict())
 
 
 PRE_RESTORE = "pre-restore"
@@ -169,7 +179,8 @@ class BackupIndex:
         return {"version": self.version, "backups": [b.to_dict() for b in self.backups]}
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+        """Compact JSON as Tako writes it: ``version``, then ``backups``; no newline."""
+        return _compact(self.to_dict())
 
     def find(self, backup_id: str) -> BackupInfo | None:
         return next((b for b in self.backups if b.id == backup_id), None)

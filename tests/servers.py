@@ -2,15 +2,21 @@
 
 SeaweedFS is started by the demo's launcher (``tako_backups.demo.seaweed.spawn_weed``): bound to
 127.0.0.1 with telemetry off (it is on by default), random free ports for each of its servers (each
-also opens port + 10000 for gRPC), and SigV4 authentication on (the AWS_* variables it is given).
-It is ready only once a real PUT + GET works: right after start a read can fail while its volume
-server registers. moto runs in this process: fast, but it checks no signatures and keeps data in
-memory, so auth and restart behaviour are proven on SeaweedFS.
+also opens port + 10000 for gRPC), and SigV4 authentication on with two identities (an
+``-s3.config`` file): the admin (every action) and a least-privilege one limited to ``Read`` and
+``Write`` on buckets named ``lim-*`` -- it may get, put, head and delete objects and run multipart
+uploads there, and SeaweedFS refuses it ListObjects (AccessDenied), as a bucket does to
+credentials with only Tako's GetObject/PutObject/DeleteObject. It also answers virtual-hosted
+requests for ``{bucket}.localhost`` (``-s3.domainName=localhost``; reach it through
+:mod:`tests.forward_proxy`). It is ready only once a real PUT + GET works: right after start a
+read can fail while its volume server registers. moto runs in this process: fast, but it checks
+no signatures and keeps data in memory, so auth and restart behaviour are proven on SeaweedFS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 import uuid
@@ -25,6 +31,9 @@ from botocore.config import Config
 from tako_backups.demo.seaweed import LOOPBACK, WEED_LOG, LocalS3, free_ports, spawn_weed
 
 READY_TIMEOUT = 60.0
+LIMITED_BUCKETS = "lim-"
+"""Buckets whose names start with this are the ones the limited identity may read and write."""
+VIRTUAL_HOST_DOMAIN = "localhost"
 STORE_KINDS = ["memory", "moto", "seaweedfs"]
 S3_KINDS = ["moto", "seaweedfs"]
 
@@ -67,9 +76,14 @@ class BucketLeases:
             client.create_bucket(Bucket=name)
         return name
 
-    def lease_bucket(self) -> str:
-        """An empty bucket for one test; give it back with :meth:`release_bucket`."""
-        return self._free.pop() if self._free else self.make_bucket(f"t-{uuid.uuid4().hex[:16]}")
+    def lease_bucket(self, prefix: str = "t-") -> str:
+        """An empty bucket for one test, named ``{prefix}...``; give it back with
+        :meth:`release_bucket`."""
+        for name in self._free:
+            if name.startswith(prefix):
+                self._free.remove(name)
+                return name
+        return self.make_bucket(f"{prefix}{uuid.uuid4().hex[:16]}")
 
     def release_bucket(self, name: str) -> None:
         """Empty ``name`` (objects and unfinished uploads) and keep it for the next lease."""
@@ -85,9 +99,9 @@ class BucketLeases:
         if left == 0 and not uploads:
             self._free.append(name)
 
-    def leased_bucket(self) -> Iterator[str]:
+    def leased_bucket(self, prefix: str = "t-") -> Iterator[str]:
         """For a fixture (``yield from server.leased_bucket()``): lease, hand over, release."""
-        name = self.lease_bucket()
+        name = self.lease_bucket(prefix)
         yield name
         self.release_bucket(name)
 
@@ -102,8 +116,23 @@ class SeaweedFS(LocalS3, BucketLeases):
     """
 
     workdir: Path
+    limited_access_key: str = field(default="", repr=False)
+    limited_secret_key: str = field(default="", repr=False)
     _client: Any = field(default=None, init=False, repr=False)
     _free: list[str] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def virtual_host_endpoint(self) -> str:
+        """The endpoint for virtual-hosted requests (``{bucket}.localhost:{port}``)."""
+        return f"http://{VIRTUAL_HOST_DOMAIN}:{self.ports[3]}"
+
+    def lease_limited_bucket(self) -> str:
+        """An empty bucket the limited identity may read and write but not list."""
+        return self.lease_bucket(LIMITED_BUCKETS)
+
+    def limited_client(self) -> Any:
+        """A boto3 client with the limited identity's keys."""
+        return s3_client(self.endpoint, self.limited_access_key, self.limited_secret_key)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -112,15 +141,32 @@ class SeaweedFS(LocalS3, BucketLeases):
             return "(no log)"
 
 
+def identities_config(admin: tuple[str, str], limited: tuple[str, str]) -> dict[str, Any]:
+    """SeaweedFS's ``-s3.config``: the admin, and the identity limited to Read and Write on
+    ``lim-*`` buckets (no List)."""
+    return {"identities": [
+        {"name": "admin", "credentials": [{"accessKey": admin[0], "secretKey": admin[1]}],
+         "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+        {"name": "limited", "credentials": [{"accessKey": limited[0], "secretKey": limited[1]}],
+         "actions": [f"Read:{LIMITED_BUCKETS}*", f"Write:{LIMITED_BUCKETS}*"]},
+    ]}
+
+
 def start_seaweedfs(workdir: Path) -> SeaweedFS:
-    """Start `weed mini` on loopback ports with fresh random credentials; return once a real
-    PUT + GET round trip works. Raises RuntimeError (with the log tail) after READY_TIMEOUT."""
+    """Start `weed mini` on loopback ports with fresh random credentials for an admin and a
+    limited identity; return once a real PUT + GET round trip works. Raises RuntimeError (with the
+    log tail) after READY_TIMEOUT."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(5, set())
     access_key, secret_key = "tako" + secrets.token_hex(8), secrets.token_urlsafe(30)
-    process = spawn_weed(workdir, ports, access_key, secret_key)
+    limited = "lim" + secrets.token_hex(8), secrets.token_urlsafe(30)
+    config = workdir / "s3-identities.json"
+    config.write_text(json.dumps(identities_config((access_key, secret_key), limited)))
+    config.chmod(0o600)
+    process = spawn_weed(workdir, ports, access_key, secret_key,
+                         [f"-s3.config={config}", f"-s3.domainName={VIRTUAL_HOST_DOMAIN}"])
     server = SeaweedFS(process, f"http://{LOOPBACK}:{ports[3]}", access_key, secret_key, workdir / WEED_LOG,
-                       ports, workdir)
+                       ports, workdir, *limited)
     try:
         wait_ready(server)
     except BaseException:

@@ -205,7 +205,7 @@ def download(
                               [f"download {backup_id} from {entry.name} to {path} (manifest {manifest})"])
         return
     payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id}
-    outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL, payload, parse_download)
+    outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL, payload, parse_download, out=opts.out)
     raise_failures(outcomes, f"Failed to get a download link for {backup_id}.")
     link = outcomes[0].data
     for attempt in (1, 2):
@@ -221,7 +221,7 @@ def download(
             opts.out.warning(f"The download from the primary (bucket {link.source.bucket}) failed: {exc} "
                              "Trying the copy.")
             outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL, {**payload, "source": "copy"},
-                                    parse_download)
+                                    parse_download, out=opts.out)
             raise_failures(outcomes, f"Failed to get a download link for {backup_id} from the copy.")
             link = outcomes[0].data
     source_note(opts.out, "Downloaded", link.source)

@@ -80,8 +80,12 @@ def _load_source(opts: Globals, source: str, manifest: Path | None, env: str | N
 
 
 def _bucket_source(opts: Globals, backup_id: str, env: str | None, server: str | None) -> Source:
-    from ..core.catalog import find_backup
+    """The backup ``backup_id`` on the env's bucket: under the server's prefix (config.toml's name,
+    sanitized), else under the env's other servers' prefixes, else -- when the bucket can be
+    listed -- under any server prefix of the env (a server files backups under its own name,
+    which may differ); where it was found is said when it is not the server's own prefix."""
     from ..core.layout import backup_prefix
+    from ..core.lookup import locate_backup
     from ..errors import ConfigError
     from ..project.backup_keys import backup_binding_for
     from ..project.secrets import load_secrets
@@ -97,7 +101,13 @@ def _bucket_source(opts: Globals, backup_id: str, env: str | None, server: str |
         raise ConfigError(f"Backups are not enabled for environment '{target.env}', so there is no "
                           "bucket to read; pass a downloaded archive instead.")
     store = S3Store.from_binding(binding.storage)
-    info = find_backup(store, backup_prefix(target.app, target.env, entry.name), backup_id)
+    names = [entry.name, *(n for n in target.project.env(target.env).servers if n != entry.name)]
+    found = locate_backup(store, target.app, target.env, names, backup_id)
+    expected = backup_prefix(target.app, target.env, entry.name)
+    if found.prefix != expected:
+        opts.out.warning(f"Backup {backup_id} is not under server '{entry.name}' ({expected}); found under "
+                         f"server '{found.server}' (prefix {found.prefix}).")
+    info = found.info
     return Source(info, list(binding.backup_keys), f"{backup_id} (bucket {binding.storage.bucket})",
                   lambda: store.open_read(info.archive_key))
 

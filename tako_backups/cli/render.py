@@ -1,6 +1,6 @@
 """What the CLI prints for the management replies: Tako's lines (list, status, now, deploy) and
-ours (drills, overdue backups, rebuilt indexes, restore previews, safety backups, retention
-reasons, the second copy and notifications).
+ours (drills, overdue backups, rebuilt indexes, restore previews, safety backups, reply notes,
+retention reasons, the second copy and notifications).
 
 Functions named ``*_line`` return one line; the others print through the run's
 :class:`~.output.Output` (stdout lines, stderr warnings).
@@ -164,6 +164,12 @@ def status_notes(out: Output, server: str, status: BackupStatus) -> None:
                     f"{format_local_time(drill.at_unix_secs)}) failed: {drill.message}")
     if status.index_rebuilt:
         out.warning(rebuilt_note(server))
+
+
+def reply_notes(out: Output, server: str, notes: list[str]) -> None:
+    """The notes a server's reply carried next to its data (stderr), each once."""
+    for note in dict.fromkeys(notes):
+        out.warning(f"{server}: {note}")
 
 
 def list_note(out: Output, server: str, index_rebuilt: bool) -> None:

@@ -318,6 +318,15 @@ def parse_restored(reply: Any) -> tuple[BackupInfo, str | None]:
     return BackupInfo.from_dict(obj.get("data")), safety
 
 
+def parse_notes(reply: Any) -> list[str]:
+    """A whole reply's ``notes`` (our server's remarks next to ``data``, e.g. that self-healing is
+    off for a bucket that cannot be listed), without repeats; none from Tako's server."""
+    notes = reply.get("notes", []) if isinstance(reply, dict) else []
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise FormatError("The reply field 'notes' must be a list of strings.")
+    return list(dict.fromkeys(notes))
+
+
 REINDEX_PREVIOUS = ("ok", "missing", "unreadable")
 
 

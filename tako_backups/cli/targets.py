@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -58,11 +58,12 @@ class Target:
 
 @dataclass
 class Outcome:
-    """One server's answer (``data``) or error."""
+    """One server's answer (``data``, and the ``notes`` its reply carried) or error."""
 
     server: ServerEntry
     data: Any = None
     error: TakoError | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -129,19 +130,21 @@ def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str
     """Send ``command`` to every server at once; one :class:`Outcome` per server, in order.
 
     ``parse`` checks each reply's ``data`` (the whole reply object with ``whole_reply``, for
-    fields our server adds next to it); a FormatError becomes that server's RemoteError. With
+    fields our server adds next to it); a FormatError becomes that server's RemoteError. The
+    reply's ``notes`` are kept in the outcome and, with ``out``, printed once per server. With
     ``out`` and ``spinner`` a spinner runs on a terminal meanwhile. A TakoError (unreachable,
     timeout, refused key, the server's own error) is kept in its outcome; nothing else is caught.
     """
+    from .render import reply_notes
+    from .replies import parse_notes
 
     async def one(server: ServerEntry) -> Outcome:
         try:
             async with client_for(server) as client:
-                if whole_reply:
-                    reply = await client.call_reply(command, payload)
-                else:
-                    reply = await client.call(command, payload)
-            return Outcome(server, data=_parsed(server, command, reply, parse))
+                reply = await client.call_reply(command, payload)
+            notes = _parsed(server, command, reply, parse_notes)
+            data = _parsed(server, command, reply if whole_reply else reply["data"], parse)
+            return Outcome(server, data=data, notes=notes)
         except TakoError as exc:
             return Outcome(server, error=exc)
 
@@ -150,8 +153,13 @@ def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str
 
     if out is not None and spinner is not None:
         with out.spinner(spinner):
-            return asyncio.run(every())
-    return asyncio.run(every())
+            outcomes = asyncio.run(every())
+    else:
+        outcomes = asyncio.run(every())
+    if out is not None:
+        for outcome in outcomes:
+            reply_notes(out, outcome.name, outcome.notes)
+    return outcomes
 
 
 def _parsed(server: ServerEntry, command: str, reply: Any, parse: Callable[[Any], T]) -> T:

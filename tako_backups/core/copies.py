@@ -135,7 +135,7 @@ class CopyFeed:
             _delete_quietly(self.store, info.archive_key)
             return CopyOutcome(False, problem)
         try:
-            pruned = catalog.record_backup(self.store, prefix, info, policy=policy, now=now)
+            pruned = catalog.record_backup(self.store, prefix, info, policy=policy, now=now).expired
         except TakoError as exc:
             return CopyOutcome(False, f"Could not record the copy of {info.id}: {exc}")
         return CopyOutcome(True, pruned=pruned)
@@ -249,7 +249,7 @@ def copy_backup(source: ObjectStore, target: ObjectStore, prefix: str, info: Bac
         if size != info.size_bytes or digest.hexdigest() != info.sha256_hex:
             raise IntegrityError(f"{CHECKSUM_MISMATCH} ({info.id})")
         upload.commit()
-    return catalog.record_backup(target, prefix, info, policy=policy, now=now)
+    return catalog.record_backup(target, prefix, info, policy=policy, now=now).expired
 
 
 @dataclass(frozen=True)

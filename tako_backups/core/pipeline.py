@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 from ..errors import FormatError, KeyNotFoundError
 from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
 from ..policy import BackupPolicy
+from ..primitives.names import sanitize_segment
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
@@ -33,12 +34,14 @@ MAX_WINDOW = 128 << 20  # zstd frames needing a larger window are refused (Tako 
 
 @dataclass(frozen=True)
 class BackupResult:
-    """A backup taken: its manifest, what the archive holds, what retention dropped and, when a
-    copy was written, how that went."""
+    """A recorded backup: its manifest, what was archived, what retention dropped, whether the
+    prefix could not be listed (so self-healing was skipped) and, when a copy was written, how
+    that went."""
 
     info: BackupInfo
     stats: ArchiveStats
     pruned: list[BackupInfo]
+    listing_denied: bool = False
     copy: CopyOutcome | None = None
 
 
@@ -54,26 +57,33 @@ class Restored:
 def backup(
     store: ObjectStore, *, data_root: Path, work_root: Path, app: str, env: str, server: str,
     key: BackupKey, retention_days: int = DEFAULT_RETENTION_DAYS, now: int | None = None,
-    progress: Progress = NO_PROGRESS, reason: str = "manual", policy: BackupPolicy | None = None,
-    copy_to: ObjectStore | None = None,
+    clock: Callable[[], float] | None = None, progress: Progress = NO_PROGRESS, reason: str = "manual",
+    policy: BackupPolicy | None = None, copy_to: ObjectStore | None = None,
 ) -> BackupResult:
-    """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket.
+    """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket, in Tako's order.
 
-    Writes the archive, the manifest, the merged index, then deletes what retention dropped
-    (see :func:`catalog.record_backup`; ``policy`` replaces ``retention_days`` when given). With
-    ``copy_to``, the one encrypted stream also goes to that store, which gets its own manifest
-    and index under the same prefix (:class:`.copies.CopyFeed`); its failure never fails the
-    backup but is reported in the result's ``copy``. ``work_root`` receives
-    a ``{id}/`` folder for SQLite snapshots, removed afterwards. Nothing is visible on the bucket
-    if the archive upload fails. ``reason`` (one of :data:`REASONS`) goes into the manifest's
-    extras with the file count, bytes and SQLite files. Raises SnapshotError, StorageError or
-    FormatError.
+    The index is read first (nothing is uploaded when it cannot be read); then the archive is
+    streamed up, the manifest written, the index merged and written, and what retention dropped
+    deleted (see :func:`catalog.record_backup`; ``policy`` replaces ``retention_days`` when
+    given). With ``copy_to``, the one encrypted stream also goes to that store, which gets its own
+    manifest and index under the same prefix (:class:`.copies.CopyFeed`); its failure never fails
+    the backup but is reported in the result's ``copy``. The id's time is the start (``now``, else the
+    clock); ``created_at_unix_secs`` is taken once the archive is sealed and hashed (from
+    ``clock``; when only ``now`` is given, it is ``now``). The manifest's ``server`` is the
+    sanitized label (the prefix segment); ``app`` and ``environment`` stay as given.
+    ``work_root`` receives a ``{id}/`` folder for SQLite snapshots, removed afterwards. When any
+    step after the archive upload began fails, its archive and manifest are deleted again unless
+    the index names the backup. ``reason`` (one of :data:`REASONS`) goes into the manifest's
+    extras with the file count, bytes and SQLite files. Raises SnapshotError, StorageError
+    (``read backup index: ...`` before the upload) or FormatError.
     """
     if reason not in REASONS:
         raise FormatError(f"Unknown backup reason '{reason}' (known: {', '.join(REASONS)}).")
-    created = int(time.time()) if now is None else now
-    backup_id = layout.new_backup_id(created)
+    finish_clock = clock if clock is not None else (None if now is not None else time.time)
+    started = int(now) if now is not None else int((clock or time.time)())
+    backup_id = layout.new_backup_id(started)
     prefix = layout.backup_prefix(app, env, server)
+    catalog.check_index(store, prefix)
     scratch = work_root / backup_id
     scratch.mkdir(parents=True, mode=0o700)
     feed = None if copy_to is None else CopyFeed(copy_to, layout.archive_key(prefix, backup_id))
@@ -82,32 +92,34 @@ def backup(
         with store.open_writer(layout.archive_key(prefix, backup_id)) as upload:
             sink = upload if feed is None else feed.tee(upload)
             stats, sealed = write_sealed_archive(data_root, sink, scratch, key, progress)
+            created = started if finish_clock is None else max(started, int(finish_clock()))
             upload.commit()
         progress.finish()
     except BaseException:
         if feed is not None:
             feed.cancel()
+        catalog.discard_unrecorded(store, prefix, backup_id)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     info = BackupInfo(
-        id=backup_id, app=app, environment=env, server=server, created_at_unix_secs=created,
-        size_bytes=sealed.size_bytes, sha256_hex=sealed.sha256_hex,
+        id=backup_id, app=app, environment=env, server=sanitize_segment(server),
+        created_at_unix_secs=created, size_bytes=sealed.size_bytes, sha256_hex=sealed.sha256_hex,
         archive_key=layout.archive_key(prefix, backup_id),
         manifest_key=layout.manifest_key(prefix, backup_id), encryption=sealed.encryption,
         extras=BackupExtras(files=stats.files, bytes=stats.bytes,
                             sqlite_files=sorted(stats.sqlite_names), reason=reason),
     )
     try:
-        expired = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created,
-                                        policy=policy)
+        recorded = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created,
+                                         policy=policy)
     except BaseException:
         if feed is not None:
             feed.cancel()
         raise
     rule = policy if policy is not None else BackupPolicy(retention_days=retention_days)
     copied = None if feed is None else feed.finish(info, prefix=prefix, policy=rule, now=created)
-    return BackupResult(info, stats, expired, copied)
+    return BackupResult(info, stats, recorded.expired, recorded.listing_denied, copied)
 
 
 def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,

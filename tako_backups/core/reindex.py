@@ -1,11 +1,11 @@
 """The self-healing index: read ``index.json``, or rebuild it from the manifests when it is gone
-(while manifests are there) or unreadable."""
+(while manifests are there) or unreadable -- when the bucket can be listed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import FormatError, ObjectNotFound
+from ..errors import FormatError, ListDenied, ObjectNotFound
 from ..models import BackupIndex, BackupInfo
 from ..storage.base import ObjectStore
 from . import catalog
@@ -16,10 +16,12 @@ __all__ = ["IndexRead", "read_or_rebuild", "reindex", "replace_entry"]
 
 @dataclass(frozen=True)
 class IndexRead:
-    """The index, and why it had to be rebuilt from manifests (None: it was read as it is)."""
+    """The index, why it had to be rebuilt from manifests (None: it was read as it is), and
+    whether a rebuild was wanted but the bucket refused the listing it needs."""
 
     index: BackupIndex
     rebuilt_because: str | None = None  # "missing" | "unreadable"
+    listing_denied: bool = False
 
     @property
     def rebuilt(self) -> bool:
@@ -30,17 +32,25 @@ def read_or_rebuild(store: ObjectStore, prefix: str) -> IndexRead:
     """Read the index under ``prefix``; when it is missing but manifests exist, or it is not a
     valid index, rebuild it from the manifests (nothing is written: see :func:`reindex`).
 
-    A missing index without manifests is an empty index, not a rebuild. Raises StorageError.
+    A missing index without manifests is an empty index, not a rebuild; so is a missing index
+    when the bucket cannot be listed (``listing_denied``). Raises FormatError ``parse backup
+    index: ...`` for an invalid index that cannot be rebuilt without a listing, StorageError.
     """
     try:
         data = store.get_bytes(index_key(prefix))
     except ObjectNotFound:
-        rebuilt = catalog.rebuild_index(store, prefix)
+        try:
+            rebuilt = catalog.rebuild_index(store, prefix)
+        except ListDenied:
+            return IndexRead(BackupIndex(), None, listing_denied=True)
         return IndexRead(rebuilt, "missing" if rebuilt.backups else None)
     try:
         return IndexRead(BackupIndex.from_json(data))
-    except FormatError:
-        return IndexRead(catalog.rebuild_index(store, prefix), "unreadable")
+    except FormatError as exc:
+        try:
+            return IndexRead(catalog.rebuild_index(store, prefix), "unreadable")
+        except ListDenied:
+            raise FormatError(f"parse backup index: {exc}") from None
 
 
 def reindex(store: ObjectStore, prefix: str) -> BackupIndex:

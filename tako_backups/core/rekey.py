@@ -15,7 +15,7 @@ from ..errors import StorageError
 from ..models import PRE_RESTORE, BackupExtras, BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
-from . import layout, reindex
+from . import catalog, layout, reindex
 from .crypto import DecryptingReader, EncryptingWriter
 from .pipeline import pick_key
 
@@ -59,7 +59,7 @@ def reencrypt_backup(
                   archive_key=archive, manifest_key=layout.manifest_key(prefix, new_id),
                   encryption=sealed.encryption, extras=extras)
     try:
-        store.put_bytes(new.manifest_key, new.to_json())
+        catalog.write_manifest(store, new)
     except StorageError:
         _delete_quietly(store, new.manifest_key, new.archive_key)
         raise
@@ -69,9 +69,13 @@ def reencrypt_backup(
 def swap_backup(store: ObjectStore, prefix: str, old: BackupInfo, new: BackupInfo) -> None:
     """Point the index at ``new`` instead of ``old``, then delete ``old``'s manifest and archive
     (the manifest first: an archive without a manifest is cleaned up later, a manifest without
-    an archive is ignored). Raises StorageError when the index cannot be written (``old`` then
-    stays); delete errors are ignored."""
-    reindex.replace_entry(store, prefix, old, new)
+    an archive is ignored). Raises StorageError when the index cannot be written: ``old`` then
+    stays and ``new``'s objects are deleted unless the index names it; delete errors are ignored."""
+    try:
+        reindex.replace_entry(store, prefix, old, new)
+    except BaseException:
+        catalog.discard_unrecorded(store, prefix, new.id)
+        raise
     retire_backup(store, old)
 
 

@@ -67,10 +67,12 @@ def free_ports(count: int, avoid: set[int]) -> list[int]:
 
 
 def spawn_weed(workdir: Path, ports: Sequence[int], access_key: str,
-               secret_key: str) -> subprocess.Popen[bytes]:
+               secret_key: str, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start ``weed mini`` bound to 127.0.0.1 with S3 auth on (``access_key``/``secret_key``) and
     return at once: data in ``workdir/data``, TMPDIR ``workdir/tmp``, output appended to
-    ``workdir/weed.log``. ``ports`` are the master, volume, filer, S3 and admin ports, in that order.
+    ``workdir/weed.log``. ``ports`` are the master, volume, filer, S3 and admin ports, in that order;
+    ``extra_args`` are added (e.g. ``-s3.config=FILE`` with more identities, whose admin must then
+    use the same keys).
 
     Raises ConfigError when the binary is missing, OSError when it cannot be started.
     """
@@ -82,7 +84,8 @@ def spawn_weed(workdir: Path, ports: Sequence[int], access_key: str,
     args = [weed_binary(), "mini", f"-dir={workdir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
             "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-            f"-s3.port={s3_port}", f"-admin.port={admin}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+            f"-s3.port={s3_port}", f"-admin.port={admin}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            *extra_args]
     with open(workdir / WEED_LOG, "ab") as log:
         return subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

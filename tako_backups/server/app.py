@@ -33,6 +33,7 @@ from ..primitives.names import check_app_id, join_app_id
 from ..primitives.text import printable
 from ..remote import protocol
 from ..remote.protocol import MAX_BODY_BYTES, PUBLIC_COMMANDS, RPC_PATH, Request, RuntimeSettings
+from . import notes
 from .auth import RequestAuth, reply_text
 from .request_target import TargetError, check_target
 from .service import BackupService
@@ -143,11 +144,18 @@ class ManagementApp:
 
 def dispatch(service: BackupService, request: Request) -> Any:
     """Run one checked request on ``service`` and return its reply data (or a
-    :class:`~tako_backups.remote.protocol.Reply` when the reply carries fields next to ``data``).
+    :class:`~tako_backups.remote.protocol.Reply` when the reply carries fields next to ``data``:
+    e.g. the ``notes`` collected while it ran, see :mod:`.notes`).
 
     Raises FormatError for settings Tako's server refuses (with its texts) and malformed
     ``runtime`` values, and whatever the command raises.
     """
+    with notes.collecting() as found:
+        data = _dispatch(service, request)
+    return notes.with_notes(data, found)
+
+
+def _dispatch(service: BackupService, request: Request) -> Any:
     fields = request.fields
     command = request.command
     if command == protocol.HELLO:

@@ -1,6 +1,6 @@
-"""Taking one backup of an app on the server: clean up what earlier runs left, make sure the
-index is readable, then run the core's backup pipeline (to the copy's bucket too, when the app
-has one) with the app's retention policy."""
+"""Taking one backup of an app on the server: clean up what earlier runs left, then run the
+core's backup pipeline (which reads the index before uploading anything) with the app's
+retention policy, to the copy's bucket too when the app has one."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import logging
 import time
 from typing import Any
 
-from ..core import catalog, layout, pipeline
+from ..core import layout, leftovers, pipeline
 from ..errors import StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..policy import policy_of
 from ..primitives.names import check_app_id
 from ..storage.base import ObjectStore
+from . import notes
 from .app_backups import AppBackups
 from .copies import BackupCopies
-from .index_repair import IndexRepair
 
 __all__ = ["BackupRuns"]
 
@@ -29,9 +29,8 @@ class BackupRuns:
     """Runs backups for the service (manual, scheduled, post-deploy, pre-restore). Thread-safe;
     the caller holds the app's lock."""
 
-    def __init__(self, backups: AppBackups, index: IndexRepair, copies: BackupCopies) -> None:
+    def __init__(self, backups: AppBackups, copies: BackupCopies) -> None:
         self._backups = backups
-        self._index = index
         self._copies = copies
         self.started_at = time.time()
 
@@ -41,46 +40,52 @@ class BackupRuns:
 
     def take_reporting(self, app: str, settings: BackupBinding,
                        reason: str) -> tuple[BackupInfo, dict[str, Any] | None]:
-        """Back up the app's data with ``reason``; the caller holds the app's lock. An index that
-        is missing or unreadable is rebuilt first, and what earlier runs left on the bucket is
-        cleaned up. With a copy, the backup goes to both buckets from one stream; returns the
-        backup and how its copy went (the reply's ``copy`` field, None without a copy: a failed
-        copy is recorded and announced, never an error). Raises StorageError, SnapshotError,
-        ConfigError or TakoError (disk)."""
+        """Back up the app's data with ``reason``; the caller holds the app's lock. What earlier
+        runs left on the bucket is cleaned up first, and a missing or unreadable index is rebuilt
+        from the manifests while the new backup is recorded -- both when the bucket can be listed;
+        otherwise they are skipped and the reply notes it (see :mod:`.notes`). With a copy, the
+        backup goes to both buckets from one stream; returns the backup and how its copy went
+        (the reply's ``copy`` field, None without a copy: a failed copy is recorded and announced,
+        never an error). Raises StorageError, SnapshotError, ConfigError or TakoError (disk)."""
         name, env = check_app_id(app)
         data = self._backups.paths.ensure_data_dir(name, env)
         self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._backups.store(settings.storage)
-        now = int(self._backups.clock())
-        self._clean_leftovers(app, store, layout.backup_prefix(name, env, self._backups.server_name), now)
-        try:
-            self._index.read(app, settings, locked=True)
-        except StorageError as exc:
-            log.warning("could not check the index of %s before backing up: %s", app, exc)
+        clock = self._backups.clock
+        now = int(clock())
+        prefix = layout.backup_prefix(name, env, self._backups.server_name)
         copy_to = None if settings.copy is None else self._backups.store(settings.copy)
-        try:
-            result = pipeline.backup(
-                store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
-                server=self._backups.server_name, key=settings.active_key,
-                retention_days=settings.retention_days, now=now, reason=reason,
-                policy=policy_of(settings), copy_to=copy_to,
-            )
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+        with notes.collecting():
+            self._clean_leftovers(app, settings, store, prefix, now)
+            try:
+                result = pipeline.backup(
+                    store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
+                    server=self._backups.server_name, key=settings.active_key,
+                    retention_days=settings.retention_days, now=now, clock=clock, reason=reason,
+                    policy=policy_of(settings), copy_to=copy_to,
+                )
+            except OSError as exc:
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+            if result.listing_denied:
+                notes.listing_denied(settings.storage.bucket, app, "index self-healing")
         log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
                  result.info.size_bytes, len(result.pruned))
         return result.info, self._copies.after_backup(app, settings, result.info, result.copy)
 
-    def _clean_leftovers(self, app: str, store: ObjectStore, prefix: str, now: int) -> None:
+    def _clean_leftovers(self, app: str, settings: BackupBinding, store: ObjectStore, prefix: str,
+                         now: int) -> None:
         """Abort uploads and delete manifest-less archives that a crashed or failed run left: those
-        begun before this server started, or over a day ago. Failures are only logged."""
+        begun before this server started, or over a day ago. Failures are only logged; a refused
+        listing is noted."""
         try:
             since = max(self.started_at, now - LEFTOVER_AGE)
-            left = catalog.clean_leftovers(store, prefix, started_before=since)
+            left = leftovers.clean_leftovers(store, prefix, started_before=since)
         except StorageError as exc:
             log.warning("could not clean up after earlier backups of %s: %s", app, exc)
             return
+        if left.listing_denied:
+            notes.listing_denied(settings.storage.bucket, app, "leftover cleanup")
         if left.uploads_aborted or left.archives_deleted:
             log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
                      "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import catalog, rekey
+from ..core import catalog, leftovers, rekey
 from ..core.copies import COPY, PRIMARY, CopyOutcome, Located, copy_backup, missing_backups
 from ..errors import FormatError, IntegrityError, NotFoundError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
@@ -158,7 +158,7 @@ class BackupCopies:
         previous = self.state(app, settings)
         assert previous is not None
         try:
-            catalog.clean_leftovers(copy, prefix, started_before=now - 3_600)
+            leftovers.clean_leftovers(copy, prefix, started_before=now - 3_600)
             index = self._index.read(app, settings, locked=True).index
             todo = missing_backups(index.backups, copy, prefix)
         except StorageError as exc:

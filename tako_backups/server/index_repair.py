@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 from ..core import catalog, reindex
-from ..errors import BusyError, StorageError
+from ..errors import BusyError, ListDenied, StorageError
 from ..models import BackupBinding
 from ..primitives.names import check_app_id
+from . import notes
 from .app_backups import AppBackups
 
 __all__ = ["IndexRepair"]
@@ -26,9 +27,12 @@ class IndexRepair:
     def read(self, app: str, settings: BackupBinding, *, locked: bool = False) -> reindex.IndexRead:
         """The app's index, rebuilt from manifests when missing (with manifests) or unreadable; the
         rebuilt index is written back when the app's lock is free (or ``locked``: held by the
-        caller). Raises StorageError."""
+        caller). When the bucket cannot be listed, a missing index is empty and the reply notes
+        it. Raises StorageError, or FormatError for an invalid index that cannot be rebuilt."""
         store, prefix = self._backups.location(app, settings)
         found = reindex.read_or_rebuild(store, prefix)
+        if found.listing_denied:
+            notes.listing_denied(settings.storage.bucket, app, "index rebuild")
         if not found.rebuilt:
             return found
         log.warning("index.json of %s was %s; rebuilt it from %d manifests", app, found.rebuilt_because,
@@ -48,13 +52,19 @@ class IndexRepair:
     def reindex(self, app: str) -> dict[str, Any]:
         """Rebuild ``index.json`` from the manifests and write it: ``{"app", "backups",
         "index_rebuilt": true, "previous"}`` where ``previous`` says what the old index was
-        (``"ok"``, ``"missing"`` or ``"unreadable"``). Raises BusyError, NotFoundError, StorageError."""
+        (``"ok"``, ``"missing"`` or ``"unreadable"``). Raises BusyError, NotFoundError, ListDenied
+        (credentials that may not list), StorageError."""
         check_app_id(app)
         with self._backups.locks.hold(app):
             settings = self._backups.settings(app)
             store, prefix = self._backups.location(app, settings)
-            before = reindex.read_or_rebuild(store, prefix)
-            index = reindex.reindex(store, prefix)
+            try:
+                before = reindex.read_or_rebuild(store, prefix)
+                index = reindex.reindex(store, prefix)
+            except ListDenied:
+                bucket = settings.storage.bucket
+                raise ListDenied(f"Cannot rebuild the index of app '{app}' from its manifests: listing "
+                                 f"bucket '{bucket}' is denied to these credentials.") from None
         previous = before.rebuilt_because or "ok"
         log.info("reindexed %s: %d backups (index was %s)", app, len(index.backups), previous)
         return {"app": app, "backups": [b.to_dict() for b in index.backups], "index_rebuilt": True,

@@ -88,7 +88,7 @@ class BackupService:
         self.copies = BackupCopies(self.backups, self.index, self.alerts)
         self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir), self.copies.places)
         self.reencryption = Reencryption(self.backups, self.index, self.copies)
-        self.runs = BackupRuns(self.backups, self.index, self.copies)
+        self.runs = BackupRuns(self.backups, self.copies)
         self.reports = Reports(self.backups, self.index, self.drills, self.copies, clock)
         self.scheduled = ScheduledWork(self.backups, self.runs, self.drills, self.copies, self.alerts)
         self._clock = clock

@@ -5,7 +5,9 @@ full object keys (``_tako/backups/...``); there is no bucket argument: a store i
 bucket when it is made.
 
 Errors: a missing object raises :class:`~tako_backups.errors.ObjectNotFound`; rejected
-credentials raise :class:`~tako_backups.errors.StorageAuthError`; a missing bucket raises
+credentials raise :class:`~tako_backups.errors.StorageAuthError`, and a listing refused to
+credentials that may only read, write and delete objects its subclass
+:class:`~tako_backups.errors.ListDenied`; a missing bucket raises
 :class:`~tako_backups.errors.BucketNotFound`; anything else that still fails after the
 backend's retries raises :class:`~tako_backups.errors.StorageError`. Messages never contain
 credentials.
@@ -61,8 +63,9 @@ class ObjectStore(Protocol):
     def open_writer(self, key: str) -> ObjectWriter:
         """Start a streaming (multipart) upload to ``key``."""
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Store a small object (manifest, index) in one request, replacing any old one."""
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Store a small object (manifest, index) in one request, replacing any old one; sent
+        with a ``Content-Type`` header when ``content_type`` is given."""
 
     def open_read(self, key: str) -> BinaryIO:
         """Open the object for streaming reads. Raises ObjectNotFound when it is missing."""
@@ -74,14 +77,19 @@ class ObjectStore(Protocol):
         """The object's size, or None when it is missing."""
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in key order."""
+        """Every object whose key starts with ``prefix``, in key order. Raises ListDenied when
+        the credentials may not list (least-privilege credentials still read, write and delete)."""
+
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The distinct ``{prefix}{name}/`` that keys under ``prefix`` continue with (S3's common
+        prefixes for the delimiter ``/``), in key order. Raises ListDenied like :meth:`list`."""
 
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
 
     def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
         """Unfinished multipart uploads whose key starts with ``prefix`` (their parts cost storage
-        but no object is visible)."""
+        but no object is visible). Raises ListDenied when the credentials may not list them."""
 
     def abort_upload(self, upload: PendingUpload) -> None:
         """Abort ``upload`` and drop its parts; an upload that no longer exists is not an error."""

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
-__all__ = ["check_endpoint", "is_loopback_host"]
+__all__ = ["check_endpoint", "is_ip_host", "is_loopback_host"]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -25,6 +25,16 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def is_ip_host(url: str) -> bool:
+    """True when the URL's host is an IPv4 or IPv6 address (not a name)."""
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def check_endpoint(url: str, what: str = "endpoint") -> str:

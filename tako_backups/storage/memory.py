@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import quote
 
-from ..errors import ObjectNotFound, StorageError
+from ..errors import ListDenied, ObjectNotFound, StorageError
 from .base import ObjectInfo, PendingUpload
 
 
@@ -52,23 +52,29 @@ class MemoryWriter:
 
 
 class MemoryStore:
-    """Objects in a dict. ``fail_puts``/``fail_gets`` let tests inject storage failures."""
+    """Objects in a dict. ``fail_puts``/``fail_deletes`` (key suffixes) let tests inject storage
+    failures; ``deny_list``/``deny_list_uploads`` make it refuse listings as a bucket does to
+    object-only credentials. ``content_types`` records the Content-Type of each ``put_bytes``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, deny_list: bool = False, deny_list_uploads: bool = False) -> None:
         self.objects: dict[str, bytes] = {}
+        self.content_types: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.fail_puts: set[str] = set()
         self.fail_deletes: set[str] = set()
+        self.deny_list = deny_list
+        self.deny_list_uploads = deny_list_uploads
         self._writers: dict[str, MemoryWriter] = {}
 
     def open_writer(self, key: str) -> MemoryWriter:
         return MemoryWriter(self, key)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         if any(key.endswith(s) for s in self.fail_puts):
             raise StorageError(f"Upload of '{key}' failed (injected).")
         with self._lock:
             self.objects[key] = bytes(data)
+            self.content_types[key] = content_type
 
     def open_read(self, key: str) -> BinaryIO:
         return io.BytesIO(self.get_bytes(key))
@@ -85,18 +91,30 @@ class MemoryStore:
         return None if data is None else ObjectInfo(key, len(data))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        if self.deny_list:
+            raise ListDenied(f"Listing '{prefix}' is denied (memory store).")
         with self._lock:
             items = sorted((k, len(v)) for k, v in self.objects.items() if k.startswith(prefix))
         return iter([ObjectInfo(k, n) for k, n in items])
+
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        if self.deny_list:
+            raise ListDenied(f"Listing '{prefix}' is denied (memory store).")
+        with self._lock:
+            keys = [k[len(prefix):] for k in self.objects if k.startswith(prefix)]
+        return iter(sorted({prefix + k.split("/", 1)[0] + "/" for k in keys if "/" in k}))
 
     def delete(self, key: str) -> None:
         if any(key.endswith(s) for s in self.fail_deletes):
             raise StorageError(f"Delete of '{key}' failed (injected).")
         with self._lock:
             self.objects.pop(key, None)
+            self.content_types.pop(key, None)
 
     def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
         """Writers opened and not yet committed or aborted (the memory store's unfinished uploads)."""
+        if self.deny_list_uploads:
+            raise ListDenied(f"Listing the unfinished uploads under '{prefix}' is denied (memory store).")
         with self._lock:
             uploads = [w.upload for w in self._writers.values() if w.upload.key.startswith(prefix)]
         return iter(sorted(uploads, key=lambda u: (u.key, u.started_at)))

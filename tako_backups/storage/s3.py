@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ..errors import ConfigError, ObjectNotFound
 from .base import ObjectInfo, PendingUpload
-from .endpoints import check_endpoint
+from .endpoints import check_endpoint, is_ip_host
 from .s3_multipart import MIN_PART_SIZE, S3Writer
 from .s3_requests import S3Requests
 
@@ -67,10 +67,17 @@ class S3Store:
         max_retries: int = 5,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        proxies: dict[str, str] | None = None,
     ) -> None:
         """Bind a client to ``bucket`` at ``endpoint``. Makes no request.
 
-        Raises ConfigError for an endpoint that is not https (or http on loopback), an empty
+        Addressing is Tako's: virtual-hosted (``{bucket}.{endpoint host}``) unless
+        ``force_path_style`` (``{endpoint}/{bucket}``). ``proxies`` (botocore's setting, e.g.
+        ``{"http": "http://127.0.0.1:3128"}``) is for tests; by default botocore follows the
+        ``HTTP(S)_PROXY`` variables.
+
+        Raises ConfigError for an endpoint that is not https (or http on loopback), an IP-address
+        endpoint without ``force_path_style`` (no bucket host name can be formed), an empty
         bucket, a part size below 5 MiB, a concurrency below 1 or a negative retry count.
         """
         if not bucket.strip():
@@ -82,6 +89,10 @@ class S3Store:
             raise ConfigError("S3 upload concurrency must be at least 1 and the retry count at least 0.")
         self.bucket = bucket
         self.endpoint = check_endpoint(endpoint)
+        if not force_path_style and is_ip_host(self.endpoint):
+            raise ConfigError(f"Storage endpoint {self.endpoint} is an IP address, which has no host name to "
+                              f"put bucket '{bucket}' in front of (virtual-hosted addressing, the default); "
+                              "set force_path_style = true for this storage.")
         self.region = region.strip() or "us-east-1"
         self.force_path_style = force_path_style
         self.part_size = part_size
@@ -93,7 +104,8 @@ class S3Store:
             region_name=self.region,
             signature_version="s3v4",
             retries={"mode": "standard", "max_attempts": max_retries},
-            s3={"addressing_style": "path" if force_path_style else "auto"},
+            s3={"addressing_style": "path" if force_path_style else "virtual"},
+            proxies=proxies,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(10, max_concurrency + 2),
@@ -144,9 +156,11 @@ class S3Store:
         """
         return S3Writer(self.requests, key, self.part_size, self.max_concurrency)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """One PUT of ``data`` to ``key``, replacing any old object. Raises StorageError."""
-        self.requests.call("put_object", f"upload '{key}'", key, Key=key, Body=bytes(data))
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """One PUT of ``data`` to ``key`` (with a ``Content-Type`` header when ``content_type`` is
+        given), replacing any old object. Raises StorageError."""
+        extra = {} if content_type is None else {"ContentType": content_type}
+        self.requests.call("put_object", f"upload '{key}'", key, Key=key, Body=bytes(data), **extra)
 
     def open_read(self, key: str) -> BinaryIO:
         """Stream ``key``. Raises ObjectNotFound, BucketNotFound, StorageAuthError, StorageError;
@@ -173,16 +187,31 @@ class S3Store:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in key order, fetched page by page as the iterator advances.
 
-        Raises BucketNotFound, StorageAuthError or StorageError while iterating.
+        Raises ListDenied (credentials that may not list), BucketNotFound, StorageAuthError or
+        StorageError while iterating.
         """
         paginator = self.requests.client.get_paginator("list_objects_v2")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
         while True:
-            page = self.requests.run(f"list '{prefix}'", None, lambda: next(pages, None))
+            page = self.requests.run(f"list '{prefix}'", None, lambda: next(pages, None), listing=True)
             if page is None:
                 return
             for item in page.get("Contents", ()):
                 yield ObjectInfo(item["Key"], int(item["Size"]))
+
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The common prefixes under ``prefix`` for the delimiter ``/``, page by page.
+
+        Raises ListDenied, BucketNotFound, StorageAuthError or StorageError while iterating.
+        """
+        paginator = self.requests.client.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"))
+        while True:
+            page = self.requests.run(f"list '{prefix}'", None, lambda: next(pages, None), listing=True)
+            if page is None:
+                return
+            for item in page.get("CommonPrefixes", ()):
+                yield item["Prefix"]
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing object is fine. Raises StorageAuthError or StorageError."""
@@ -194,13 +223,14 @@ class S3Store:
     def list_uploads(self, prefix: str) -> Iterator[PendingUpload]:
         """Unfinished multipart uploads under ``prefix``, page by page as the iterator advances.
 
-        Raises BucketNotFound, StorageAuthError or StorageError while iterating.
+        Raises ListDenied (credentials that may not list), BucketNotFound, StorageAuthError or
+        StorageError while iterating.
         """
         paginator = self.requests.client.get_paginator("list_multipart_uploads")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
         while True:
             page = self.requests.run(f"list unfinished uploads under '{prefix}'", None,
-                                      lambda: next(pages, None))
+                                     lambda: next(pages, None), listing=True)
             if page is None:
                 return
             for item in page.get("Uploads", ()):

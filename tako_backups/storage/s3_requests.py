@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BucketNotFound, ObjectNotFound, StorageAuthError, StorageError
+from ..errors import BucketNotFound, ListDenied, ObjectNotFound, StorageAuthError, StorageError
 
 __all__ = ["S3Requests"]
 
 _AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
                          "403", "InvalidToken", "ExpiredToken"})
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+# A listing refused for lack of permission (not for bad credentials: those stay StorageAuthErrors).
+_DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", ""})
 
 
 class S3Requests:
@@ -32,21 +34,26 @@ class S3Requests:
         in messages. Raises ObjectNotFound, BucketNotFound, StorageAuthError or StorageError."""
         return self.run(action, key, lambda: getattr(self.client, operation)(Bucket=self.bucket, **params))
 
-    def run(self, action: str, key: str | None, call: Callable[[], Any]) -> Any:
+    def run(self, action: str, key: str | None, call: Callable[[], Any], *, listing: bool = False) -> Any:
         """Run ``call`` (a page fetch, a body read, a presign) with the same error mapping as
-        :meth:`call`; exceptions that are not storage failures pass through unchanged."""
+        :meth:`call`; exceptions that are not storage failures pass through unchanged. With
+        ``listing`` (a page of a listing), a refusal for lack of permission raises ListDenied."""
         try:
             return call()
         except Exception as exc:
-            error = self.map_error(exc, action, key)
+            error = self.map_error(exc, action, key, listing=listing)
             if error is None:
                 raise
         raise error from None
 
-    def map_error(self, exc: BaseException, action: str, key: str | None = None) -> StorageError | None:
+    def map_error(self, exc: BaseException, action: str, key: str | None = None, *,
+                  listing: bool = False) -> StorageError | None:
         """The StorageError for a botocore/connection failure, or None for an unrelated exception.
 
-        ``action`` completes "while trying to ..." (for example ``"read 'a/b'"``).
+        ``action`` completes "while trying to ..." (for example ``"read 'a/b'"``). A listing
+        (``listing``) refused with AccessDenied (HTTP 403) is :class:`ListDenied`: the one place
+        that tells a refused List apart from rejected credentials (InvalidAccessKeyId,
+        SignatureDoesNotMatch, ... stay StorageAuthErrors).
         """
         from botocore.exceptions import (
             BotoCoreError,
@@ -71,6 +78,10 @@ class S3Requests:
             if code in _MISSING_OBJECT_CODES or (status == 404 and not code):
                 return ObjectNotFound(f"Object '{key}' does not exist in bucket '{self.bucket}' "
                                       f"at {self.endpoint}.")
+            if listing and code in _DENIED_CODES and status == 403:
+                return ListDenied(
+                    f"Storage endpoint {self.endpoint} refused to {action} in bucket '{self.bucket}' "
+                    f"({code or status}): these credentials may not list the bucket.")
             if code in _AUTH_CODES or status == 403:
                 return StorageAuthError(
                     f"Storage endpoint {self.endpoint} refused the credentials ({code or status}) while "

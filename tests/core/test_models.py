@@ -207,3 +207,18 @@ def test_our_settings_are_parsed_strictly(change: dict, message: str) -> None:  
         BackupBinding.from_dict({**BINDING, **change})
     assert message in str(caught.value)
     assert "s3cr3t" not in str(caught.value)
+def test_manifest_and_index_are_written_as_compact_json_like_tako() -> None:
+    info = BackupInfo.from_dict(MANIFEST)
+    expected = (
+        '{"id":"b1710000000-AbCdEf12","app":"demo","environment":"production","server":"la.1",'
+        '"created_at_unix_secs":1710000000,"size_bytes":1234,"sha256_hex":"' + "ab" * 32 + '",'
+        '"archive_key":"_tako/backups/demo/production/la-1/b1710000000-AbCdEf12.tar.zst.enc",'
+        '"manifest_key":"_tako/backups/demo/production/la-1/b1710000000-AbCdEf12.json",'
+        '"encryption":{"algorithm":"aes-256-gcm","key_id":"backup-key-0123456789abcdef",'
+        '"nonce_base64":"AAAAAAAAAAAAAAAA","tag_base64":"AAAAAAAAAAAAAAAAAAAAAA=="}}'
+    ).encode()
+    assert info.to_json() == expected
+    assert BackupIndex(backups=[info]).to_json() == b'{"version":1,"backups":[' + expected + b"]}"
+    assert BackupIndex().to_json() == b'{"version":1,"backups":[]}'
+    indented = json.dumps({"version": 1, "backups": [MANIFEST]}, indent=2) + "\n"
+    assert BackupIndex.from_json(indented).backups == [info]

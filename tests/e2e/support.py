@@ -42,16 +42,26 @@ class Developer:
             for name, server in servers.items()))
 
     def write_project(self, name: str, servers: list[str], store: SeaweedFS, bucket: str,
-                      start: list[str] | None = None) -> None:
+                      start: list[str] | None = None, *, endpoint: str | None = None,
+                      path_style: bool = True) -> None:
+        """tako.toml for app ``name`` on ``servers``, backing up to ``bucket`` at ``endpoint``
+        (default: ``store``'s), path style unless ``path_style`` is False (Tako's default)."""
         lines = [f'name = "{name}"']
         if start is not None:
             lines.append("start = " + json.dumps(start))
         lines += ["", "[envs.production]", f'route = "{name}.example.com"',
                   f"servers = {json.dumps(servers)}", 'backup = { storage = "backups" }', "",
                   "[storages.backups]", f'bucket = "{bucket}"',
-                  f'endpoint = "{store.endpoint}"', 'region = "us-east-1"', "force_path_style = true", ""]
+                  f'endpoint = "{endpoint or store.endpoint}"', 'region = "us-east-1"',
+                  *(["force_path_style = true"] if path_style else []), ""]
         self.app_dir.mkdir(parents=True, exist_ok=True)
         (self.app_dir / "tako.toml").write_text("\n".join(lines))
+
+    def set_credentials(self, access_key: str, secret_key: str) -> None:
+        """`tako storages credentials backups` for production, never expiring."""
+        result = self.tako("storages", "credentials", "backups", "--env", "production", "--access-key-id",
+                           access_key, "--secret-access-key", secret_key, "--expires-on", "never")
+        assert result.exit_code == 0, result.output
 
     def tako(self, *args: str) -> Result:
         """Run `tako` in-process (the caller has set HOME/TAKO_HOME and the cwd)."""

@@ -65,10 +65,7 @@ def dev(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Develope
 
 
 def set_credentials(dev: Developer, seaweedfs: SeaweedFS) -> None:
-    result = dev.tako("storages", "credentials", "backups", "--env", "production",
-                      "--access-key-id", seaweedfs.access_key, "--secret-access-key", seaweedfs.secret_key,
-                      "--expires-on", "never")
-    assert result.exit_code == 0, result.output
+    dev.set_credentials(seaweedfs.access_key, seaweedfs.secret_key)
 
 
 def listed(dev: Developer, *args: str) -> dict[str, list[BackupInfo]]:

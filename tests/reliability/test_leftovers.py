@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tako_backups.core import catalog, layout
+from tako_backups.core import catalog, layout, leftovers
 from tako_backups.core.pipeline import backup
 from tako_backups.models import BackupIndex, BackupInfo, BackupKey
 from tako_backups.storage.memory import MemoryStore
@@ -36,15 +36,15 @@ def test_cleanup_deletes_only_old_archives_that_nothing_names(small_tree: Path, 
         store.put_bytes(k, os.urandom(64))
     old_upload = store.open_writer(layout.archive_key(PREFIX, "b1799999001-Upload00"))
     old_upload.write(b"part")
-    left = catalog.clean_leftovers(store, PREFIX, started_before=NOW)
-    assert left == catalog.Leftovers(uploads_aborted=1, archives_deleted=1)
+    left = leftovers.clean_leftovers(store, PREFIX, started_before=NOW)
+    assert left == leftovers.Leftovers(uploads_aborted=1, archives_deleted=1)
     assert old_orphan not in store.objects
     assert {new_orphan, other_app, indexed.archive_key, with_manifest.archive_key} <= set(store.objects)
     assert list(store.list_uploads(PREFIX)) == []
 
     store.put_bytes(layout.index_key(PREFIX), b"{not json")  # unreadable index: delete no archive
     store.put_bytes(old_orphan, b"again")
-    assert catalog.clean_leftovers(store, PREFIX, started_before=NOW + 10_000) == catalog.Leftovers()
+    assert leftovers.clean_leftovers(store, PREFIX, started_before=NOW + 10_000) == leftovers.Leftovers()
     assert old_orphan in store.objects
 
 
@@ -53,7 +53,7 @@ def test_recent_uploads_are_left_alone(tmp_path: Path) -> None:
     writer = store.open_writer(layout.archive_key(PREFIX, "b1800000000-Running0"))
     writer.write(b"in flight")
     started = next(iter(store.list_uploads(PREFIX))).started_at
-    assert catalog.clean_leftovers(store, PREFIX, started_before=started) == catalog.Leftovers()
+    assert leftovers.clean_leftovers(store, PREFIX, started_before=started) == leftovers.Leftovers()
     assert writer.commit() == 9
 
 

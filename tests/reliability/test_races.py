@@ -221,10 +221,10 @@ class GatedStore(MemoryStore):
             assert self.b_done.wait(30)
         return iter(items)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         if threading.current_thread().name == "A" and key.endswith("/index.json"):
             self.a_index_writes += 1
-        super().put_bytes(key, data)
+        super().put_bytes(key, data, content_type)
 
 
 def test_a_stale_index_write_is_repaired_before_the_writer_returns(small_tree: Path, tmp_path: Path,

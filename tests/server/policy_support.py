@@ -37,9 +37,9 @@ class Bucket(MemoryStore):
     def open_writer(self, key: str) -> MemoryWriter:
         return _Writer(self, key)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *args: Any, **kw: Any) -> None:
         self._check()
-        super().put_bytes(key, data)
+        super().put_bytes(key, data, *args, **kw)
 
     def get_bytes(self, key: str) -> bytes:
         self._check()

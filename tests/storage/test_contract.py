@@ -171,6 +171,18 @@ def test_list_by_prefix_in_key_order_without_siblings(store: Any) -> None:
     assert list(store.list("nothing/")) == []
 
 
+def test_list_folders_gives_the_next_segments_once_each(store: Any) -> None:
+    if isinstance(store, S3Store):  # pages of 2, so folders come from several pages
+        store.client.meta.events.register(
+            "before-parameter-build.s3.ListObjectsV2", lambda params, **_: params.update(MaxKeys=2))
+    for key in ("e/la/index.json", "e/la/b1.json", "e/ny-2/index.json", "e/x", "e/z/y/index.json",
+                "e/a/1", "e/a/2", "e/a/3", "f/la/index.json", "ex/la/1"):
+        store.put_bytes(key, b"1")
+    assert list(store.list_folders("e/")) == ["e/a/", "e/la/", "e/ny-2/", "e/z/"]
+    assert list(store.list_folders("e/z/")) == ["e/z/y/"]
+    assert list(store.list_folders("none/")) == []
+
+
 def test_list_pages_through_more_than_one_page(store: Any) -> None:
     if isinstance(store, S3Store):
         store.client.meta.events.register(
