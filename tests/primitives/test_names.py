@@ -158,7 +158,7 @@ def test_bucket_prefix_segments(segment: str, sanitized: str) -> None:
 
 @pytest.mark.parametrize(("value", "key_id", "backup_key_id"), [
     ("0123456789abcdef", True, False),
-    ("0123456789ABCDEF", False, False),
+    ("0123456789ABCDEF", True, False),
     ("0123456789abcde", False, False),
     ("backup-key-0123456789abcdef", False, True),
     ("backup-key-0123456789abcdeg", False, False),
@@ -171,6 +171,6 @@ def test_key_ids(value: str, key_id: bool, backup_key_id: bool) -> None:
 def test_validation_errors_read_as_tako_prints_them() -> None:
     error = validation_error("Environment name cannot be empty")
     assert isinstance(error, ConfigError)
-    assert str(error) == "Validation error: Environment name cannot be empty."
-    assert str(validation_error("Storage name cannot be empty", "[storages.x] in tako.toml")) == (
-        "Validation error: Storage name cannot be empty ([storages.x] in tako.toml).")
+    assert str(error) == "Validation error: Environment name cannot be empty"
+    assert str(validation_error("Storage name cannot be empty", "Our hint.")) == (
+        "Validation error: Storage name cannot be empty\nOur hint.")
