@@ -83,10 +83,11 @@ class Project:
         return self.app_dir / SECRETS_RELATIVE
 
     def env(self, name: str) -> EnvConfig:
-        """The env called ``name``. Raises ConfigError when tako.toml does not declare it."""
+        """The env called ``name``. Raises ConfigError (Tako's text, then the declared envs on its own
+        line) when tako.toml does not declare it."""
         found = self.envs.get(name)
         if found is None:
             declared = ", ".join(sorted(self.envs)) or "none"
-            raise ConfigError(f"Environment '{name}' not found in tako.toml (declared: {declared}). "
-                              f"Add an [envs.{name}] table.")
+            raise ConfigError(f"Environment '{name}' not found in tako.toml.\nDeclared: {declared}; add an "
+                              f"[envs.{name}] table for another.")
         return found

@@ -113,7 +113,7 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     status = dev.tako_process("backups", "status")
     assert status.returncode == 0, status.stderr
     newest = both[0]
-    assert status.stderr == "warning: Using production environment\n"
+    assert status.stderr == "! Using production environment\n"
     assert status.stdout == (f"Backups\nnotes (production)\nla: enabled, last {newest.id} at "
                              f"{format_local_time(newest.created_at_unix_secs)}, next "
                              f"{format_local_time(newest.created_at_unix_secs + 86_400)}, 30d retention\n")
@@ -200,7 +200,7 @@ def test_two_servers_in_one_env(dev: Developer, la: RunningServer, signer: FileS
         shown = dev.tako("backups", "list", "--env", "production")
         assert shown.exit_code == 0, shown.output
         assert shown.stdout == f"Backups\npair (production)\nla\n{line(on_la)}\n"
-        assert shown.stderr == f"warning: {down}\n"
+        assert shown.stderr == f"! {down}\n"
 
         partial = dev.tako("backups", "now", "--env", "production")
         assert partial.exit_code == 1

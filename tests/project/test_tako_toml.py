@@ -211,7 +211,8 @@ def test_undeclared_env_is_reported_with_the_declared_ones(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         project.env("qa")
     assert str(caught.value) == (
-        "Environment 'qa' not found in tako.toml (declared: production, staging). Add an [envs.qa] table.")
+        "Environment 'qa' not found in tako.toml.\nDeclared: production, staging; add an [envs.qa] table for "
+        "another.")
 
 
 @pytest.mark.parametrize(("option", "expected"), [
