@@ -68,7 +68,8 @@ def _pick_env(config: Path, label: str) -> str:
     names = set(load_secrets(_secrets_path(config)).envs)
     names |= {name for name in load_project(config).envs if is_deployable_env(name)}
     typer.echo(label, err=True)
-    return _checked_env(choose("Environment", sorted(names)) if names else typer.prompt("Environment", err=True))
+    chosen = choose("Environment", sorted(names)) if names else typer.prompt("Environment", err=True)
+    return _checked_env(chosen)
 
 
 @key_app.command("export")
@@ -181,8 +182,8 @@ def _import_passphrase(config: Path, env: str | None) -> Imported:
             except ConfigError:
                 typer.echo("Invalid passphrase", err=True)
     else:
-        key, proven = passphrase_key(secrets, env, _read_line("Passphrase", "No passphrase provided on stdin"),
-                                     extra)
+        typed = _read_line("Passphrase", "No passphrase provided on stdin")
+        key, proven = passphrase_key(secrets, env, typed, extra)
     imported = save_passphrase_key(secrets, env, key, proven)
     save_secrets(secrets)
     return imported

@@ -183,9 +183,9 @@ def credentials(
     if copy_only:
         opts.out.hint(f"Kept in tako-backups.toml ([envs.{env}.secrets]): '{resource}' is a backup copy "
                       "target Tako does not use, and Tako's deploy refuses such credentials in secrets.json.")
-    opts.out.result("storages credentials", {"environment": env, "resource": resource,
-                                             "expires_on": stored, "dry_run": False,
-                                             "stored_in": "tako-backups.toml" if copy_only else "secrets.json"})
+    opts.out.result("storages credentials", {
+        "environment": env, "resource": resource, "expires_on": stored, "dry_run": False,
+        "stored_in": "tako-backups.toml" if copy_only else "secrets.json"})
 
 
 @storages_app.command("list")

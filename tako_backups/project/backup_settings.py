@@ -35,7 +35,7 @@ from ..policy import TIERS, BackupPolicy, NotifySettings, parse_env_settings
 from ..primitives.text import printable
 from .envkeys import EnvKey, KeyPrompts
 from .model import Project
-from .secrets import SecretValue, Secrets, decrypt, open_env_key, parse_secret_value, storage_credentials
+from .secrets import Secrets, SecretValue, decrypt, open_env_key, parse_secret_value, storage_credentials
 
 SETTINGS_NAME = "tako-backups.toml"
 POLICY_KEYS = ("every", "retention_days", *TIERS)

@@ -121,8 +121,9 @@ def check_key(secrets: Secrets, env: str, key: bytes, source: str, extra: Iterab
     """
     found = secrets.envs.get(env)
     extra = list(extra)
-    groups: list[tuple[str, list[str]]] = [("secrets", []), ("backup keys", []), ("credentials", []),
-                                           ("storage credentials", []), ("secrets in tako-backups.toml", extra)]
+    groups: list[tuple[str, list[str]]] = [
+        ("secrets", []), ("backup keys", []), ("credentials", []), ("storage credentials", []),
+        ("secrets in tako-backups.toml", extra)]
     if found is not None:
         groups[0][1].extend(v.value for v in found.app.values())
         groups[1][1].extend(k.value for k in found.backup_keys)
@@ -159,7 +160,8 @@ def import_bundle(secrets: Secrets, key_id: str, key: bytes, env: str | None,
     return Imported(key_id, env, save_imported_key(key_id, key, proven=proven)), changed
 
 
-def passphrase_key(secrets: Secrets, env: str, passphrase: str, extra: Iterable[str] = ()) -> tuple[bytes, bool]:
+def passphrase_key(secrets: Secrets, env: str, passphrase: str,
+                   extra: Iterable[str] = ()) -> tuple[bytes, bool]:
     """The env's key derived from ``passphrase`` (the env gets a new key id when it has none),
     checked against its values, and whether there was a value to prove it with.
 

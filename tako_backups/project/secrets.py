@@ -153,7 +153,8 @@ def _env(name: str, value: Any, path: Path) -> EnvSecrets:
         c = _object(creds, path, f"{where} storage '{resource}'", ("access_key_id", "secret_access_key"))
         storages[resource] = StorageCredentials(
             parse_secret_value(c["access_key_id"], path, f"{where} storage '{resource}' access_key_id"),
-            parse_secret_value(c["secret_access_key"], path, f"{where} storage '{resource}' secret_access_key"))
+            parse_secret_value(c["secret_access_key"], path,
+                               f"{where} storage '{resource}' secret_access_key"))
     credentials = {n: parse_secret_value(v, path, f"{where} credential '{n}'")
                    for n, v in _map(obj.get("credentials"), path, f"{where} credentials").items()}
     return EnvSecrets(obj["key_id"], backup_keys, app, storages, credentials)
@@ -206,7 +207,8 @@ def dump_secrets(secrets: Secrets) -> str:
                                 "secret_access_key": secret_value_fields(env.storages[r].secret_access_key)}
                             for r in sorted(env.storages)}
         if env.credentials:
-            item["credentials"] = {n: secret_value_fields(env.credentials[n]) for n in sorted(env.credentials)}
+            item["credentials"] = {n: secret_value_fields(env.credentials[n])
+                                   for n in sorted(env.credentials)}
         out[name] = item
     return json.dumps(out, indent=2, ensure_ascii=False)
 

@@ -182,7 +182,8 @@ def _check_entry(entry: ServerEntry) -> None:
         raise invalid(problem)
     if not entry.host:
         raise invalid(f"Server '{name}' has empty host")
-    for value, label in ((entry.port, "port"), (entry.http_port, "HTTP port"), (entry.https_port, "HTTPS port")):
+    ports = ((entry.port, "port"), (entry.http_port, "HTTP port"), (entry.https_port, "HTTPS port"))
+    for value, label in ports:
         if value == 0:
             raise invalid(f"Server '{name}' has invalid {label} 0")
     if entry.http_port == entry.https_port:

@@ -69,7 +69,8 @@ def check_url(url: str, what: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and is_loopback_host(parts.hostname or "")):
-        raise ConfigError("Storage endpoints must use https." + (f"\n{LOOPBACK_HINT}" if scheme == "http" else ""))
+        hint = f"\n{LOOPBACK_HINT}" if scheme == "http" else ""
+        raise ConfigError(f"Storage endpoints must use https.{hint}")
     if not parts.hostname:
         raise ConfigError("Storage endpoint must include a host.")
     return check_endpoint(url, what)

@@ -22,7 +22,8 @@ from ..primitives.start_command import parse_start
 TOP_LEVEL_KEYS = ("name", "runtime", "container", "package_manager", "preset", "dev", "start", "app_root",
                   "main", "assets", "release", "build", "build_stages", "workflows", "images", "vars", "envs",
                   "storages", "servers")
-ENV_FIELDS = ("route", "routes", "servers", "storages", "backup", "source_ip", "ssl", "idle_timeout", "release")
+ENV_FIELDS = ("route", "routes", "servers", "storages", "backup", "source_ip", "ssl", "idle_timeout",
+              "release")
 STORAGE_FIELDS = ("provider", "bucket", "endpoint", "region", "force_path_style", "public_base_url")
 IMAGES_FIELDS = ("local_patterns", "remote_patterns", "sizes", "qualities", "formats")
 BUILD_KEYS = ("run", "install", "cwd", "include", "exclude")

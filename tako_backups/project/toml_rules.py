@@ -125,9 +125,9 @@ def check_storages(storages: Mapping[str, Any], *, extensions: bool = True) -> d
         public = raw.get("public_base_url")
         if public is not None:
             public = _check_url(public, name, "public_base_url", extensions)
-        resources[name] = StorageResource(name=name, bucket=raw["bucket"], endpoint=endpoint,
-                                          region=raw["region"], force_path_style=raw.get("force_path_style", False),
-                                          public_base_url=public)
+        resources[name] = StorageResource(
+            name=name, bucket=raw["bucket"], endpoint=endpoint, region=raw["region"],
+            force_path_style=raw.get("force_path_style", False), public_base_url=public)
     return resources
 
 

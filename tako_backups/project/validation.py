@@ -116,7 +116,8 @@ def check_credentials(creds: StorageCredentials | None, resource: str, env: str,
         result.errors.append(use.missing(resource, env))
         return
     warned: set[str] = set()
-    for label, value in (("access key id", creds.access_key_id), ("secret access key", creds.secret_access_key)):
+    fields = (("access key id", creds.access_key_id), ("secret access key", creds.secret_access_key))
+    for label, value in fields:
         date = value.expires_on
         if date is None:
             continue

@@ -86,7 +86,8 @@ def test_failed_storage_checks_are_all_listed_and_exit_1(app_dir: Path, tako: Ca
     (app_dir / "tako.toml").write_text(text.replace('servers = ["la-1"]', 'servers = ["la-1", "la-2"]'))
     result = tako("deploy", "--dry-run")
     assert result.exit_code == 1
-    errors = ["Storage 'up' uses S3 resource 'backups' but credentials are missing for environment 'production'",
+    errors = ["Storage 'up' uses S3 resource 'backups' but credentials are missing for environment "
+              "'production'",
               "Storage 'cache' uses local storage in environment 'production', but local storage requires "
               "exactly one server"]
     assert result.stderr == "error: Storage errors:\n  " + "\n  ".join(errors) + "\n"
@@ -99,7 +100,8 @@ def test_a_server_missing_from_config_toml_is_takos_error(app_dir: Path, tako: C
     assert result.exit_code == 1
     assert result.stderr == (
         "error: Server 'la-1' not found in config.toml\n"
-        "tako-backups has no `tako servers add`: add a [[servers]] entry with name = \"la-1\" and its host to "
+        "tako-backups has no `tako servers add`: add a [[servers]] entry with name = \"la-1\" and its host "
+        "to "
         f"{app_dir.parent / 'tako-home' / 'config.toml'}.\n")
 
 

@@ -27,7 +27,8 @@ def key_id() -> str:
 
 
 def created_key() -> str:
-    return f"Created backup key {key_id()} for production; commit .tako/secrets.json so every deploy sends it.\n"
+    return (f"Created backup key {key_id()} for production; commit .tako/secrets.json so every deploy "
+            "sends it.\n")
 
 
 def test_deploy_sends_settings_and_runtime_and_prints_the_post_deploy_backup(demo: Demo, tako: Tako) -> None:

@@ -96,7 +96,8 @@ def test_export_without_a_clipboard_tool_is_takos_error(app_dir: Path, tako: Tak
     (("--env", "Prod"), "Validation error: Environment name can only contain lowercase letters, numbers, and "
                         "hyphens. Found: 'P'"),
 ])
-def test_export_errors(app_dir: Path, tako: Tako, clipboard: Path, args: tuple[str, ...], message: str) -> None:
+def test_export_errors(app_dir: Path, tako: Tako, clipboard: Path, args: tuple[str, ...],
+                       message: str) -> None:
     assert tako(*CREDENTIALS).exit_code == 0
     result = tako("secrets", "key", "export", *args)
     assert (result.exit_code, result.stderr) == (1, f"error: {message}\n")
@@ -110,7 +111,8 @@ def test_export_without_the_key_is_takos_missing_key_error(app_dir: Path, tako: 
     result = tako("secrets", "key", "export", "--env", "production")
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        "error: Unable to decrypt production secrets. Run `tako secrets key import` to import an exported key "
+        "error: Unable to decrypt production secrets. Run `tako secrets key import` to import an exported "
+        "key "
         "or passphrase.\n")
 
 
@@ -139,10 +141,12 @@ def test_import_of_a_key_no_env_uses(app_dir: Path, tako: Tako) -> None:
 
 
 def test_import_with_env_adds_the_env_or_checks_its_key_id(app_dir: Path, tako: Tako) -> None:
-    first = tako("secrets", "key", "import", "--env", "staging", input=bundle("00112233445566ff", os.urandom(32)))
+    first = tako("secrets", "key", "import", "--env", "staging",
+                 input=bundle("00112233445566ff", os.urandom(32)))
     assert (first.exit_code, first.stdout) == (0, "✔ Imported staging key.\n")
     assert load_secrets(app_dir / ".tako" / "secrets.json").envs["staging"].key_id == "00112233445566ff"
-    other = tako("secrets", "key", "import", "--env", "staging", input=bundle("aabbccddeeff0011", os.urandom(32)))
+    other = tako("secrets", "key", "import", "--env", "staging",
+                 input=bundle("aabbccddeeff0011", os.urandom(32)))
     assert (other.exit_code, other.stderr) == (1, "error: Exported key does not match staging key.\n")
     assert not key_path("aabbccddeeff0011").exists()
 
@@ -158,7 +162,8 @@ def test_a_key_that_does_not_decrypt_is_refused_and_nothing_is_written(app_dir: 
     assert (result.exit_code, result.stderr) == (
         1, "error: Exported key does not decrypt production storage credentials.\n")
     assert not key_path(key_id).exists()
-    assert tako("backups", "keys", "rotate", "--env", "production").exit_code == 1  # no key: nothing else works
+    # no key: nothing else works
+    assert tako("backups", "keys", "rotate", "--env", "production").exit_code == 1
     assert (app_dir / ".tako" / "secrets.json").read_text() == before
 
 
@@ -191,14 +196,16 @@ def test_import_on_a_terminal_prompts_hidden_unless_ci(app_dir: Path, tako: Tako
 def test_import_needs_a_tako_toml(tmp_path: Path, tako: Tako, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = tako("secrets", "key", "import", input="x\n")
-    assert (result.exit_code, result.stderr) == (1, f"error: Config file not found: {tmp_path / 'tako.toml'}\n")
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: Config file not found: {tmp_path / 'tako.toml'}\n")
 
 
 def test_passphrase_import_derives_and_checks_the_key(app_dir: Path, tako: Tako, tako_home: Path) -> None:
     first = tako("secrets", "key", "import", "--passphrase", "--env", "production", input="correct horse \n")
     assert (first.exit_code, first.stdout) == (0, "✔ Imported production key.\n")
     key_id = load_secrets(app_dir / ".tako" / "secrets.json").envs["production"].key_id
-    expected = hashlib.pbkdf2_hmac("sha256", b"correct horse ", f"tako-secrets-v1:{key_id}".encode(), 600_000, 32)
+    salt = f"tako-secrets-v1:{key_id}".encode()
+    expected = hashlib.pbkdf2_hmac("sha256", b"correct horse ", salt, 600_000, 32)
     assert base64.b64decode(key_path(key_id).read_text()) == expected
     assert tako(*CREDENTIALS).exit_code == 0  # encrypted under the passphrase's key
     fresh_machine(tako_home)
@@ -233,5 +240,6 @@ def test_a_key_file_holding_another_key_is_replaced_only_by_a_proven_key(app_dir
     assert unproven.exit_code == 0
     clash = tako("secrets", "key", "import", input=bundle("00112233445566ff", os.urandom(32)))
     assert (clash.exit_code, clash.stderr) == (1, (
-        f"error: {key_path('00112233445566ff')} already holds another key for 00112233445566ff, and the imported "
-        "key could not be checked against any encrypted value. Move that file away to import this key.\n"))
+        f"error: {key_path('00112233445566ff')} already holds another key for 00112233445566ff, and the "
+        "imported key could not be checked against any encrypted value. Move that file away to import this "
+        "key.\n"))

@@ -49,7 +49,8 @@ def test_add_writes_binding_resource_and_encrypted_credentials(
     result = tako(*ADD, "--expires-on", "2031-06-30")
     assert result.exit_code == 0, result.output
     env = stored(app_dir)["production"]
-    assert result.stdout == "✔ Attached storage uploads to production.\nDeploy to sync the storage binding to your server.\n"
+    assert result.stdout == ("✔ Attached storage uploads to production.\n"
+                             "Deploy to sync the storage binding to your server.\n")
     assert result.stderr == ""
     text = (app_dir / "tako.toml").read_text()
     assert (
@@ -58,7 +59,8 @@ def test_add_writes_binding_resource_and_encrypted_credentials(
             'backup = { storage = "backups" }\n',
             'backup = { storage = "backups" }\nstorages = { uploads = "uploads" }\n',
         )
-        + '\n[storages.uploads]\nprovider = "s3"\nbucket = "demo-uploads"\nendpoint = "https://s3.example.com"\n'
+        + '\n[storages.uploads]\nprovider = "s3"\nbucket = "demo-uploads"\nendpoint = '
+          '"https://s3.example.com"\n'
         'region = "auto"\nforce_path_style = false\n'
     )
     creds = env["storages"]["uploads"]
@@ -344,7 +346,8 @@ def test_binding_another_env_to_a_declared_resource_needs_no_s3_flags(
     )
     assert result.exit_code == 0, result.output
     assert (app_dir / "tako.toml").read_text() == before.replace(
-        "\n[storages.backups]", '\n[envs.development]\nstorages = { archive = "backups" }\n\n[storages.backups]'
+        "\n[storages.backups]",
+        '\n[envs.development]\nstorages = { archive = "backups" }\n\n[storages.backups]'
     )
     assert list(stored(app_dir)["development"]["storages"]) == ["backups"]
 

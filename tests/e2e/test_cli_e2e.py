@@ -87,12 +87,14 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     set_credentials(dev, seaweedfs)
     live = la.data_dir / "apps" / "notes" / "production" / "data" / "app"
 
-    deployed = dev.tako("deploy", "--env", "production")
+    deployed = dev.tako("deploy", "--env", "production", "--create-backup-key")
     assert deployed.exit_code == 0, deployed.output
     secrets = load_secrets(dev.app_dir / ".tako" / "secrets.json")
     [key] = backup_keys_for(secrets, "production")
     [first] = listed(dev)["la"]
-    assert deployed.stdout == (f"Deploy\nnotes (production)\nCreated backup key {key.id} for production.\n"
+    assert deployed.stdout == (f"Deploy\nnotes (production)\nCreated backup key {key.id} for production; "
+                               f"commit "
+                               ".tako/secrets.json so every deploy sends it.\n"
                                f"la: deployed, backup {first.id} ({format_size(first.size_bytes)})\n")
     assert deployed.stderr == ""
     wait_for(lambda: len(notes(live / "notes.db")) >= 25, "the deployed notes app to write rows")

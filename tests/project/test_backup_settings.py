@@ -100,7 +100,8 @@ def test_no_file_means_tako_defaults(app_dir: Path) -> None:
 
 def test_every_setting_decrypted_for_the_commands(app_dir: Path) -> None:
     project = project_with(app_dir)
-    seal_values(project, "production", {"copy_access_key_id": "AKIA-COPY", "copy_secret_access_key": "copy-secret",
+    seal_values(project, "production", {"copy_access_key_id": "AKIA-COPY",
+                                        "copy_secret_access_key": "copy-secret",
                                         "webhook_secret": WEBHOOK_SECRET})
     extensions = backup_extensions_for(project, "production", load_secrets(project.secrets_path))
     assert extensions.policy == BackupPolicy(every=3600, keep_hourly=24, keep_daily=30)
@@ -162,11 +163,14 @@ def test_missing_copy_credentials_are_reported(app_dir: Path) -> None:
 @pytest.mark.parametrize(("expires_on", "errors", "warnings"), [
     ("2026-03-10", ["Backup copy credentials for 'copy' in environment 'production' expired on 2026-03-10. "
                     "Run `tako storages credentials copy --env production` to update them."], []),
-    ("2026-04-01", [], ["Backup copy credentials for 'copy' in environment 'production' expire within 30 days "
-                        "on 2026-04-01. Run `tako storages credentials copy --env production` to rotate them."]),
+    ("2026-04-01", [], ["Backup copy credentials for 'copy' in environment 'production' expire within 30 "
+                        "days "
+                        "on 2026-04-01. Run `tako storages credentials copy --env production` to rotate "
+                        "them."]),
     ("2026-06-01", [], []),
 ])
-def test_copy_credential_expiry(app_dir: Path, expires_on: str, errors: list[str], warnings: list[str]) -> None:
+def test_copy_credential_expiry(app_dir: Path, expires_on: str, errors: list[str],
+                                warnings: list[str]) -> None:
     project = project_with(app_dir, '[envs.production]\ncopy_to = "copy"\n')
     seal_values(project, "production", {"copy_access_key_id": "A", "copy_secret_access_key": "S"}, expires_on)
     result = copy_credential_checks(project, load_backup_settings(project), "production", NOW)
@@ -186,7 +190,8 @@ def test_a_wrong_env_key_is_reported_without_values(app_dir: Path, tako_home: Pa
 
 @pytest.mark.parametrize(("text", "message"), [
     ('every = "1h"\n', "Unknown key 'every' in {path}; settings go under [envs.<env>]."),
-    ('[envs.production]\nretention = 7\n', "Unknown key 'retention' in [envs.production] of tako-backups.toml; "
+    ('[envs.production]\nretention = 7\n', "Unknown key 'retention' in [envs.production] of "
+     "tako-backups.toml; "
      "the keys are every, retention_days, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, "
      "copy_to, format, notify, secrets."),
     ('[envs.qa]\nevery = "1h"\n', "Environment 'qa' in {path} is not declared in tako.toml; add [envs.qa] "
@@ -201,8 +206,10 @@ def test_a_wrong_env_key_is_reported_without_values(app_dir: Path, tako_home: Pa
      "'cdn', which has a public_base_url; backup copies need a private storage resource."),
     ('[envs.production]\ncopy_to = "backups"\n', "`copy_to` in [envs.production] of tako-backups.toml names "
      "'backups', the env's own backup storage; name another storage resource."),
-    ('[envs.production.notify]\nwebhook = "http://hooks.example.com"\n', "`notify.webhook` for [envs.production] "
-     "of tako-backups.toml must use https:// (http:// is allowed only for loopback hosts such as 127.0.0.1)."),
+    ('[envs.production.notify]\nwebhook = "http://hooks.example.com"\n',
+     "`notify.webhook` for [envs.production] "
+     "of tako-backups.toml must use https:// (http:// is allowed only for loopback hosts such as "
+                                                                         "127.0.0.1)."),
     ('[envs.production.secrets]\nwebhook_secret = { value = "QQ==" }\n', "The webhook secret for "
      "[envs.production] of tako-backups.toml is set but there is no notify.webhook; add one or remove the "
      "secret."),

@@ -101,14 +101,17 @@ def test_one_host_twice_needs_distinct_management_ports(tako_home: Path) -> None
          "'riscv'"),
         ('[[servers]]\nname = "a"\nhost = "h"\n[[servers]]\nname = "a"\nhost = "i"\n',
          "Duplicate server name: a"),
-        ('[[servers]]\nname = "A"\nhost = "h"\n', "Validation error: Server name must start with a lowercase letter"),
+        ('[[servers]]\nname = "A"\nhost = "h"\n', "Validation error: Server name must start with a lowercase "
+                                                  "letter"),
         ('[[servers]]\nname = "a"\nhost = ""\n', "Validation error: Server 'a' has empty host"),
-        ('[[servers]]\nname = "a"\nhost = "h"\nport = 0\n', "Validation error: Server 'a' has invalid port 0"),
+        ('[[servers]]\nname = "a"\nhost = "h"\nport = 0\n',
+         "Validation error: Server 'a' has invalid port 0"),
         ('[[servers]]\nname = "a"\nhost = "h"\nhttp_port = 8080\nhttps_port = 8080\n',
          "Validation error: Server 'a' HTTP and HTTPS ports must differ"),
         (
             '[servers.a]\nhost = "h"\ntls_fingerprint = "sha256:abc"\n',
-            "Server 'a' field 'tls_fingerprint' (in {path}): A TLS fingerprint must be sha256: followed by 64 "
+            "Server 'a' field 'tls_fingerprint' (in {path}): A TLS fingerprint must be sha256: followed by "
+            "64 "
             "hex digits, as `tako-server identity` prints it.",
         ),
         ("[servers.a]\nport = 22\n", "Validation error: Server 'a' must have a 'host' field"),
@@ -146,7 +149,8 @@ def test_servers_for_env_resolves_entries_sorted_and_only(tmp_path: Path, tako_h
 def test_servers_for_env_errors_are_takos(tmp_path: Path, tako_home: Path) -> None:
     project = project_with(tmp_path, '["a", "ghost"]')
     empty = load_servers()
-    hint = "tako-backups has no `tako servers add`: add a [[servers]] entry with name = \"{name}\" and its host to {path}."
+    hint = ("tako-backups has no `tako servers add`: add a [[servers]] entry with name = \"{name}\" and its "
+            "host to {path}.")
     path = tako_home / "config.toml"
     with pytest.raises(ConfigError) as caught:
         servers_for_env(project, empty, "staging")
@@ -163,10 +167,12 @@ def test_servers_for_env_errors_are_takos(tmp_path: Path, tako_home: Path) -> No
     )
     with pytest.raises(ConfigError) as caught:
         servers_for_env(project, servers, "production")
-    assert str(caught.value) == "Server 'ghost' not found in config.toml\n" + hint.format(name="ghost", path=path)
+    assert str(caught.value) == ("Server 'ghost' not found in config.toml\n"
+                                 + hint.format(name="ghost", path=path))
     with pytest.raises(ConfigError) as caught:
         servers_for_env(project, servers, "production", only="nope")
-    assert str(caught.value) == "Server 'nope' not found in config.toml\n" + hint.format(name="nope", path=path)
+    assert str(caught.value) == ("Server 'nope' not found in config.toml\n"
+                                 + hint.format(name="nope", path=path))
 
 
 def test_unreadable_config_is_reported(tako_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

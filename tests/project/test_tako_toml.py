@@ -13,7 +13,8 @@ from tako_backups.project.tako_toml import load_project, resolve_config_path
 
 S3 = '[storages.r2]\nbucket = "b"\nendpoint = "https://s3.example.com"\nregion = "auto"\n'
 ENV = '[envs.production]\nroute = "a.example.com"\n'
-ENV_FIELDS = "`route`, `routes`, `servers`, `storages`, `backup`, `source_ip`, `ssl`, `idle_timeout`, `release`"
+ENV_FIELDS = ("`route`, `routes`, `servers`, `storages`, `backup`, `source_ip`, `ssl`, `idle_timeout`, "
+              "`release`")
 STORAGE_FIELDS = "`provider`, `bucket`, `endpoint`, `region`, `force_path_style`, `public_base_url`"
 SETTINGS = ("Tako refuses keys it does not know; tako-backups' own settings live in tako-backups.toml next "
             "to tako.toml, which Tako never reads.")
@@ -87,7 +88,8 @@ def test_missing_file_says_where_it_looked(tmp_path: Path) -> None:
 
 def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
     assert load_error(tmp_path, 'name = "demo"\n[envs.production\n') == (
-        f"{tmp_path / 'app' / 'tako.toml'} is not valid TOML: Unexpected character: '\\n' at line 2, column 17.")
+        f"{tmp_path / 'app' / 'tako.toml'} is not valid TOML: Unexpected character: '\\n' at line 2, column "
+        f"17.")
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -108,7 +110,8 @@ def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
     ("[build]\nrun = 1\n", "Validation error: 'run' must be a string"),
     ('[[build_stages]]\nname = "a"\n', "Validation error: 'build_stages[0].run' is required"),
     ('[[build_stages]]\nrun = "x"\nimage = "y"\n', "Validation error: Unknown key 'build_stages[0].image'"),
-    ('[workflows.mail]\nrun = []\n', "Validation error: 'workflows.mail.run' must be a non-empty array of strings"),
+    ('[workflows.mail]\nrun = []\n',
+     "Validation error: 'workflows.mail.run' must be a non-empty array of strings"),
     ("[workflows]\nworkers = -1\n", "Validation error: 'workflows.workers' must be between 0 and 4294967295"),
     ("[workflows.mail]\nretries = 1\n", "Validation error: Unknown key 'workflows.mail.retries'"),
     ('[servers.la]\nhost = "h"\n', "Validation error: Unknown key 'servers.<name>.host'"),
@@ -118,7 +121,8 @@ def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
     ("storages = 1\n", "Validation error: 'storages' must be a table"),
     # [storages.*] and [envs.*] are read with serde (deny_unknown_fields)
     (S3 + 'acl = "x"\n', f"Failed to parse TOML: unknown field `acl`, expected one of {STORAGE_FIELDS}"),
-    (S3 + 'force_path_style = "yes"\n', 'Failed to parse TOML: invalid type: string "yes", expected a boolean'),
+    (S3 + 'force_path_style = "yes"\n',
+     'Failed to parse TOML: invalid type: string "yes", expected a boolean'),
     (S3 + 'provider = "gcs"\n', "Failed to parse TOML: unknown variant `gcs`, expected `local` or `s3`"),
     (ENV + "replicas = 2\n", f"Failed to parse TOML: unknown field `replicas`, expected one of {ENV_FIELDS}"),
     (ENV + 'every = "1h"\n', f"Failed to parse TOML: unknown field `every`, expected one of {ENV_FIELDS}\n"
@@ -141,8 +145,9 @@ def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
                                                   "the image command starts the app"),
     ('assets = ["../x"]\n', "Validation error: assets entry '../x' must not contain '..'"),
     ('app_root = "/src"\n', "Validation error: 'app_root' must be a relative path"),
-    ('[build]\nrun = "x"\n[[build_stages]]\nrun = "y"\n', "Validation error: Cannot use both [build] with "
-                                                           "'run' and [[build_stages]]; they are mutually exclusive."),
+    ('[build]\nrun = "x"\n[[build_stages]]\nrun = "y"\n',
+     "Validation error: Cannot use both [build] with 'run' and [[build_stages]]; they are mutually "
+     "exclusive."),
     ('[envs.production]\nroute = "a"\nroutes = ["b"]\n',
      "Validation error: Environment 'production' cannot have both 'route' and 'routes'"),
     ("[envs.production]\nservers = []\n",
@@ -167,11 +172,12 @@ def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
     (S3 + 'public_base_url = "https://cdn.example.com"\n' + ENV + 'backup = { storage = "r2" }\n',
      "Validation error: Environment 'production' backup storage resource 'r2' must be private; remove "
      "public_base_url or use a separate private storage resource"),
-    ('[storages.local]\nbucket = "b"\n', "Validation error: Storage resource 'local' is built in and cannot "
-                                         'be declared; use storages = { <binding> = "local" } to select local storage'),
-    ('[storages.files]\nprovider = "local"\n', "Validation error: Storage resource 'files' cannot set "
-                                               "provider 'local'; use storages = { <binding> = \"local\" } to "
-                                               "select built-in local storage"),
+    ('[storages.local]\nbucket = "b"\n',
+     "Validation error: Storage resource 'local' is built in and cannot be declared; use storages = "
+     '{ <binding> = "local" } to select local storage'),
+    ('[storages.files]\nprovider = "local"\n',
+     "Validation error: Storage resource 'files' cannot set provider 'local'; use storages = "
+     '{ <binding> = "local" } to select built-in local storage'),
     ('[storages.r2]\nbucket = "b"\nregion = "auto"\n',
      "Validation error: Storage resource 'r2' with provider 's3' must set 'endpoint'"),
     ('[storages.R2]\nbucket = "b"\n', "Validation error: Storage name can only contain lowercase letters, "
@@ -202,12 +208,14 @@ def test_http_endpoint_is_our_extension_for_loopback_hosts(tmp_path: Path) -> No
 
 
 def test_development_may_bind_undeclared_resources_and_needs_no_route(tmp_path: Path) -> None:
-    project = load_project(write(tmp_path / "app", '[envs.development]\nstorages = { uploads = "uploads" }\n'))
+    text = '[envs.development]\nstorages = { uploads = "uploads" }\n'
+    project = load_project(write(tmp_path / "app", text))
     assert project.envs["development"].storages == {"uploads": "uploads"}
 
 
 def test_undeclared_env_is_reported_with_the_declared_ones(tmp_path: Path) -> None:
-    project = load_project(write(tmp_path / "app", '[envs.production]\nroute = "a"\n[envs.staging]\nroute = "b"\n'))
+    text = '[envs.production]\nroute = "a"\n[envs.staging]\nroute = "b"\n'
+    project = load_project(write(tmp_path / "app", text))
     with pytest.raises(ConfigError) as caught:
         project.env("qa")
     assert str(caught.value) == (

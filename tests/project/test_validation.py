@@ -41,7 +41,8 @@ def creds(expires_on: str | None = None) -> StorageCredentials:
     return StorageCredentials(SecretValue("QQ==", expires_on), SecretValue("Qg==", expires_on))
 
 
-def setup(tmp_path: Path, storages: dict[str, StorageCredentials], config: str = CONFIG) -> tuple[Project, Secrets]:
+def setup(tmp_path: Path, storages: dict[str, StorageCredentials],
+          config: str = CONFIG) -> tuple[Project, Secrets]:
     folder = tmp_path / "demo"
     folder.mkdir(exist_ok=True)
     (folder / "tako.toml").write_text(config)

@@ -58,7 +58,7 @@ def project(dev: Developer, la: RunningServer, seaweedfs: SeaweedFS, bucket: str
                      seaweedfs.access_key, "--secret-access-key", seaweedfs.secret_key,
                      "--expires-on", "never")
     assert creds.exit_code == 0, creds.output
-    deployed = dev.tako("deploy", "--env", "production")
+    deployed = dev.tako("deploy", "--env", "production", "--create-backup-key")
     assert deployed.exit_code == 0, deployed.output
     live = la.data_dir / "apps" / name / "production" / "data"
     make_tree(live)
