@@ -53,9 +53,9 @@ def secret(ctx: typer.Context, env: str | None = ENV_OPTION) -> None:
     secrets = load_secrets(project.secrets_path)
     new_env = name not in secrets.envs
     key = open_env_key(secrets, name, key_prompts(), create=True)
-    store_extension_secrets(project, name, {WEBHOOK_SECRET: SecretValue(seal(value, key.key))})
-    if new_env:
+    if new_env:  # the env's key id first, so no value is ever sealed under an unrecorded key
         save_secrets(secrets)
+    store_extension_secrets(project, name, {WEBHOOK_SECRET: SecretValue(seal(value, key.key))})
     opts.out.success(f"Stored the webhook secret of {name} in {SETTINGS_NAME}.")
     opts.out.hint("Deploy or run `tako backups now` to send it to your servers.")
     opts.out.result("backups notify secret", {"environment": name})

@@ -76,11 +76,11 @@ def _store_credentials(opts: Globals, project: Project, env: str, resource: str,
     new_env = env not in secrets.envs
     key = open_env_key(secrets, env, key_prompts(), create=True)
     if copy_only:
+        if new_env:  # the env's key id first, so no value is ever sealed under an unrecorded key
+            save_secrets(secrets)
         store_extension_secrets(project, env, {
             COPY_ACCESS_KEY_ID: SecretValue(seal(access_key_id, key.key), expires_on),
             COPY_SECRET_ACCESS_KEY: SecretValue(seal(secret_access_key, key.key), expires_on)})
-        if new_env:
-            save_secrets(secrets)
     else:
         set_storage_credentials(secrets, env, resource, key, access_key_id, secret_access_key, expires_on)
         save_secrets(secrets)
