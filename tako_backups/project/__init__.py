@@ -3,7 +3,8 @@
 Modules (import what you need; nothing is imported here, so the CLI starts fast):
 
 - ``tako_toml``: ``load_project(path, extensions=True) -> Project``, checked exactly as Tako checks
-  tako.toml (``toml_parse``: its key and type checks; ``toml_checks``, ``toml_rules``: its rules),
+  tako.toml (``toml_parse``: its key and type checks, ``toml_serde``: how its errors read;
+  ``toml_checks``, ``toml_rules``: its rules),
   ``resolve_config_path(-c value)``; the dataclasses live in ``model``, comment-keeping edits in
   ``toml_edit``, the ``storages add`` edit plan in ``storage_setup``. Name rules are in
   :mod:`tako_backups.primitives.names`.

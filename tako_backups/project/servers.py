@@ -29,7 +29,7 @@ from ..remote.pinning import parse_fingerprint
 from .model import Project
 from .paths import servers_config_path
 from .tako_toml import read_toml
-from .toml_parse import invalid
+from .toml_serde import invalid
 
 DEFAULT_MANAGEMENT_PORT = 9844
 TAKO_PORTS = {"port": 22, "http_port": 80, "https_port": 443}

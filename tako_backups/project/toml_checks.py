@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..primitives.names import app_name_problem, server_name_problem
-from .toml_parse import invalid
+from .toml_serde import invalid
 
 RUNTIMES = ("bun", "node", "go")
 

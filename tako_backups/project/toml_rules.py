@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ..primitives.names import DEVELOPMENT_ENV, LOCAL_STORAGE, server_name_problem, storage_name_problem
 from .model import DEFAULT_IDLE_TIMEOUT, EnvConfig, StorageResource
-from .toml_parse import invalid
+from .toml_serde import invalid
 
 LOCAL_DECLARED = ("Storage resource 'local' is built in and cannot be declared; use storages = "
                   '{ <binding> = "local" } to select local storage')
