@@ -11,14 +11,15 @@ function __tako_path
             case '-*'; continue
         end
         set -l candidate (string trim -- "$path $t")
-        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups undo' 'backups verify' 'demo' 'deploy' 'storages' 'storages add' 'storages credentials' 'storages list'
+        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify secret' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups undo' 'backups verify' 'demo' 'deploy' 'secrets' 'secrets key' 'secrets key export' 'secrets key import' 'storages' 'storages add' 'storages credentials' 'storages list'
             set path $candidate
         end
     end
     echo $path
 end
 complete -c tako -f
-complete -c tako -n "test (__tako_path) = ''" -a 'backups demo deploy storages'
+complete -c tako -n "test (__tako_path) = ''" -a 'backups demo deploy secrets storages'
+complete -c tako -n "test (__tako_path) = ''" -l ci
 complete -c tako -n "test (__tako_path) = ''" -l config
 complete -c tako -n "test (__tako_path) = ''" -l dry-run
 complete -c tako -n "test (__tako_path) = ''" -l help
@@ -27,7 +28,7 @@ complete -c tako -n "test (__tako_path) = ''" -l verbose
 complete -c tako -n "test (__tako_path) = ''" -l version
 complete -c tako -n "test (__tako_path) = ''" -s c
 complete -c tako -n "test (__tako_path) = ''" -s v
-complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract drill undo reindex keys'
+complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract drill undo reindex keys notify'
 complete -c tako -n "test (__tako_path) = 'backups'" -l help
 complete -c tako -n "test (__tako_path) = 'backups'" -s c
 complete -c tako -n "test (__tako_path) = 'backups'" -l config
@@ -108,6 +109,22 @@ complete -c tako -n "test (__tako_path) = 'backups list'" -l json
 complete -c tako -n "test (__tako_path) = 'backups list'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups list'" -s v
 complete -c tako -n "test (__tako_path) = 'backups list'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups notify'" -a 'secret'
+complete -c tako -n "test (__tako_path) = 'backups notify'" -l help
+complete -c tako -n "test (__tako_path) = 'backups notify'" -s c
+complete -c tako -n "test (__tako_path) = 'backups notify'" -l config
+complete -c tako -n "test (__tako_path) = 'backups notify'" -l json
+complete -c tako -n "test (__tako_path) = 'backups notify'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups notify'" -s v
+complete -c tako -n "test (__tako_path) = 'backups notify'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l env
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l help
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -s c
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l config
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l json
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -s v
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l verbose
 complete -c tako -n "test (__tako_path) = 'backups now'" -l env
 complete -c tako -n "test (__tako_path) = 'backups now'" -l help
 complete -c tako -n "test (__tako_path) = 'backups now'" -l server
@@ -181,6 +198,7 @@ complete -c tako -n "test (__tako_path) = 'demo'" -l json
 complete -c tako -n "test (__tako_path) = 'demo'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'demo'" -s v
 complete -c tako -n "test (__tako_path) = 'demo'" -l verbose
+complete -c tako -n "test (__tako_path) = 'deploy'" -l create-backup-key
 complete -c tako -n "test (__tako_path) = 'deploy'" -l env
 complete -c tako -n "test (__tako_path) = 'deploy'" -l help
 complete -c tako -n "test (__tako_path) = 'deploy'" -l yes
@@ -191,6 +209,39 @@ complete -c tako -n "test (__tako_path) = 'deploy'" -l json
 complete -c tako -n "test (__tako_path) = 'deploy'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'deploy'" -s v
 complete -c tako -n "test (__tako_path) = 'deploy'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets'" -a 'key'
+complete -c tako -n "test (__tako_path) = 'secrets'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets key'" -a 'export import'
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets key'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets key'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l env
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l env
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l passphrase
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l verbose
 complete -c tako -n "test (__tako_path) = 'storages'" -a 'add credentials list'
 complete -c tako -n "test (__tako_path) = 'storages'" -l help
 complete -c tako -n "test (__tako_path) = 'storages'" -s c

@@ -1,8 +1,8 @@
 """``tako backups now | list (ls) | status | download <id> | restore <id>``.
 
-Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands` and :mod:`.offline`):
-``drill``, ``undo``, ``reindex``, ``restore --preview`` / ``--no-safety-backup``,
-``keys rotate | reencrypt | retire``, ``verify`` and ``extract``.
+Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.notify_commands` and
+:mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` / ``--no-safety-backup``,
+``keys rotate | reencrypt | retire``, ``notify secret``, ``verify`` and ``extract``.
 
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
@@ -269,12 +269,14 @@ def _register_offline() -> None:
 
 def _register_extensions() -> None:
     from .key_commands import keys_app
+    from .notify_commands import notify_app
     from .recovery_commands import drill, reindex, undo
 
     backups_app.command("drill")(drill)
     backups_app.command("undo")(undo)
     backups_app.command("reindex")(reindex)
     backups_app.add_typer(keys_app)
+    backups_app.add_typer(notify_app)
 
 
 _register_offline()
