@@ -167,10 +167,11 @@ def cli_times(work: Path, repeat: int, services: Services | None = None) -> dict
     project = work / "cli-project"
     home = project / "home"
     home.mkdir(parents=True, exist_ok=True)
-    (project / "tako.toml").write_text('name = "bench"\n\n[envs.production]\nservers = ["la"]\n')
+    (project / "tako.toml").write_text(
+        'name = "bench"\n\n[envs.production]\nroute = "bench.example.com"\nservers = ["la"]\n')
     if services is not None:
         (home / "config.toml").write_text(
-            f'[servers.la]\nhost = "127.0.0.1"\nmanagement_port = {services.server.port}\n'
+            f'[[servers]]\nname = "la"\nhost = "127.0.0.1"\nmanagement_port = {services.server.port}\n'
             f'key_path = "{services.signer.path}"\n')
     env = {**os.environ, "TAKO_HOME": str(home)}
     listing = ["backups", "list", "--env", "production"] if services is not None else ["storages", "list"]

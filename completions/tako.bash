@@ -7,12 +7,12 @@ _tako_complete() {
         word="${COMP_WORDS[i]}"
         case "$word" in -c|--config) ((i++)); continue ;; -*) continue ;; esac
         candidate="${path:+$path }$word"
-        for known in "backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "storages" "storages add" "storages credentials" "storages list"; do
+        for known in "backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list"; do
             if [[ "$known" == "$candidate" ]]; then path="$candidate"; break; fi
         done
     done
     case "$path" in
-        "") words="backups demo deploy storages --config --dry-run --help --json --verbose --version -c -v" ;;
+        "") words="backups demo deploy secrets storages --ci --config --dry-run --help --json --verbose --version -c -v" ;;
         "backups") words="now list status download restore verify extract drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose" ;;
         "backups download") words="--env --help --output --server -c --config --json --dry-run -v --verbose" ;;
         "backups drill") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
@@ -22,7 +22,8 @@ _tako_complete() {
         "backups keys retire") words="--env --help -c --config --json --dry-run -v --verbose" ;;
         "backups keys rotate") words="--env --help -c --config --json --dry-run -v --verbose" ;;
         "backups list") words="--env --help --server --why -c --config --json --dry-run -v --verbose" ;;
-        "backups notify") words="test --help -c --config --json --dry-run -v --verbose" ;;
+        "backups notify") words="secret test --help -c --config --json --dry-run -v --verbose" ;;
+        "backups notify secret") words="--env --help -c --config --json --dry-run -v --verbose" ;;
         "backups notify test") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups now") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups reindex") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
@@ -32,7 +33,11 @@ _tako_complete() {
         "backups undo") words="--env --help --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose" ;;
         "backups verify") words="--env --help --manifest --server -c --config --json --dry-run -v --verbose" ;;
         "demo") words="--dir --help --keep --s3-port --server-port -c --config --json --dry-run -v --verbose" ;;
-        "deploy") words="--env --help --yes -y -c --config --json --dry-run -v --verbose" ;;
+        "deploy") words="--create-backup-key --env --help --yes -y -c --config --json --dry-run -v --verbose" ;;
+        "secrets") words="key --help -c --config --json --dry-run -v --verbose" ;;
+        "secrets key") words="export import --help -c --config --json --dry-run -v --verbose" ;;
+        "secrets key export") words="--env --help -c --config --json --dry-run -v --verbose" ;;
+        "secrets key import") words="--env --help --passphrase -c --config --json --dry-run -v --verbose" ;;
         "storages") words="add credentials list --help -c --config --json --dry-run -v --verbose" ;;
         "storages add") words="--access-key-id --bucket --endpoint --env --expires-on --force-path-style --help --provider --public-base-url --region --resource --secret-access-key -c --config --json --dry-run -v --verbose" ;;
         "storages credentials") words="--access-key-id --env --expires-on --help --secret-access-key -c --config --json --dry-run -v --verbose" ;;

@@ -11,14 +11,15 @@ function __tako_path
             case '-*'; continue
         end
         set -l candidate (string trim -- "$path $t")
-        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify test' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups sync' 'backups undo' 'backups verify' 'demo' 'deploy' 'storages' 'storages add' 'storages credentials' 'storages list'
+        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify secret' 'backups notify test' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups sync' 'backups undo' 'backups verify' 'demo' 'deploy' 'secrets' 'secrets key' 'secrets key export' 'secrets key import' 'storages' 'storages add' 'storages credentials' 'storages list'
             set path $candidate
         end
     end
     echo $path
 end
 complete -c tako -f
-complete -c tako -n "test (__tako_path) = ''" -a 'backups demo deploy storages'
+complete -c tako -n "test (__tako_path) = ''" -a 'backups demo deploy secrets storages'
+complete -c tako -n "test (__tako_path) = ''" -l ci
 complete -c tako -n "test (__tako_path) = ''" -l config
 complete -c tako -n "test (__tako_path) = ''" -l dry-run
 complete -c tako -n "test (__tako_path) = ''" -l help
@@ -109,7 +110,7 @@ complete -c tako -n "test (__tako_path) = 'backups list'" -l json
 complete -c tako -n "test (__tako_path) = 'backups list'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups list'" -s v
 complete -c tako -n "test (__tako_path) = 'backups list'" -l verbose
-complete -c tako -n "test (__tako_path) = 'backups notify'" -a 'test'
+complete -c tako -n "test (__tako_path) = 'backups notify'" -a 'secret test'
 complete -c tako -n "test (__tako_path) = 'backups notify'" -l help
 complete -c tako -n "test (__tako_path) = 'backups notify'" -s c
 complete -c tako -n "test (__tako_path) = 'backups notify'" -l config
@@ -117,6 +118,14 @@ complete -c tako -n "test (__tako_path) = 'backups notify'" -l json
 complete -c tako -n "test (__tako_path) = 'backups notify'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups notify'" -s v
 complete -c tako -n "test (__tako_path) = 'backups notify'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l env
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l help
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -s c
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l config
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l json
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -s v
+complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l verbose
 complete -c tako -n "test (__tako_path) = 'backups notify test'" -l env
 complete -c tako -n "test (__tako_path) = 'backups notify test'" -l help
 complete -c tako -n "test (__tako_path) = 'backups notify test'" -l server
@@ -208,6 +217,7 @@ complete -c tako -n "test (__tako_path) = 'demo'" -l json
 complete -c tako -n "test (__tako_path) = 'demo'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'demo'" -s v
 complete -c tako -n "test (__tako_path) = 'demo'" -l verbose
+complete -c tako -n "test (__tako_path) = 'deploy'" -l create-backup-key
 complete -c tako -n "test (__tako_path) = 'deploy'" -l env
 complete -c tako -n "test (__tako_path) = 'deploy'" -l help
 complete -c tako -n "test (__tako_path) = 'deploy'" -l yes
@@ -218,6 +228,39 @@ complete -c tako -n "test (__tako_path) = 'deploy'" -l json
 complete -c tako -n "test (__tako_path) = 'deploy'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'deploy'" -s v
 complete -c tako -n "test (__tako_path) = 'deploy'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets'" -a 'key'
+complete -c tako -n "test (__tako_path) = 'secrets'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets key'" -a 'export import'
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets key'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets key'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets key'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l env
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets key export'" -l verbose
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l env
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l help
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l passphrase
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -s c
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l config
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l json
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -s v
+complete -c tako -n "test (__tako_path) = 'secrets key import'" -l verbose
 complete -c tako -n "test (__tako_path) = 'storages'" -a 'add credentials list'
 complete -c tako -n "test (__tako_path) = 'storages'" -l help
 complete -c tako -n "test (__tako_path) = 'storages'" -s c

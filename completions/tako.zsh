@@ -3,7 +3,7 @@
 _tako() {
     local path="" word candidate i
     local -a candidates known
-    known=("backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "storages" "storages add" "storages credentials" "storages list")
+    known=("backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list")
     for ((i = 2; i < CURRENT; i++)); do
         word="${words[i]}"
         case "$word" in -c|--config) ((i++)); continue ;; -*) continue ;; esac
@@ -11,7 +11,7 @@ _tako() {
         if (( ${known[(Ie)$candidate]} )); then path="$candidate"; fi
     done
     case "$path" in
-        "") candidates=(backups demo deploy storages --config --dry-run --help --json --verbose --version -c -v) ;;
+        "") candidates=(backups demo deploy secrets storages --ci --config --dry-run --help --json --verbose --version -c -v) ;;
         "backups") candidates=(now list status download restore verify extract drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose) ;;
         "backups download") candidates=(--env --help --output --server -c --config --json --dry-run -v --verbose) ;;
         "backups drill") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
@@ -21,7 +21,8 @@ _tako() {
         "backups keys retire") candidates=(--env --help -c --config --json --dry-run -v --verbose) ;;
         "backups keys rotate") candidates=(--env --help -c --config --json --dry-run -v --verbose) ;;
         "backups list") candidates=(--env --help --server --why -c --config --json --dry-run -v --verbose) ;;
-        "backups notify") candidates=(test --help -c --config --json --dry-run -v --verbose) ;;
+        "backups notify") candidates=(secret test --help -c --config --json --dry-run -v --verbose) ;;
+        "backups notify secret") candidates=(--env --help -c --config --json --dry-run -v --verbose) ;;
         "backups notify test") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups now") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups reindex") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
@@ -31,7 +32,11 @@ _tako() {
         "backups undo") candidates=(--env --help --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose) ;;
         "backups verify") candidates=(--env --help --manifest --server -c --config --json --dry-run -v --verbose) ;;
         "demo") candidates=(--dir --help --keep --s3-port --server-port -c --config --json --dry-run -v --verbose) ;;
-        "deploy") candidates=(--env --help --yes -y -c --config --json --dry-run -v --verbose) ;;
+        "deploy") candidates=(--create-backup-key --env --help --yes -y -c --config --json --dry-run -v --verbose) ;;
+        "secrets") candidates=(key --help -c --config --json --dry-run -v --verbose) ;;
+        "secrets key") candidates=(export import --help -c --config --json --dry-run -v --verbose) ;;
+        "secrets key export") candidates=(--env --help -c --config --json --dry-run -v --verbose) ;;
+        "secrets key import") candidates=(--env --help --passphrase -c --config --json --dry-run -v --verbose) ;;
         "storages") candidates=(add credentials list --help -c --config --json --dry-run -v --verbose) ;;
         "storages add") candidates=(--access-key-id --bucket --endpoint --env --expires-on --force-path-style --help --provider --public-base-url --region --resource --secret-access-key -c --config --json --dry-run -v --verbose) ;;
         "storages credentials") candidates=(--access-key-id --env --expires-on --help --secret-access-key -c --config --json --dry-run -v --verbose) ;;

@@ -169,7 +169,7 @@ class BackupPolicy:
         """A developer's settings table: ``every = "1h"``, ``keep_hourly = 24``, ...,
         ``retention_days = 7``; missing keys take Tako's defaults (every 24h, 30 days).
 
-        ``where`` names the table in messages, e.g. ``[envs.production] of .tako/backups.toml``.
+        ``where`` names the table in messages, e.g. ``[envs.production] of tako-backups.toml``.
         Raises ConfigError naming the key and the fix.
         """
         allowed = ("every", "retention_days", *TIERS)
@@ -288,7 +288,8 @@ class NotifySettings:
     def from_settings(cls, table: Mapping[str, Any], where: str, secret: str | None) -> NotifySettings:
         """A developer's ``notify`` table: ``webhook = "https://..."`` and/or
         ``command = ["/path/to/program", "arg"]``; ``secret`` is the env's webhook secret from
-        secrets.json, or None. Raises ConfigError naming the key and the fix (never the value)."""
+        tako-backups.toml (decrypted), or None. Raises ConfigError naming the key and the fix (never
+        the value)."""
         unknown = sorted(set(table) - {"webhook", "command"})
         if unknown:
             raise ConfigError(f"Unknown key '{printable(str(unknown[0]), 40)}' in notify of {where}; "
@@ -306,7 +307,7 @@ class NotifySettings:
         problem = _notify_problem(url, argv, secret)
         if problem is not None:
             name, message = problem
-            subject = ("The webhook secret in secrets.json" if name == "webhook_secret"
+            subject = ("The webhook secret" if name == "webhook_secret"
                        else f"`notify.{'webhook' if name == 'webhook_url' else name}`")
             raise ConfigError(f"{subject} for {where} {message}")
         return cls(webhook_url=url, command=argv, webhook_secret=secret)
@@ -358,7 +359,7 @@ def parse_env_settings(
     table: Mapping[str, Any], where: str, secret: str | None = None
 ) -> tuple[BackupPolicy, NotifySettings | None]:
     """One env's settings table as the CLI reads it from the settings file: the policy keys plus an
-    optional ``notify`` table; ``secret`` is the env's webhook secret from secrets.json, or None.
+    optional ``notify`` table; ``secret`` is the env's webhook secret (decrypted), or None.
     Raises ConfigError naming the key and the fix."""
     notify = table.get("notify")
     if notify is not None and not isinstance(notify, Mapping):
@@ -366,7 +367,7 @@ def parse_env_settings(
     policy = BackupPolicy.from_settings({k: v for k, v in table.items() if k != "notify"}, where)
     if notify is None:
         if secret is not None:
-            raise ConfigError(f"The webhook secret in secrets.json for {where} is set but there is no "
+            raise ConfigError(f"The webhook secret for {where} is set but there is no "
                               "notify.webhook; add one or remove the secret.")
         return policy, None
     return policy, NotifySettings.from_settings(notify, where, secret)

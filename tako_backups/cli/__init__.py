@@ -21,6 +21,8 @@ COMMANDS: dict[str, LazyCommand] = {
                         "Run a real backup and restore against local servers (loopback only)."),
     "deploy": LazyCommand("tako_backups.cli.deploy", "deploy_app",
                           "Check the project and deploy an environment."),
+    "secrets": LazyCommand("tako_backups.cli.secrets_commands", "secrets_app",
+                           "Export and import the keys of your encrypted secrets."),
 }
 TakoGroup.lazy_commands = COMMANDS
 
@@ -44,6 +46,7 @@ def root(
                                            "default ./tako.toml)."),
     json: bool = typer.Option(False, "--json", help="Print one JSON object as the result."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; change nothing."),
+    ci: bool = typer.Option(False, "--ci", help="Never prompt (for CI); a missing answer is an error."),
     verbose: bool = typer.Option(False, "-v", "--verbose",
                                  help="Show more detail (tracebacks for unexpected errors)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
@@ -54,7 +57,11 @@ def root(
     opts.config = config if config is not None else opts.config
     opts.json = opts.json or json
     opts.dry_run = opts.dry_run or dry_run
+    opts.ci = opts.ci or ci
     opts.verbose = opts.verbose or verbose
+    from .prompts import set_ci
+
+    set_ci(opts.ci)
 
 
 def main() -> None:

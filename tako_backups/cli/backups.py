@@ -1,9 +1,9 @@
 """``tako backups now | list (ls) | status | download <id> | restore <id>``.
 
-Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.copy_commands` and
-:mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` / ``--no-safety-backup``,
-``keys rotate | reencrypt | retire``, ``sync``, ``notify test``, ``list --why``, ``verify`` and
-``extract``.
+Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.notify_commands`,
+:mod:`.copy_commands` and :mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` /
+``--no-safety-backup``, ``keys rotate | reencrypt | retire``, ``notify secret | test``, ``sync``,
+``list --why``, ``verify`` and ``extract``.
 
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
@@ -46,12 +46,8 @@ def now(
 ) -> None:
     """Create a backup immediately."""
     from ..errors import ConfigError
-    from ..project.backup_keys import (
-        backup_binding_for,
-        backups_enabled,
-        ensure_backup_keys,
-        needs_backup_key,
-    )
+    from ..project.backup_keys import backups_enabled, ensure_backup_keys, needs_backup_key
+    from ..project.backup_wire import backup_settings_to_send
     from ..project.secrets import load_secrets
     from ..remote import protocol
     from .prompts import key_prompts
@@ -78,7 +74,7 @@ def now(
     prompts = key_prompts()
     if ensure_backup_keys(project, secrets, name, prompts):
         opts.out.hint(f"Created backup key {secrets.envs[name].backup_keys[-1].id} for {name}.")
-    binding = backup_binding_for(project, secrets, name, prompts)
+    binding = backup_settings_to_send(project, secrets, name, prompts)
     assert binding is not None
     spinner = "Creating backup" if len(names) == 1 else f"Creating backups on {len(names)} servers"
     outcomes = call_servers(target.servers, protocol.BACKUP_NOW,
@@ -298,8 +294,9 @@ def _register_offline() -> None:
 
 
 def _register_extensions() -> None:
-    from .copy_commands import notify_app, sync
+    from .copy_commands import sync
     from .key_commands import keys_app
+    from .notify_commands import notify_app
     from .recovery_commands import drill, reindex, undo
 
     backups_app.command("drill")(drill)

@@ -1,10 +1,13 @@
-"""The global options (``-c``, ``--json``, ``--dry-run``, ``-v``) and the :class:`Globals` every
-command reads them from (``get_globals(ctx)``).
+"""The global options (``-c``, ``--json``, ``--dry-run``, ``--ci``, ``-v``) and the
+:class:`Globals` every command reads them from (``get_globals(ctx)``).
 
 Global options may come anywhere on the command line (``tako storages list --json``): the root
 group moves them in front of the command before parsing (:func:`hoist_global_options`). So a
-command must not define ``-c``, ``--config``, ``--json``, ``--dry-run``, ``-v`` or ``--verbose``
-itself: it reads ``get_globals(ctx).dry_run`` and friends, and prints through ``.out``.
+command must not define ``-c``, ``--config``, ``--json``, ``--dry-run``, ``--ci``, ``-v`` or
+``--verbose`` itself: it reads ``get_globals(ctx).dry_run`` and friends, and prints through ``.out``.
+
+``--ci`` is Tako's flag for runs without a person: no prompts (a missing answer is an error).
+Unlike Tako, output stays as it is (warnings included; see docs/TAKO-DIFFERENCES.md).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
     from .output import Output
 
 PRODUCTION = "production"
-GLOBAL_FLAGS = ("--json", "--dry-run", "-v", "--verbose")
+GLOBAL_FLAGS = ("--json", "--dry-run", "--ci", "-v", "--verbose")
 GLOBAL_VALUED = ("-c", "--config")
 
 
@@ -28,6 +31,7 @@ class Globals:
     config: str | None = None
     json: bool = False
     dry_run: bool = False
+    ci: bool = False
     verbose: bool = False
     command: str | None = None
     _output: Output | None = field(default=None, repr=False)
@@ -81,15 +85,17 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
-def resolve_env(opts: Globals, requested: str | None) -> str:
-    """``--env`` or, when omitted, production with the warning "Using production environment".
+def resolve_env(opts: Globals, requested: str | None, *, announce: bool = True) -> str:
+    """``--env`` or, when omitted, production (with the warning "Using production environment"
+    when ``announce``, as Tako's backups commands print it).
 
     Raises ConfigError for a name that is not a valid environment name.
     """
     from ..primitives.names import env_name_problem, validation_error
 
     if requested is None:
-        opts.out.warning(f"Using {PRODUCTION} environment")
+        if announce:
+            opts.out.warning(f"Using {PRODUCTION} environment")
         return PRODUCTION
     problem = env_name_problem(requested)
     if problem:

@@ -1,5 +1,6 @@
 """All terminal output goes through :class:`Output`: plain text, or one JSON object with
-``--json``. Messages go to stdout; warnings, errors and progress bars to stderr.
+``--json``. Messages go to stdout; warnings (``! ...``, as Tako), errors (``error: ...``) and
+progress bars to stderr. Success lines read ``✔ ...``, as Tako's.
 
 :class:`Output` also implements :class:`tako_backups.progress.Progress` with rich progress bars
 (bytes and bytes/s) when stderr is a terminal, and silence otherwise.
@@ -56,7 +57,9 @@ class Output:
             typer.echo(text)
 
     def success(self, text: str) -> None:
-        self.line(text)
+        """Tako's success line: ``✔ {text}``."""
+        if not self.json_mode:
+            typer.echo(f"{typer.style('✔', fg='green')} {text}")
 
     def hint(self, text: str) -> None:
         if not self.json_mode:
@@ -76,7 +79,8 @@ class Output:
         self.result(command, {**result, "dry_run": True})
 
     def warning(self, text: str) -> None:
-        typer.echo(f"{typer.style('warning:', fg='yellow', bold=True)} {text}", err=True)
+        """Tako's warning line on stderr: ``! {text}``."""
+        typer.echo(f"{typer.style('!', fg='yellow', bold=True)} {text}", err=True)
 
     def error(self, text: str) -> None:
         typer.echo(f"{typer.style('error:', fg='red', bold=True)} {text}", err=True)

@@ -1,4 +1,8 @@
-"""Questions on a terminal. Without one, a missing value is an error naming its flag."""
+"""Questions on a terminal. Without one (or with ``--ci``), a missing value is an error.
+
+Interactive means: stdin is a terminal and the run is not ``--ci`` (Tako's rule also asks for a
+terminal on stderr; ours prompts on stderr whatever it is, so ``2>log`` still works).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,24 @@ if TYPE_CHECKING:
     from ..project.envkeys import KeyPrompts
 
 
+PASSWORD_PROMPT_NEEDS_TERMINAL = "Password prompt requires an interactive terminal"
+_ci = False
+
+
+def set_ci(value: bool) -> None:
+    """``--ci`` for this run: never prompt (the root command sets it on every run)."""
+    global _ci
+    _ci = value
+
+
 def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
 def can_prompt() -> bool:
-    """Prompts need a terminal on stdin (they are written to stderr, so ``--json`` stays clean)."""
-    return stdin_is_terminal()
+    """Prompts need a terminal on stdin and no ``--ci`` (they are written to stderr, so ``--json``
+    stays clean)."""
+    return not _ci and stdin_is_terminal()
 
 
 def _ask(label: str, *, hide: bool, default: str | None = None, confirm: bool = False) -> str:
@@ -34,13 +49,14 @@ def _ask(label: str, *, hide: bool, default: str | None = None, confirm: bool = 
 def value_or_prompt(value: str | None, flag: str, label: str, *, hide: bool = True) -> str:
     """``value`` when given and not blank; else ask on a terminal (hidden input for secrets).
 
-    Raises ConfigError "Missing --flag (no terminal to prompt on)." without a terminal, and
-    "<label> cannot be empty." for a blank answer.
+    Raises ConfigError with Tako's texts: ``Password prompt requires an interactive terminal``
+    (then "Pass {flag}." on its own line) without a terminal, and "<label> cannot be empty." for a
+    blank answer.
     """
     if value is not None and value.strip():
         return value
     if not can_prompt():
-        raise ConfigError(f"Missing {flag} (no terminal to prompt on).")
+        raise ConfigError(f"{PASSWORD_PROMPT_NEEDS_TERMINAL}\nPass {flag}.")
     answer = _ask(label, hide=hide)
     if not answer.strip():
         raise ConfigError(f"{label} cannot be empty.")
@@ -55,6 +71,34 @@ def optional_text(value: str | None, label: str, hint: str) -> str | None:
         return None
     typer.echo(typer.style(hint, dim=True), err=True)
     return _ask(label, hide=False, default="")
+
+
+def hidden(label: str) -> str:
+    """Ask for a secret with hidden input. Raises ConfigError (Tako's text) when not interactive,
+    Interrupted on Ctrl-C."""
+    if not can_prompt():
+        raise ConfigError(PASSWORD_PROMPT_NEEDS_TERMINAL)
+    return _ask(label, hide=True)
+
+
+def choose(label: str, options: list[str]) -> str:
+    """Pick one of ``options`` on a terminal (by its number or its text; asked again until it
+    is one). Raises Interrupted on Ctrl-C."""
+    for number, option in enumerate(options, 1):
+        typer.echo(f"  {number}. {option}", err=True)
+    while True:
+        answer = _ask(label, hide=False).strip()
+        if answer in options:
+            return answer
+        if answer.isdigit() and 1 <= int(answer) <= len(options):
+            return options[int(answer) - 1]
+        typer.echo(f"Choose 1 to {len(options)}.", err=True)
+
+
+def first_stdin_line() -> str | None:
+    """The first line of stdin with CR/LF stripped (nothing else), or None when stdin is empty."""
+    line = sys.stdin.readline()
+    return None if line == "" else line.rstrip("\r\n")
 
 
 def confirm(question: str, default: bool = False) -> bool:

@@ -1,5 +1,12 @@
 """``tako storages add | credentials | list``: attach storage to an environment and manage its
-credentials. Secret values are prompted with hidden input and never printed."""
+credentials. Secret values are prompted with hidden input and never printed.
+
+``add`` and ``credentials`` print Tako's lines (``✔ Attached storage ...`` / ``✔ Updated storage
+credentials ...`` and the ``Deploy to sync ...`` hint). Credentials go to ``.tako/secrets.json``
+as Tako keeps them, except for a resource that is an env's ``copy_to`` (tako-backups.toml) and that
+Tako does not use in that env: Tako's deploy refuses credentials no binding or backup uses, so
+those go to ``[envs.<env>.secrets]`` of tako-backups.toml. ``list`` is ours.
+"""
 
 from __future__ import annotations
 
@@ -44,18 +51,42 @@ def _read_credentials(access_key_id: str | None, secret_access_key: str | None,
     return key_id, secret, normalize_expires_on(optional_text(expires_on, "Expires on", EXPIRES_ON_HINT))
 
 
-def _store_credentials(opts: Globals, project: Project, env: str, resource: str,
-                       credentials: tuple[str, str, str | None]) -> None:
-    """Open (or create) the env key, encrypt the credentials and save secrets.json atomically."""
-    from ..project.secrets import load_secrets, open_env_key, save_secrets, set_storage_credentials
+def _store_credentials(opts: Globals, project: Project, env: str, resource: str, flags: tuple[Any, ...],
+                       *, copy_only: bool = False) -> str | None:
+    """Open the env key (created when the env has no encrypted value yet), read the credentials,
+    encrypt them and save them atomically: in secrets.json, or (``copy_only``) in tako-backups.toml.
+    A missing key is reported before anything is asked. Returns the expiry."""
+    from ..project.backup_settings import COPY_ACCESS_KEY_ID, COPY_SECRET_ACCESS_KEY
+    from ..project.secrets import (
+        SecretValue,
+        load_secrets,
+        open_env_key,
+        save_secrets,
+        seal,
+        set_storage_credentials,
+    )
+    from ..project.settings_edit import store_extension_secrets
     from .prompts import key_prompts
 
     secrets = load_secrets(project.secrets_path)
+    found = secrets.envs.get(env)
+    if found is not None and next(found.encrypted_values(), None) is not None:
+        open_env_key(secrets, env, key_prompts())
+    access_key_id, secret_access_key, expires_on = _read_credentials(*flags)
+    new_env = env not in secrets.envs
     key = open_env_key(secrets, env, key_prompts(), create=True)
-    set_storage_credentials(secrets, env, resource, key, *credentials)
-    save_secrets(secrets)
+    if copy_only:
+        if new_env:  # the env's key id first, so no value is ever sealed under an unrecorded key
+            save_secrets(secrets)
+        store_extension_secrets(project, env, {
+            COPY_ACCESS_KEY_ID: SecretValue(seal(access_key_id, key.key), expires_on),
+            COPY_SECRET_ACCESS_KEY: SecretValue(seal(secret_access_key, key.key), expires_on)})
+    else:
+        set_storage_credentials(secrets, env, resource, key, access_key_id, secret_access_key, expires_on)
+        save_secrets(secrets)
     if key.created:
-        opts.out.hint(f"Created the {env} key {key.key_id} ({key.source}).")
+        opts.out.detail(f"Created the {env} key {key.key_id} ({key.source}).")
+    return expires_on
 
 
 @storages_app.command("add")
@@ -83,7 +114,7 @@ def add(
     from ..project.toml_edit import write_config
 
     opts = get_globals(ctx)
-    env = resolve_env(opts, env)
+    env = resolve_env(opts, env, announce=False)
     check_names(env, binding)
     project = load_project(opts.config_path)
     options = S3Options(bucket, endpoint, region, force_path_style, public_base_url)
@@ -92,8 +123,8 @@ def add(
     edit = plan_binding(project, read_text(project.path, "tako.toml"), env, binding, provider.value,
                         resource, options)
     is_s3 = provider is Provider.s3
-    summary = {"app": project.name, "environment": env, "binding": binding, "resource": edit.resource_name,
-               "provider": provider.value, "dry_run": opts.dry_run}
+    summary = {"app": project.declared_name, "environment": env, "binding": binding,
+               "resource": edit.resource_name, "provider": provider.value, "dry_run": opts.dry_run}
     if opts.dry_run:
         declared = f" and [storages.{edit.resource_name}]" if edit.resource is not None else ""
         steps = [f"write {project.path.name}: [envs.{env}].storages.{binding} = \"{edit.resource_name}\""
@@ -103,8 +134,8 @@ def add(
         opts.out.dry_run_done("storages add", summary, steps, nothing="written")
         return
     if is_s3:
-        credentials = _read_credentials(access_key_id, secret_access_key, expires_on)
-        _store_credentials(opts, project, env, edit.resource_name, credentials)
+        _store_credentials(opts, edit.project, env, edit.resource_name,
+                           (access_key_id, secret_access_key, expires_on))
     write_config(project.path, edit.new_text)
     opts.out.success(f"Attached storage {binding} to {env}.")
     opts.out.hint("Deploy to sync the storage binding to your server.")
@@ -122,30 +153,39 @@ def credentials(
 ) -> None:
     """Set or rotate the credentials of an S3 storage resource."""
     from ..errors import ConfigError
-    from ..primitives.names import LOCAL_STORAGE
+    from ..primitives.names import storage_name_problem, validation_error
+    from ..project.backup_settings import copy_only_resource, load_backup_settings
     from ..project.tako_toml import load_project
 
     opts = get_globals(ctx)
-    env = resolve_env(opts, env)
+    env = resolve_env(opts, env, announce=False)
+    problem = storage_name_problem(resource)
+    if problem:
+        raise validation_error(problem)
     project = load_project(opts.config_path)
-    if resource == LOCAL_STORAGE:
-        raise ConfigError("Only S3-compatible storage resources use credentials.")
     if resource not in project.storages:
         raise ConfigError(f"Storage resource '{resource}' is not declared in tako.toml.")
+    copy_only = copy_only_resource(project, load_backup_settings(project), env, resource)
     config = project.envs.get(env)
-    if config is None or (resource not in config.storages.values() and config.backup_storage != resource):
+    if not copy_only and (config is None or (resource not in config.storages.values()
+                                             and config.backup_storage != resource)):
         opts.out.warning(f"Storage resource '{resource}' is not bound or used for backups in {env}; "
-                      "tako deploy rejects credentials nothing uses.")
+                         "tako deploy refuses credentials nothing uses.")
+    where = "tako-backups.toml" if copy_only else str(project.secrets_path)
     if opts.dry_run:
         opts.out.dry_run_done("storages credentials", {"environment": env, "resource": resource},
-                              [f"store credentials of '{resource}' for {env} in {project.secrets_path}"],
-                              nothing="written")
+                              [f"store credentials of '{resource}' for {env} in {where}"], nothing="written")
         return
-    stored = _read_credentials(access_key_id, secret_access_key, expires_on)
-    _store_credentials(opts, project, env, resource, stored)
+    stored = _store_credentials(opts, project, env, resource, (access_key_id, secret_access_key, expires_on),
+                                copy_only=copy_only)
     opts.out.success(f"Updated storage credentials {resource} for {env}.")
-    opts.out.result("storages credentials", {"environment": env, "resource": resource,
-                                          "expires_on": stored[2], "dry_run": False})
+    opts.out.hint("Deploy to sync the storage credentials to your server.")
+    if copy_only:
+        opts.out.hint(f"Kept in tako-backups.toml ([envs.{env}.secrets]): '{resource}' is a backup copy "
+                      "target Tako does not use, and Tako's deploy refuses such credentials in secrets.json.")
+    opts.out.result("storages credentials", {
+        "environment": env, "resource": resource, "expires_on": stored, "dry_run": False,
+        "stored_in": "tako-backups.toml" if copy_only else "secrets.json"})
 
 
 @storages_app.command("list")
@@ -196,13 +236,13 @@ def storage_overview(project: Project, secrets: Secrets, only_env: str | None = 
             creds[resource] = (_credential_state(found.access_key_id.expires_on, now) if found else
                                {"set": False, "expires_on": None, "expired": False, "expires_soon": False})
         envs[name] = {"storages": bindings, "backup": backup, "credentials": creds}
-    return {"app": project.name, "resources": resources, "environments": envs}
+    return {"app": project.declared_name, "resources": resources, "environments": envs}
 
 
 def _render_overview(opts: Globals, overview: dict[str, Any]) -> None:
     out = opts.out
     out.heading("Storages")
-    out.line(overview["app"])
+    out.line(overview["app"] or "(tako.toml has no name)")
     out.line("Resources:")
     if not overview["resources"]:
         out.line("  (none declared)")

@@ -38,7 +38,7 @@ from .crypto import CHECKSUM_MISMATCH
 if TYPE_CHECKING:
     from ..policy import BackupPolicy
 
-__all__ = ["FALLBACK_ERRORS", "COPY", "PRIMARY", "CopyFeed", "CopyOutcome", "Fallback", "Located",
+__all__ = ["FALLBACK_ERRORS", "COPY", "PRIMARY", "CopyFeed", "CopyOutcome", "Fallback", "Place",
            "copy_backup", "first_working", "missing_backups"]
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def copy_backup(source: ObjectStore, target: ObjectStore, prefix: str, info: Bac
 
 
 @dataclass(frozen=True)
-class Located:
+class Place:
     """One place a backup may be read from: ``name`` (:data:`PRIMARY` or :data:`COPY`), its store
     and bucket."""
 
@@ -267,7 +267,7 @@ class Fallback(Generic[T]):
     """What :func:`first_working` got: the ``value``, where from, and why earlier places failed."""
 
     value: T
-    used: Located
+    used: Place
     failures: tuple[str, ...] = ()
 
     @property
@@ -283,7 +283,7 @@ class Fallback(Generic[T]):
         return out
 
 
-def first_working(places: Sequence[Located], action: Callable[[Located], T]) -> Fallback[T]:
+def first_working(places: Sequence[Place], action: Callable[[Place], T]) -> Fallback[T]:
     """``action`` on each place in turn until one does not raise one of :data:`FALLBACK_ERRORS`
     (unreachable, missing, checksum); other errors are raised at once. When every place fails,
     the last error is raised, its message naming every place's failure."""

@@ -25,6 +25,21 @@ APP, ENV, SERVER, RESOURCE, BUCKET = "notes", "production", "demo", "demo-s3", "
 ID_RE = re.compile(r"\bb[0-9]+-[A-Za-z0-9_-]{8}\b")
 
 
+def demo_files(s3_endpoint: str, server_port: int, key_file: Path, start: list[str]) -> tuple[str, str]:
+    """The demo's ``config.toml`` and ``tako.toml``, in the forms Tako reads: ``[[servers]]``
+    (``management_port`` is ours; Tako ignores it) and only Tako's keys. One thing Tako would
+    refuse: the local SeaweedFS endpoint is plain ``http://127.0.0.1`` (our loopback extension)."""
+    config_toml = (f'[[servers]]\nname = "{SERVER}"\nhost = "{LOOPBACK}"\nmanagement_port = {server_port}\n'
+                   f"key_path = {json.dumps(str(key_file))}\n")
+    tako_toml = (f"# The demo app: examples/notes-app keeps writing SQLite rows and uploads.\n"
+                 f'name = "{APP}"\nstart = {json.dumps(start)}\n\n'
+                 f'[envs.{ENV}]\nroute = "{APP}.localhost"\nservers = ["{SERVER}"]\n'
+                 f'backup = {{ storage = "{RESOURCE}" }}\n\n'
+                 f'[storages.{RESOURCE}]\nbucket = "{BUCKET}"\nendpoint = "{s3_endpoint}"\n'
+                 f'region = "us-east-1"\nforce_path_style = true\n')
+    return config_toml, tako_toml
+
+
 class Reporter(Protocol):
     def heading(self, text: str) -> None: ...
     def line(self, text: str = "") -> None: ...
@@ -78,17 +93,11 @@ class Demo:
         log.close()
         self._wait_for_server()
         self.out.line(f"tako-server at http://{LOOPBACK}:{self.server_port} (data in {server_dir})")
-        (home / "config.toml").write_text(
-            f'[servers.{SERVER}]\nhost = "{LOOPBACK}"\nmanagement_port = {self.server_port}\n'
-            f'key_path = "{home / ".ssh" / "id_ed25519"}"\n')
+        config_toml, tako_toml = demo_files(self.s3.endpoint, self.server_port, home / ".ssh" / "id_ed25519",
+                                            [app_python(), str(notes_app)])
+        (home / "config.toml").write_text(config_toml)
         self.app_dir.mkdir(exist_ok=True)
-        start = json.dumps([app_python(), str(notes_app)])
-        (self.app_dir / "tako.toml").write_text(
-            f'# The demo app: examples/notes-app keeps writing SQLite rows and uploads.\n'
-            f'name = "{APP}"\nstart = {start}\n\n'
-            f'[envs.{ENV}]\nservers = ["{SERVER}"]\nbackup = {{ storage = "{RESOURCE}" }}\n\n'
-            f'[storages.{RESOURCE}]\nbucket = "{BUCKET}"\nendpoint = "{self.s3.endpoint}"\n'
-            f'region = "us-east-1"\nforce_path_style = true\n')
+        (self.app_dir / "tako.toml").write_text(tako_toml)
         self.out.line(f"Project in {self.app_dir} (tako.toml, config.toml, SSH key)")
 
     def _wait_for_server(self) -> None:
@@ -141,7 +150,7 @@ class Demo:
                          "--access-key-id", s3.access_key, "--secret-access-key", "********"])
         self.out.line("")
         self.out.heading("Deploy (starts the notes app, takes the post-deploy backup)")
-        self.step(["tako", "deploy", "--env", ENV, "--yes"])
+        self.step(["tako", "deploy", "--env", ENV, "--create-backup-key"])
         self._wait_for_rows(40)
         self.out.line("")
         self.out.heading("Back up, list, status")

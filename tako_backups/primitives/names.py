@@ -4,7 +4,10 @@ Each ``*_problem`` function returns Tako's text for the first rule a name breaks
 period, no prefix), or ``None`` when the name is fine, so the caller can say where the name came
 from. Which rule applies where:
 
-- :func:`app_name_problem`: tako.toml's raw ``name`` (tako/src/config/tako_toml/validation.rs).
+- :func:`app_name_problem`: tako.toml's raw ``name`` (tako/src/config/tako_toml/validation.rs);
+  :func:`sanitize_app_name`: the app name the CLI then uses (tako/src/app/name.rs).
+- :func:`server_name_problem`: server names in config.toml and ``[envs.*].servers``, and workflow
+  worker groups (tako/src/config/tako_toml/validation.rs, servers_toml.rs).
 - :func:`env_name_problem`: environment names the CLI takes or writes (tako/src/config/secrets.rs).
 - :func:`storage_name_problem`: storage binding and resource names (tako/src/config/storages.rs).
 - :func:`segment_problem`, :func:`check_app_id`: the ``app`` of every RPC, the server's app keys
@@ -23,7 +26,8 @@ from ..errors import ConfigError, FormatError
 __all__ = [
     "DEFAULT_ENV", "DEVELOPMENT_ENV", "LOCAL_STORAGE", "MAX_NAME_BYTES", "app_name_problem",
     "check_app_id", "env_name_problem", "is_backup_key_id", "is_key_id", "join_app_id",
-    "sanitize_segment", "segment_problem", "split_app_id", "storage_name_problem", "validation_error",
+    "sanitize_app_name", "sanitize_segment", "segment_problem", "server_name_problem", "split_app_id",
+    "storage_name_problem", "validation_error",
 ]
 
 DEFAULT_ENV = "production"
@@ -32,7 +36,7 @@ LOCAL_STORAGE = "local"
 MAX_NAME_BYTES = 63
 APP_ID_SEPARATOR = "/"
 
-_HEX16 = re.compile(r"[0-9a-f]{16}")
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _BACKUP_KEY_ID = re.compile(r"backup-key-[0-9a-f]{16}")
 
 
@@ -52,21 +56,44 @@ def _first_bad(name: str, allowed: str = "") -> str | None:
     return next((c for c in name if not (_is_label_char(c) or c in allowed)), None)
 
 
+def _label_problem(name: str, what: str) -> str | None:
+    if not name:
+        return f"{what} name cannot be empty"
+    if _byte_length(name) > MAX_NAME_BYTES:
+        return f"{what} name cannot exceed 63 characters"
+    if not _is_lower(name[0]):
+        return f"{what} name must start with a lowercase letter"
+    bad = _first_bad(name)
+    if bad is not None:
+        return f"{what} name can only contain lowercase letters, numbers, and hyphens. Found: '{bad}'"
+    if name.endswith("-"):
+        return f"{what} name cannot end with a hyphen"
+    return None
+
+
 def app_name_problem(name: str) -> str | None:
     """tako.toml's ``name``: not empty, at most 63 bytes, starts with a lowercase letter, only
     ``[a-z0-9-]``, does not end with ``-`` (checked in that order)."""
-    if not name:
-        return "App name cannot be empty"
-    if _byte_length(name) > MAX_NAME_BYTES:
-        return "App name cannot exceed 63 characters"
-    if not _is_lower(name[0]):
-        return "App name must start with a lowercase letter"
-    bad = _first_bad(name)
-    if bad is not None:
-        return f"App name can only contain lowercase letters, numbers, and hyphens. Found: '{bad}'"
-    if name.endswith("-"):
-        return "App name cannot end with a hyphen"
-    return None
+    return _label_problem(name, "App")
+
+
+def server_name_problem(name: str) -> str | None:
+    """A server name (config.toml, ``[envs.*].servers``): the same rules as the app name, with
+    ``Server name ...`` texts."""
+    return _label_problem(name, "Server")
+
+
+def sanitize_app_name(name: str) -> str:
+    """The app name Tako's CLI uses for a valid raw ``name``: lowercased, runs of ``_``, ``.``
+    and ``-`` become one ``-``, other characters dropped, leading digits and hyphens and trailing
+    hyphens trimmed (so ``my--app`` is the app ``my-app``)."""
+    out: list[str] = []
+    for ch in name:
+        if ch.isascii() and ch.isalnum():
+            out.append(ch.lower())
+        elif ch in "_.-" and (not out or out[-1] != "-"):
+            out.append("-")
+    return "".join(out).lstrip("-0123456789").rstrip("-")
 
 
 def env_name_problem(name: str) -> str | None:
@@ -107,10 +134,10 @@ def segment_problem(segment: str) -> str | None:
     return None
 
 
-def validation_error(problem: str, where: str | None = None) -> ConfigError:
-    """Tako's ``Validation error: {problem}`` (no final period, as Tako prints it) as a
-    ConfigError, with where the name came from in parentheses when given."""
-    return ConfigError(f"Validation error: {problem}{f' ({where})' if where else ''}")
+def validation_error(problem: str, hint: str | None = None) -> ConfigError:
+    """Tako's ``Validation error: {problem}`` (exactly, no period added) as a ConfigError; our
+    ``hint``, when given, follows on its own line."""
+    return ConfigError(f"Validation error: {problem}" + (f"\n{hint}" if hint else ""))
 
 
 def split_app_id(app: str) -> tuple[str, str] | None:
@@ -164,7 +191,7 @@ def sanitize_segment(segment: str) -> str:
 
 
 def is_key_id(value: str) -> bool:
-    """An environment key id: 16 lowercase hex characters."""
+    """An environment key id: 16 hex characters (Tako makes them lowercase and accepts either case)."""
     return bool(_HEX16.fullmatch(value))
 
 

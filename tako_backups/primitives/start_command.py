@@ -5,7 +5,6 @@ environment variables follow wherever they are checked (tako.toml, the ``deploy`
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from ..errors import ConfigError
 __all__ = ["argv_problem", "env_var_problem", "parse_start"]
 
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_START_EXAMPLE = 'e.g. start = ["python", "app.py"] or start = "python app.py"'
+_START_EXAMPLE = 'e.g. start = ["python", "app.py"]'
 
 
 def argv_problem(argv: Sequence[Any]) -> str | None:
@@ -38,27 +37,24 @@ def env_var_problem(name: Any, value: Any) -> str | None:
 
 
 def parse_start(value: Any) -> tuple[str, ...] | None:
-    """tako.toml's top-level ``start`` as argv: a command line (split like a POSIX shell) or an
-    array of strings; None when absent.
+    """tako.toml's top-level ``start`` as argv: Tako's non-empty array of non-blank strings; None
+    when absent.
 
-    Raises ConfigError for any other value, an empty command or part, or a NUL character.
+    Raises ConfigError with Tako's text (``Validation error: 'start' must be a non-empty array of
+    strings`` / ``... 'start' entries cannot be empty``; a command string gets our hint on its own
+    line), or ours for a NUL character.
     """
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ConfigError(f"tako.toml key 'start' is not a valid command line ({exc}); "
-                              f"{_START_EXAMPLE}.") from None
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        argv = list(value)
-    else:
-        raise ConfigError("tako.toml key 'start' must be a command string or an array of strings, "
-                          f"{_START_EXAMPLE}.")
-    if not argv or not all(argv):
-        raise ConfigError(f"tako.toml key 'start' must name a command (no empty parts), {_START_EXAMPLE}.")
-    if argv_problem(argv) is not None:
+    hint = f"\nWrite the command as an array, {_START_EXAMPLE}." if isinstance(value, str) else ""
+    not_array = ConfigError(f"Validation error: 'start' must be a non-empty array of strings{hint}")
+    if not isinstance(value, list) or not value:
+        raise not_array
+    for item in value:
+        if not isinstance(item, str):
+            raise not_array
+        if not item.strip():
+            raise ConfigError("Validation error: 'start' entries cannot be empty")
+    if argv_problem(value) is not None:
         raise ConfigError("tako.toml key 'start' contains a NUL character.")
-    return tuple(argv)
-
+    return tuple(value)

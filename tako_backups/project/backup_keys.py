@@ -90,8 +90,8 @@ def backup_binding_for(project: Project, secrets: Secrets, env: str,
     """The full, decrypted backup settings of ``env`` (storage with credentials, every backup key,
     retention 30 days), or None when backups are not enabled for it.
 
-    Raises ConfigError when the backup resource has no credentials, the env has no backup key yet
-    (call :func:`ensure_backup_keys` first) or the env key is missing or wrong.
+    Raises ConfigError (Tako's texts) when the backup resource has no credentials, the env has no
+    backup key yet (call :func:`ensure_backup_keys` first) or the env key is missing or wrong.
     """
     if not backups_enabled(project, env):
         return None
@@ -100,9 +100,8 @@ def backup_binding_for(project: Project, secrets: Secrets, env: str,
     resource = project.storages[resource_name]
     found = secrets.envs.get(env)
     if found is None or resource_name not in found.storages:
-        raise ConfigError(f"Backup uses S3 resource '{resource_name}' but credentials are missing for "
-                          f"environment '{env}'. Run `tako storages credentials {resource_name} "
-                          f"--env {env}`.")
+        raise ConfigError(f"Missing storage credentials for resource '{resource_name}' in environment "
+                          f"'{env}'.\nRun `tako storages credentials {resource_name} --env {env}`.")
     if not found.backup_keys:
         raise ConfigError("Backup encryption key is missing. Deploy or run `tako backups now` to create it.")
     key = open_env_key(secrets, env, prompts)

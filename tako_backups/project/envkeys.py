@@ -128,6 +128,30 @@ def write_key_file(key_id: str, key: bytes) -> Path:
     return path
 
 
+def save_imported_key(key_id: str, key: bytes, *, proven: bool) -> Path:
+    """Store an imported key as ``<data dir>/keys/<key_id>`` (mode 0600, folder 0700). A key file
+    that already holds this key is left as it is; one that holds another key (or is damaged) is
+    replaced atomically only when ``proven`` (the key decrypted the env's values).
+
+    Raises ConfigError when the file cannot be written, or holds another key and the import is not
+    proven.
+    """
+    path = key_path(key_id)
+    try:
+        existing = read_key_file(key_id)
+    except ConfigError:
+        existing = b""
+    if existing is None:
+        return write_key_file(key_id, key)
+    if existing == key:
+        return path
+    if not proven:
+        raise ConfigError(f"{path} already holds another key for {key_id}, and the imported key could not "
+                          "be checked against any encrypted value. Move that file away to import this key.")
+    write_file(path, base64.b64encode(key), mode=0o600)
+    return path
+
+
 def find_env_key(env: str, key_id: str, prompts: KeyPrompts | None = None,
                  verify: Callable[[bytes], bool] | None = None) -> EnvKey | None:
     """The env's key from its key file, ``TAKO_SECRETS_PASSPHRASE`` or a passphrase prompt (whose
@@ -173,10 +197,10 @@ def key_available(key_id: str) -> bool:
 
 
 def missing_key_error(env: str, key_id: str) -> ConfigError:
+    """Tako's text, then (on its own line) where we looked and our passphrase variable."""
     return ConfigError(
-        f"No key for environment '{env}': key '{key_id}' was not found at {key_path(key_id)}. Copy that "
-        f"key file from a machine that has it, or set {PASSPHRASE_ENV} if the key was made from a "
-        "passphrase.")
+        f"Unable to decrypt {env} secrets. Run `tako secrets key import` to import an exported key or "
+        f"passphrase.\nNo key {key_id} at {key_path(key_id)} and {PASSPHRASE_ENV} is not set.")
 
 
 def wrong_key_error(env: str, key: EnvKey, what: str = "secrets") -> ConfigError:

@@ -46,15 +46,33 @@ class EnvConfig:
         return self.backup_storage is not None
 
 
+NAME_REQUIRED = ("Could not determine app name: tako.toml must have a `name` field. Run `tako init` to set "
+                 "it.")
+
+
 @dataclass(frozen=True)
 class Project:
-    """A loaded, validated ``tako.toml`` and where it lives."""
+    """A loaded, validated ``tako.toml`` and where it lives. ``declared_name`` is its raw ``name``
+    (None when absent); :attr:`name` is the app name the commands use."""
 
     path: Path
-    name: str
+    declared_name: str | None
     envs: dict[str, EnvConfig]
     storages: dict[str, StorageResource]
     start: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        """The app name, as Tako's backups and deploy take it: ``name`` from tako.toml (sanitized:
+        ``my--app`` is ``my-app``), never the folder name.
+
+        Raises ConfigError with Tako's text when tako.toml has no ``name``.
+        """
+        from ..primitives.names import sanitize_app_name
+
+        if self.declared_name is None:
+            raise ConfigError(NAME_REQUIRED)
+        return sanitize_app_name(self.declared_name)
 
     @property
     def app_dir(self) -> Path:
@@ -65,10 +83,11 @@ class Project:
         return self.app_dir / SECRETS_RELATIVE
 
     def env(self, name: str) -> EnvConfig:
-        """The env called ``name``. Raises ConfigError when tako.toml does not declare it."""
+        """The env called ``name``. Raises ConfigError (Tako's text, then the declared envs on its own
+        line) when tako.toml does not declare it."""
         found = self.envs.get(name)
         if found is None:
             declared = ", ".join(sorted(self.envs)) or "none"
-            raise ConfigError(f"Environment '{name}' not found in tako.toml (declared: {declared}). "
-                              f"Add an [envs.{name}] table.")
+            raise ConfigError(f"Environment '{name}' not found in tako.toml.\nDeclared: {declared}; add an "
+                              f"[envs.{name}] table for another.")
         return found

@@ -86,7 +86,10 @@ class Secrets:
 
 
 def _bad(path: Path, detail: str) -> ConfigError:
-    return ConfigError(f"{path} is not a valid Tako secrets file: {detail}.")
+    """The error for a bad value in secrets.json, or (for :func:`parse_secret_value` on a ``.toml``
+    file) in the settings file ``tako-backups.toml``."""
+    kind = "tako-backups settings file" if path.suffix == ".toml" else "Tako secrets file"
+    return ConfigError(f"{path} is not a valid {kind}: {detail}.")
 
 
 def _object(value: Any, path: Path, where: str, required: tuple[str, ...],
@@ -98,7 +101,9 @@ def _object(value: Any, path: Path, where: str, required: tuple[str, ...],
             from None
 
 
-def _secret(value: Any, path: Path, where: str) -> SecretValue:
+def parse_secret_value(value: Any, path: Path, where: str) -> SecretValue:
+    """A value in Tako's format, ``{"value": "<enc>", "expires_on": "YYYY-MM-DD"}`` (expiry
+    optional; nothing else allowed). Raises ConfigError naming ``path`` and ``where``."""
     obj = _object(value, path, where, ("value",), ("expires_on",))
     if not isinstance(obj["value"], str) or not obj["value"].strip():
         raise _bad(path, f"{where} value must be a non-empty string")
@@ -139,7 +144,7 @@ def _env(name: str, value: Any, path: Path) -> EnvSecrets:
         if not isinstance(key["value"], str) or not key["value"].strip():
             raise _bad(path, f"{where} backup key '{key['id']}' has an empty value")
         backup_keys.append(EncryptedBackupKey(key["id"], key["value"]))
-    app = {n: _secret(v, path, f"{where} secret '{n}'")
+    app = {n: parse_secret_value(v, path, f"{where} secret '{n}'")
            for n, v in _map(obj.get("app"), path, f"{where} app").items()}
     storages = {}
     for resource, creds in _map(obj.get("storages"), path, f"{where} storages").items():
@@ -147,9 +152,10 @@ def _env(name: str, value: Any, path: Path) -> EnvSecrets:
             raise _bad(path, f"{where} storage name '{resource}' is not valid")
         c = _object(creds, path, f"{where} storage '{resource}'", ("access_key_id", "secret_access_key"))
         storages[resource] = StorageCredentials(
-            _secret(c["access_key_id"], path, f"{where} storage '{resource}' access_key_id"),
-            _secret(c["secret_access_key"], path, f"{where} storage '{resource}' secret_access_key"))
-    credentials = {n: _secret(v, path, f"{where} credential '{n}'")
+            parse_secret_value(c["access_key_id"], path, f"{where} storage '{resource}' access_key_id"),
+            parse_secret_value(c["secret_access_key"], path,
+                               f"{where} storage '{resource}' secret_access_key"))
+    credentials = {n: parse_secret_value(v, path, f"{where} credential '{n}'")
                    for n, v in _map(obj.get("credentials"), path, f"{where} credentials").items()}
     return EnvSecrets(obj["key_id"], backup_keys, app, storages, credentials)
 
@@ -180,7 +186,8 @@ def load_secrets(path: Path) -> Secrets:
     return parse_secrets(text, path)
 
 
-def _value_json(value: SecretValue) -> dict[str, str]:
+def secret_value_fields(value: SecretValue) -> dict[str, str]:
+    """``{"value": ..., "expires_on": ...}`` (expiry left out when none), Tako's order."""
     out = {"value": value.value}
     if value.expires_on is not None:
         out["expires_on"] = value.expires_on
@@ -195,12 +202,13 @@ def dump_secrets(secrets: Secrets) -> str:
         item: dict[str, Any] = {"key_id": env.key_id}
         if env.backup_keys:
             item["backup_keys"] = [{"id": k.id, "value": k.value} for k in env.backup_keys]
-        item["app"] = {n: _value_json(env.app[n]) for n in sorted(env.app)}
-        item["storages"] = {r: {"access_key_id": _value_json(env.storages[r].access_key_id),
-                                "secret_access_key": _value_json(env.storages[r].secret_access_key)}
+        item["app"] = {n: secret_value_fields(env.app[n]) for n in sorted(env.app)}
+        item["storages"] = {r: {"access_key_id": secret_value_fields(env.storages[r].access_key_id),
+                                "secret_access_key": secret_value_fields(env.storages[r].secret_access_key)}
                             for r in sorted(env.storages)}
         if env.credentials:
-            item["credentials"] = {n: _value_json(env.credentials[n]) for n in sorted(env.credentials)}
+            item["credentials"] = {n: secret_value_fields(env.credentials[n])
+                                   for n in sorted(env.credentials)}
         out[name] = item
     return json.dumps(out, indent=2, ensure_ascii=False)
 

@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from ..primitives.names import LOCAL_STORAGE, env_name_problem, storage_name_problem, validation_error
 from .model import Project, StorageResource
 from .toml_edit import with_storage_binding
-from .toml_rules import check_url
+from .toml_rules import LOOPBACK_HINT, url_parse_problem
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,39 @@ def check_names(env: str, binding: str) -> None:
 
 def _required(value: str | None, label: str, flag: str) -> str:
     if value is None or not value.strip():
-        raise ConfigError(f"{label} is required for S3 storage. Pass {flag}.")
-    return value.strip()
+        raise ConfigError(f"{label} is required for S3 storage.\nPass {flag}.")
+    return value
+
+
+def check_url(url: str, what: str) -> str:
+    """A URL given to ``tako storages add`` checked as Tako checks it (the URL parser's text,
+    ``Storage endpoints must use https.``, ``Storage endpoint must include a host.``; plain http is
+    our extension for loopback hosts), then normalized by our endpoint rules (no trailing ``/``).
+    Raises ConfigError."""
+    from urllib.parse import urlsplit
+
+    from ..storage.endpoints import check_endpoint, is_loopback_host
+
+    problem = url_parse_problem(url)
+    if problem is not None:
+        raise ConfigError(problem)
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http" and is_loopback_host(parts.hostname or "")):
+        hint = f"\n{LOOPBACK_HINT}" if scheme == "http" else ""
+        raise ConfigError(f"Storage endpoints must use https.{hint}")
+    if not parts.hostname:
+        raise ConfigError("Storage endpoint must include a host.")
+    return check_endpoint(url, what)
 
 
 def s3_resource(project: Project, name: str, options: S3Options) -> StorageResource | None:
     """The resource ``name`` as it should be declared: a new one from the flags (bucket and endpoint
-    required, region ``auto`` by default), or the declared one with the given flags applied. None
-    when it is declared and no flag changes it.
+    required, region ``auto`` by default), or the declared one with the given flags applied (our
+    extension: Tako always needs every flag). None when it is declared and no flag changes it.
 
-    Raises ConfigError for a missing bucket/endpoint, a bad name or a non-https URL.
+    Raises ConfigError (Tako's texts) for a missing bucket/endpoint, a bad name or a URL that is
+    not https.
     """
     problem = storage_name_problem(name)
     if problem:
@@ -69,15 +92,17 @@ def s3_resource(project: Project, name: str, options: S3Options) -> StorageResou
     existing = project.storages.get(name)
     if existing is not None and not options.any_set():
         return None
+    public = options.public_base_url or (existing.public_base_url if existing else None)
+    if public is not None:
+        public = check_url(public, f"resource '{name}' public_base_url")
     bucket = _required(options.bucket or (existing.bucket if existing else None), "Bucket", "--bucket")
     endpoint = _required(options.endpoint or (existing.endpoint if existing else None), "Endpoint",
                          "--endpoint")
-    public = options.public_base_url or (existing.public_base_url if existing else None)
     return StorageResource(
         name=name, bucket=bucket, endpoint=check_url(endpoint, f"resource '{name}' endpoint"),
-        region=(options.region or (existing.region if existing else None) or "auto").strip(),
+        region=options.region or (existing.region if existing else None) or "auto",
         force_path_style=options.force_path_style or (existing.force_path_style if existing else False),
-        public_base_url=None if public is None else check_url(public, f"resource '{name}' public_base_url"),
+        public_base_url=public,
     )
 
 

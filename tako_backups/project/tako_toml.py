@@ -1,7 +1,10 @@
 """``tako.toml``: find it, load it with tomlkit, and turn it into a checked :class:`Project`.
 
-Only the parts this tool uses are modelled (name, ``start``, ``[envs.*]``, ``[storages.*]``); every
-other key is left to Tako and preserved untouched by edits (see :mod:`.toml_edit`).
+The whole file is checked as Tako checks it (its key allow-list at every level, types, rules and
+texts: :mod:`.toml_parse`, :mod:`.toml_checks`, :mod:`.toml_rules`), so a file we accept loads in
+Tako too. Only the parts this tool uses are modelled (name, ``start``, ``[envs.*]``,
+``[storages.*]``); every other key is preserved untouched by edits (see :mod:`.toml_edit`).
+Our own settings never go here: they live in ``tako-backups.toml`` (:mod:`.backup_settings`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..primitives.names import DEVELOPMENT_ENV, app_name_problem, validation_error
+from ..primitives.names import DEVELOPMENT_ENV
 from ..primitives.start_command import parse_start
-from ..primitives.text import printable
 from .model import CONFIG_NAME, Project
+from .toml_checks import check_top_level_rules
+from .toml_parse import check_top_level
 from .toml_rules import check_envs, check_storages
 
 
@@ -39,8 +43,8 @@ def read_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if what == CONFIG_NAME:
-            raise ConfigError(f"No tako.toml found at {path}. Run this in your app folder "
-                              "or pass -c PATH.") from None
+            raise ConfigError(f"Config file not found: {path}\nRun this in your app folder or pass "
+                              "-c PATH.") from None
         raise ConfigError(f"No {what} found at {path}.") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc.__class__.__name__
@@ -69,43 +73,32 @@ def parse_toml(text: str, path: Path) -> Any:
                           f"column {exc.col + 1}.") from None
 
 
-def load_project(path: Path) -> Project:
-    """Load and validate the tako.toml at ``path``.
+def load_project(path: Path, *, extensions: bool = True) -> Project:
+    """Load and validate the tako.toml at ``path`` with Tako's rules and texts; with
+    ``extensions`` False, exactly as Tako reads it (no plain-http loopback endpoints).
 
-    Raises ConfigError when it is missing ("Run this in your app folder or pass -c PATH"),
-    malformed, or breaks one of Tako's rules (the message names the key and the fix).
+    Raises ConfigError when it is missing ("Config file not found: ..."), malformed, or breaks
+    one of Tako's rules (Tako's text; our hint, if any, on its own line).
     """
-    return project_from_document(read_toml(path, CONFIG_NAME), path)
+    return project_from_document(read_toml(path, CONFIG_NAME), path, extensions=extensions)
 
 
-def project_from_document(document: Any, path: Path) -> Project:
-    """Validate a parsed tako.toml (tomlkit document or plain dict). Raises ConfigError."""
+def project_from_document(document: Any, path: Path, *, extensions: bool = True) -> Project:
+    """Validate a parsed tako.toml (tomlkit document or plain dict) as Tako does: the key and type
+    checks of its parser first, then its validation, in its order. Raises ConfigError."""
     data = _plain(document)
-    name = _app_name(data.get("name"), path)
-    storages = check_storages(data.get("storages"))
-    envs = check_envs(data.get("envs"), storages)
-    return Project(path=path, name=name, envs=envs, storages=storages, start=parse_start(data.get("start")))
+    check_top_level(data)
+    check_top_level_rules(data)
+    raw_storages = data.get("storages") or {}
+    envs = check_envs(data.get("envs"), raw_storages)
+    storages = check_storages(raw_storages, extensions=extensions)
+    return Project(path=path, declared_name=data.get("name"), envs=envs, storages=storages,
+                   start=parse_start(data.get("start")))
 
 
 def _plain(document: Any) -> dict[str, Any]:
     unwrap = getattr(document, "unwrap", None)
     return unwrap() if callable(unwrap) else dict(document)
-
-
-def _app_name(value: Any, path: Path) -> str:
-    if value is None:
-        name = path.parent.name
-        problem = app_name_problem(name)
-        if problem:
-            raise validation_error(problem, f"the app name '{printable(name)}' was taken from the folder "
-                                            'name; set name = "<app>" in tako.toml')
-        return name
-    if not isinstance(value, str):
-        raise ConfigError('tako.toml key \'name\' must be a string, e.g. name = "demo".')
-    problem = app_name_problem(value)
-    if problem:
-        raise validation_error(problem)
-    return value
 
 
 def is_deployable_env(name: str) -> bool:

@@ -72,7 +72,13 @@ def with_storage_binding(text: str, path: Path, env: str, binding: str, resource
     new_text = _space_out(_restore_blank_lines(text, document.as_string()), created)
     if new_text and not new_text.endswith("\n"):
         new_text += "\n"
-    return new_text, project_from_document(parse_toml(new_text, path), path)
+    try:
+        return new_text, project_from_document(parse_toml(new_text, path), path)
+    except ConfigError as exc:
+        if f"[envs.{env}]" not in created:
+            raise
+        raise ConfigError(f"{exc}\nWe only write a tako.toml that Tako can load: declare [envs.{env}] "
+                          "with its route in tako.toml first.") from None
 
 
 def _restore_blank_lines(original: str, edited: str) -> str:

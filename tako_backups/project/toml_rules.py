@@ -1,184 +1,172 @@
-"""Tako's rules for ``[storages.*]`` and ``[envs.*]`` in tako.toml. Each error names the key and
-says how to fix it."""
+"""Tako's checks of ``[envs.*]`` and ``[storages.*]`` in tako.toml (tako/src/config/tako_toml/
+validation.rs), after :mod:`.toml_parse` has checked their keys and types: every env in file
+order, then every storage resource, the first broken rule reported with Tako's text.
+
+One extension of ours, off when ``extensions`` is False: an endpoint may be plain ``http://`` to a
+loopback host (a local SeaweedFS), where Tako accepts only ``https://``. Beyond Tako, an endpoint
+with credentials, a query or a fragment is refused (see :mod:`..storage.endpoints`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..primitives.names import (
-    DEVELOPMENT_ENV,
-    LOCAL_STORAGE,
-    env_name_problem,
-    storage_name_problem,
-    validation_error,
-)
+from ..primitives.names import DEVELOPMENT_ENV, LOCAL_STORAGE, server_name_problem, storage_name_problem
 from .model import DEFAULT_IDLE_TIMEOUT, EnvConfig, StorageResource
+from .toml_serde import invalid
 
-ENV_KEYS = ("route", "routes", "servers", "storages", "backup", "idle_timeout", "ssl", "source_ip",
-            "release")
-STORAGE_KEYS = ("provider", "bucket", "endpoint", "region", "force_path_style", "public_base_url")
-LOCAL_HINT = 'use storages = { <binding> = "local" } to select built-in local storage'
+LOCAL_DECLARED = ("Storage resource 'local' is built in and cannot be declared; use storages = "
+                  '{ <binding> = "local" } to select local storage')
+LOOPBACK_HINT = "tako-backups also accepts http:// for loopback hosts such as 127.0.0.1 (Tako does not)."
 
 
-def _table(value: Any, key: str) -> dict[str, Any]:
-    if value is None:
+def check_envs(envs: Any, storages: Mapping[str, Any]) -> dict[str, EnvConfig]:
+    """Every ``[envs.<name>]`` table, checked against the declared ``storages`` (raw tables).
+
+    Tables that are not tables are ignored, as Tako ignores them. Raises ConfigError.
+    """
+    if not isinstance(envs, Mapping):
         return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"tako.toml key '{key}' must be a table, e.g. [{key}.<name>].")
-    return value
+    return {name: _check_env(name, raw, storages) for name, raw in envs.items()}
 
 
-def _unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"Unknown key '{key}' in {where} of tako.toml. "
-                              f"Allowed keys: {', '.join(allowed)}.")
+def _check_env(name: str, raw: Mapping[str, Any], storages: Mapping[str, Any]) -> EnvConfig:
+    development = name == DEVELOPMENT_ENV
+    route, routes = raw.get("route"), raw.get("routes")
+    if route is not None and routes is not None:
+        raise invalid(f"Environment '{name}' cannot have both 'route' and 'routes'")
+    if not development and route is None and routes is None:
+        raise invalid(f"Environment '{name}' must define either 'route' or 'routes'")
+    if routes is not None and not routes and not development:
+        raise invalid(f"Environment '{name}' has empty 'routes'; define at least one route")
+    for pattern in ([route] if route is not None else []) + list(routes or []):
+        _check_route(pattern)
+    idle = raw.get("idle_timeout", DEFAULT_IDLE_TIMEOUT)
+    if idle == 0:
+        raise invalid(f"Environment '{name}' has invalid idle_timeout 0")
+    servers = tuple(raw.get("servers", []))
+    for server in servers:
+        problem = server_name_problem(server)
+        if problem:
+            raise invalid(problem)
+    bindings = dict(raw.get("storages", {}))
+    for binding, resource in bindings.items():
+        for label in (binding, resource):
+            problem = storage_name_problem(label)
+            if problem:
+                raise invalid(problem)
+        if not development and resource != LOCAL_STORAGE and resource not in storages:
+            raise invalid(f"Environment '{name}' storage '{binding}' references missing storage resource "
+                          f"'{resource}'")
+    backup = raw.get("backup")
+    backup_storage = None if backup is None else _check_backup(name, backup["storage"], storages)
+    return EnvConfig(name=name, servers=servers, storages=bindings, backup_storage=backup_storage,
+                     route=route, routes=None if routes is None else tuple(routes), idle_timeout=idle)
 
 
-def _text(table: dict[str, Any], key: str, where: str) -> str | None:
-    value = table.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"tako.toml key '{key}' in {where} must be a string.")
-    return value
+def _check_backup(env: str, storage: str, storages: Mapping[str, Any]) -> str:
+    if not storage:
+        raise invalid(f"Environment '{env}' backup.storage cannot be empty")
+    problem = storage_name_problem(storage)
+    if problem:
+        raise invalid(problem)
+    if storage == LOCAL_STORAGE:
+        raise invalid(f"Environment '{env}' backup uses local storage, but backups require S3-compatible "
+                      "storage")
+    resource = storages.get(storage)
+    if resource is None:
+        raise invalid(f"Environment '{env}' backup references missing storage resource '{storage}'")
+    if resource.get("provider", "s3") != "s3":
+        raise invalid(f"Environment '{env}' backup storage resource '{storage}' must use provider 's3'")
+    if resource.get("public_base_url") is not None:
+        raise invalid(f"Environment '{env}' backup storage resource '{storage}' must be private; remove "
+                      "public_base_url or use a separate private storage resource")
+    return storage
 
 
-def check_storages(value: Any) -> dict[str, StorageResource]:
-    """Check every ``[storages.<name>]`` resource. Raises ConfigError on the first broken rule."""
+def _check_route(pattern: str) -> None:
+    """Tako's route pattern rules (``Invalid route pattern: ...``, no ``Validation error``)."""
+    def bad(text: str) -> ConfigError:
+        return ConfigError(f"Invalid route pattern: {text}")
+
+    if not pattern:
+        raise bad("Route pattern cannot be empty")
+    for ch in pattern:
+        if not (ch.isascii() and ch.isalnum()) and ch not in ".-*/":
+            raise bad(f"Invalid character in route pattern: '{ch}'")
+    if "*" in pattern:
+        host, *path = pattern.split("/")
+        if "*" in host and not host.startswith("*."):
+            raise bad("Wildcard in hostname must be at the start (e.g., *.example.com)")
+        if any("*" in part and part != "*" for part in path):
+            raise bad("Wildcard in path must be a complete segment (e.g., /api/*)")
+
+
+def check_storages(storages: Mapping[str, Any], *, extensions: bool = True) -> dict[str, StorageResource]:
+    """Every ``[storages.<name>]`` resource (all S3: ``local`` cannot be declared), endpoints
+    normalized. Raises ConfigError."""
     resources: dict[str, StorageResource] = {}
-    for name, raw in _table(value, "storages").items():
-        where = f"[storages.{name}]"
-        if name == LOCAL_STORAGE:
-            raise ConfigError("Storage resource 'local' is built in and cannot be declared; "
-                              f"remove [storages.local] and {LOCAL_HINT}.")
+    for name, raw in storages.items():
         problem = storage_name_problem(name)
         if problem:
-            raise validation_error(problem, f"{where} in tako.toml")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"tako.toml key 'storages.{name}' must be a table ({where}).")
-        _unknown(raw, STORAGE_KEYS, where)
-        provider = _text(raw, "provider", where) or "s3"
-        if provider == LOCAL_STORAGE:
-            raise ConfigError(f"Storage resource '{name}' cannot set provider 'local'; {LOCAL_HINT}.")
-        if provider != "s3":
-            raise ConfigError(f"Storage resource '{name}' has unknown provider '{provider}'; "
-                              'use provider = "s3".')
-        fields = {}
+            raise invalid(problem)
+        if name == LOCAL_STORAGE:
+            raise invalid(LOCAL_DECLARED)
+        if raw.get("provider", "s3") == LOCAL_STORAGE:
+            raise invalid(f"Storage resource '{name}' cannot set provider 'local'; use storages = "
+                          '{ <binding> = "local" } to select built-in local storage')
         for key in ("bucket", "endpoint", "region"):
-            text = _text(raw, key, where)
-            if text is None or not text.strip():
-                raise ConfigError(f"Storage resource '{name}' with provider 's3' must set '{key}' "
-                                  f"in {where} of tako.toml.")
-            fields[key] = text
-        force = raw.get("force_path_style", False)
-        if not isinstance(force, bool):
-            raise ConfigError(f"tako.toml key 'force_path_style' in {where} must be true or false.")
-        public = _text(raw, "public_base_url", where)
+            if not (raw.get(key) or "").strip():
+                raise invalid(f"Storage resource '{name}' with provider 's3' must set '{key}'")
+        endpoint = _check_url(raw["endpoint"], name, "endpoint", extensions)
+        public = raw.get("public_base_url")
+        if public is not None:
+            public = _check_url(public, name, "public_base_url", extensions)
         resources[name] = StorageResource(
-            name=name, bucket=fields["bucket"],
-            endpoint=check_url(fields["endpoint"], f"resource '{name}' endpoint"),
-            region=fields["region"], force_path_style=force,
-            public_base_url=None if public is None
-            else check_url(public, f"resource '{name}' public_base_url"),
-        )
+            name=name, bucket=raw["bucket"], endpoint=endpoint, region=raw["region"],
+            force_path_style=raw.get("force_path_style", False), public_base_url=public)
     return resources
 
 
-def check_url(url: str, what: str) -> str:
-    """An https URL with a host (http only for loopback hosts), normalized. Raises ConfigError."""
-    from ..storage.endpoints import check_endpoint
+def _check_url(value: str, resource: str, kind: str, extensions: bool) -> str:
+    """Tako's ``validate_https_url`` for ``storages.{resource}.{kind}`` (plus our loopback
+    ``http://`` when ``extensions``), then our own endpoint rules; returns the URL normalized.
+    Raises ConfigError."""
+    from ..storage.endpoints import check_endpoint, is_loopback_host
 
-    return check_endpoint(url, what)
-
-
-def check_envs(value: Any, resources: dict[str, StorageResource]) -> dict[str, EnvConfig]:
-    """Check every ``[envs.<name>]`` table against Tako's rules. Raises ConfigError."""
-    envs: dict[str, EnvConfig] = {}
-    for name, raw in _table(value, "envs").items():
-        problem = env_name_problem(name)
-        if problem:
-            raise validation_error(problem, f"[envs.{name}] in tako.toml")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"tako.toml key 'envs.{name}' must be a table ([envs.{name}]).")
-        envs[name] = _check_env(name, raw, resources)
-    return envs
-
-
-def _check_env(name: str, raw: dict[str, Any], resources: dict[str, StorageResource]) -> EnvConfig:
-    where = f"[envs.{name}]"
-    _unknown(raw, ENV_KEYS, where)
-    if "route" in raw and "routes" in raw:
-        raise ConfigError(f"Environment '{name}' cannot have both 'route' and 'routes' in tako.toml; "
-                          "keep one of them.")
-    route = _text(raw, "route", where)
-    routes = raw.get("routes")
-    if routes is not None and not (isinstance(routes, list) and all(isinstance(r, str) for r in routes)):
-        raise ConfigError(f"tako.toml key 'routes' in {where} must be a list of strings.")
-    _text(raw, "release", where)
-    idle = raw.get("idle_timeout", DEFAULT_IDLE_TIMEOUT)
-    if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
-        raise ConfigError(f"tako.toml key 'idle_timeout' in {where} must be a whole number of seconds.")
-    if idle == 0:
-        raise ConfigError(f"Environment '{name}' has invalid idle_timeout 0 in tako.toml; use a number "
-                          f"of seconds above 0 (default {DEFAULT_IDLE_TIMEOUT}).")
-    servers = raw.get("servers", [])
-    if not (isinstance(servers, list) and all(isinstance(s, str) and s.strip() for s in servers)):
-        raise ConfigError(f'tako.toml key \'servers\' in {where} must be a list of server names, e.g. '
-                          'servers = ["web-1"].')
-    return EnvConfig(name=name, servers=tuple(servers), storages=_check_bindings(name, raw, resources),
-                     backup_storage=_check_backup(name, raw, resources), route=route,
-                     routes=None if routes is None else tuple(routes), idle_timeout=idle)
+    field = f"storages.{resource}.{kind}"
+    problem = url_parse_problem(value)
+    if problem is not None:
+        raise invalid(f"'{field}' must be a valid URL: {problem}")
+    parts = urlsplit(value.strip())
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (extensions and scheme == "http" and is_loopback_host(parts.hostname or "")):
+        raise invalid(f"'{field}' must use https", LOOPBACK_HINT if extensions and scheme == "http" else None)
+    if not parts.hostname:
+        raise invalid(f"'{field}' must include a host")
+    return check_endpoint(value, f"resource '{resource}' {kind}")
 
 
-def _check_bindings(env: str, raw: dict[str, Any], resources: dict[str, StorageResource]) -> dict[str, str]:
-    table = raw.get("storages", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"tako.toml key 'storages' in [envs.{env}] must be a table, "
-                          'e.g. storages = { uploads = "r2" }.')
-    bindings: dict[str, str] = {}
-    for binding, resource in table.items():
-        problem = storage_name_problem(binding)
-        if problem:
-            raise validation_error(problem, f"binding '{binding}' in [envs.{env}].storages")
-        if not isinstance(resource, str):
-            raise ConfigError(f"Storage binding '{binding}' in [envs.{env}].storages must name a "
-                              "storage resource (a string).")
-        problem = storage_name_problem(resource)
-        if problem:
-            raise validation_error(problem, f"resource '{resource}' in [envs.{env}].storages")
-        if env != DEVELOPMENT_ENV and resource != LOCAL_STORAGE and resource not in resources:
-            raise ConfigError(f"Environment '{env}' storage '{binding}' references missing storage "
-                              f"resource '{resource}'; declare [storages.{resource}] in tako.toml.")
-        bindings[binding] = resource
-    return bindings
-
-
-def _check_backup(env: str, raw: dict[str, Any], resources: dict[str, StorageResource]) -> str | None:
-    if "backup" not in raw:
-        return None
-    table = raw["backup"]
-    where = f"[envs.{env}].backup"
-    if not isinstance(table, dict):
-        raise ConfigError(f"tako.toml key 'backup' in [envs.{env}] must be a table, "
-                          'e.g. backup = { storage = "backups" }.')
-    for key in table:
-        if key != "storage":
-            raise ConfigError(f"Unknown key '{key}' in {where} of tako.toml; only 'storage' is allowed.")
-    storage = table.get("storage")
-    if not isinstance(storage, str) or not storage.strip():
-        raise ConfigError(f"Environment '{env}' backup.storage must name an S3 storage resource "
-                          f'declared under [storages], e.g. backup = {{ storage = "backups" }}.')
-    if storage == LOCAL_STORAGE:
-        raise ConfigError(f"Environment '{env}' cannot back up to the built-in 'local' storage; set "
-                          "backup.storage to an S3 resource declared under [storages].")
-    resource = resources.get(storage)
-    if resource is None:
-        raise ConfigError(f"Environment '{env}' backup.storage references missing storage resource "
-                          f"'{storage}'; declare [storages.{storage}] in tako.toml.")
-    if resource.provider != "s3":
-        raise ConfigError(f"Environment '{env}' backup storage '{storage}' must be S3-compatible.")
-    if resource.public_base_url is not None:
-        raise ConfigError(f"Environment '{env}' backs up to storage resource '{storage}', which has a "
-                          "public_base_url; backup storage must be private. Remove public_base_url or "
-                          "use another resource.")
-    return storage
+def url_parse_problem(value: str) -> str | None:
+    """What the URL parser Tako uses (the ``url`` crate) would say about ``value``, for the common
+    mistakes: no scheme, an empty host, a bad port or IPv6 literal, a space in the host."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "invalid IPv6 address"
+    if not parts.scheme:
+        return "relative URL without a base"
+    if parts.scheme.lower() in ("http", "https"):
+        if not parts.netloc or not parts.hostname:
+            return "empty host"
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError:
+            return "invalid port number"
+        if any(ch in parts.hostname for ch in " <>^|%\\\"`{}"):
+            return "invalid domain character"
+    return None

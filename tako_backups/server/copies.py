@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import catalog, leftovers, rekey
-from ..core.copies import COPY, PRIMARY, CopyOutcome, Located, copy_backup, missing_backups
+from ..core.copies import COPY, PRIMARY, CopyOutcome, Place, copy_backup, missing_backups
 from ..errors import FormatError, IntegrityError, NotFoundError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..policy import policy_of
@@ -76,13 +76,13 @@ class BackupCopies:
         self._alerts = alerts
         self._records = AppRecords(backups.paths.state_dir, "copies", "copy state")
 
-    def places(self, app: str, settings: BackupBinding) -> list[Located]:
+    def places(self, app: str, settings: BackupBinding) -> list[Place]:
         """Where the app's backups can be read: the primary, then the copy when there is one.
         Raises ConfigError when a store cannot be set up."""
         store, _ = self._backups.location(app, settings)
-        places = [Located(PRIMARY, store, settings.storage.bucket)]
+        places = [Place(PRIMARY, store, settings.storage.bucket)]
         if settings.copy is not None:
-            places.append(Located(COPY, self._backups.store(settings.copy), settings.copy.bucket))
+            places.append(Place(COPY, self._backups.store(settings.copy), settings.copy.bucket))
         return places
 
     def state(self, app: str, settings: BackupBinding) -> CopyState | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import catalog, reindex
-from ..core.copies import PRIMARY, Located, first_working
+from ..core.copies import PRIMARY, Place, first_working
 from ..core.drill import DrillResult, run_drill
 from ..errors import FormatError, NotFoundError
 from ..models import BackupBinding, BackupInfo
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DRILL_INTERVAL = 7 * 86_400
 DRILL_RETRY = 86_400
-Places = Callable[[str, BackupBinding], list[Located]]
+Places = Callable[[str, BackupBinding], list[Place]]
 
 
 def drill_due(last: DrillResult | None, now: int, interval: float = DRILL_INTERVAL) -> bool:
@@ -125,7 +125,7 @@ class RestoreDrills:
             log.error("drill of %s: %s failed: %s", app, info.id, result.message)
         return result
 
-    def _drill_anywhere(self, places: list[Located], info: BackupInfo,
+    def _drill_anywhere(self, places: list[Place], info: BackupInfo,
                         settings: BackupBinding) -> DrillResult:
         """Drill ``info`` from each place in turn until one passes; a pass after a failure keeps
         the failures in its message, a failure everywhere names every place's."""
@@ -145,7 +145,7 @@ class RestoreDrills:
         return DrillResult(result.backup_id, result.at_unix_secs, result.seconds, False,
                            "; ".join(failures), None)
 
-    def _newest(self, app: str, settings: BackupBinding, place: Located, prefix: str) -> BackupInfo:
+    def _newest(self, app: str, settings: BackupBinding, place: Place, prefix: str) -> BackupInfo:
         """The newest backup in ``place``'s index. Raises NotFoundError when there is none."""
         index = (self._index.read(app, settings).index if place.name == PRIMARY
                  else reindex.read_or_rebuild(place.store, prefix).index)
@@ -153,9 +153,9 @@ class RestoreDrills:
             raise NotFoundError(f"App '{app}' has no backups to drill; run tako backups now first.")
         return index.backups[0]
 
-    def _primary_only(self, app: str, settings: BackupBinding) -> list[Located]:
+    def _primary_only(self, app: str, settings: BackupBinding) -> list[Place]:
         store, _ = self._backups.location(app, settings)
-        return [Located(PRIMARY, store, settings.storage.bucket)]
+        return [Place(PRIMARY, store, settings.storage.bucket)]
 
     def is_due(self, app: str, now: int, interval: float = DRILL_INTERVAL) -> bool:
         """Whether the weekly drill of ``app`` is due (never read from the bucket)."""

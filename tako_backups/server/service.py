@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..core import catalog
-from ..core.copies import Located, first_working
+from ..core.copies import Place, first_working
 from ..core.drill import DrillResult
 from ..errors import FormatError, NotFoundError, RestoreError, TakoError
 from ..models import BackupBinding, BackupInfo
@@ -158,7 +158,7 @@ class BackupService:
                 raise NotFoundError(f"App '{app}' has no {source} copy of its backups.")
         _, prefix = self.backups.location(app, settings)
 
-        def link(place: Located) -> tuple[BackupInfo, str]:
+        def link(place: Place) -> tuple[BackupInfo, str]:
             info = catalog.find_backup(place.store, prefix, backup_id)
             head = place.store.head(info.archive_key)
             if head is None or head.size != info.size_bytes:
@@ -198,7 +198,7 @@ class BackupService:
                         f"{exc} The live data was not touched; pass --no-safety-backup to restore "
                         "without one.") from None
 
-            def restore_from(place: Located) -> BackupInfo:
+            def restore_from(place: Place) -> BackupInfo:
                 info = catalog.find_backup(place.store, prefix, backup_id)
                 restore_over_live(
                     app=app, info=info, store=place.store, keys=settings.backup_keys, paths=self.paths,
@@ -286,7 +286,7 @@ class BackupService:
             settings = self.backups.settings(app)
             _, prefix = self.backups.location(app, settings)
 
-            def preview_from(place: Located) -> dict[str, Any]:
+            def preview_from(place: Place) -> dict[str, Any]:
                 info = catalog.find_backup(place.store, prefix, backup_id)
                 return preview_restore(app=app, info=info, store=place.store, keys=settings.backup_keys,
                                        paths=self.paths)

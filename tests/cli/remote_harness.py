@@ -161,7 +161,7 @@ def project_toml(servers: list[str], *, backup: bool = True, start: str | None =
 
 
 def servers_toml(names: list[str], key_path: Path) -> str:
-    return "".join(f'[servers.{name}]\nhost = "127.0.0.1"\nmanagement_port = {9844 + i}\n'
+    return "".join(f'[[servers]]\nname = "{name}"\nhost = "127.0.0.1"\nmanagement_port = {9844 + i}\n'
                    f'key_path = "{key_path}"\n\n' for i, name in enumerate(names))
 
 

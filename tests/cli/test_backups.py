@@ -66,7 +66,7 @@ def test_env_defaults_to_production_with_a_warning(demo: Callable[..., Fleet],
     demo()
     result = tako("backups", "status")
     assert result.exit_code == 0, result.output
-    assert result.stderr == "warning: Using production environment\n"
+    assert result.stderr == "! Using production environment\n"
     assert result.stdout == f"{HEAD}la: disabled\n"
 
 
@@ -156,12 +156,12 @@ def test_list_and_status_survive_one_server_down(demo: Demo, tako: Tako) -> None
     assert listed.stdout == (
         f"{HEAD}la\n{newest.id} {format_local_time(NOW + 60)} {format_size(newest.size_bytes)}\n"
         f"{oldest.id} {format_local_time(NOW)} {format_size(oldest.size_bytes)}\n")
-    assert listed.stderr == f"warning: {NY_DOWN}\n"
+    assert listed.stderr == f"! {NY_DOWN}\n"
     status = tako("backups", "status", "--env", "production")
     assert status.exit_code == 0, status.output
     assert status.stdout == (f"{HEAD}la: enabled, last {newest.id} at {format_local_time(NOW + 60)}, "
                              f"next {format_local_time(NOW + 60 + 86_400)}, 30d retention\n")
-    assert status.stderr == f"warning: {NY_DOWN}\n"
+    assert status.stderr == f"! {NY_DOWN}\n"
     as_json = json.loads(tako("backups", "ls", "--env", "production", "--json").stdout)
     assert as_json == {"ok": True, "command": "backups list", "app": "demo", "environment": "production",
                        "results": [{"server": "la", "backups": [newest.to_dict(), oldest.to_dict()]}],
@@ -228,10 +228,10 @@ def test_unknown_server_and_env_are_config_errors(demo: Demo, tako: Tako) -> Non
     demo()
     result = tako("backups", "list", "--env", "production", "--server", "tokyo")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: Server 'tokyo' not found in config.toml (")
+    assert result.stderr.startswith("error: Server 'tokyo' not found in config.toml\n")
     result = tako("backups", "list", "--env", "qa")
-    assert result.stderr == ("error: Environment 'qa' not found in tako.toml (declared: production, "
-                             "staging). Add an [envs.qa] table.\n")
+    assert result.stderr == ("error: Environment 'qa' not found in tako.toml.\nDeclared: production, "
+                             "staging; add an [envs.qa] table for another.\n")
 
 
 def test_backups_help_loads_no_network_or_crypto_library() -> None:

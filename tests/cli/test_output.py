@@ -47,7 +47,7 @@ def test_json_mode_prints_only_the_result_object(capsys: pytest.CaptureFixture[s
     out.result("backups list", {"app": "again"})
     captured = capsys.readouterr()
     assert captured.out == '{"ok": true, "command": "backups list", "app": "demo"}\n'
-    assert captured.err == "warning: Using production environment\n"
+    assert captured.err == "! Using production environment\n"
 
 
 @pytest.mark.parametrize("json_mode", [False, True])

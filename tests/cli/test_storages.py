@@ -49,11 +49,8 @@ def test_add_writes_binding_resource_and_encrypted_credentials(
     result = tako(*ADD, "--expires-on", "2031-06-30")
     assert result.exit_code == 0, result.output
     env = stored(app_dir)["production"]
-    assert result.stdout == (
-        f"Created the production key {env['key_id']} (key file {key_path(env['key_id'])}).\n"
-        "Attached storage uploads to production.\n"
-        "Deploy to sync the storage binding to your server.\n"
-    )
+    assert result.stdout == ("✔ Attached storage uploads to production.\n"
+                             "Deploy to sync the storage binding to your server.\n")
     assert result.stderr == ""
     text = (app_dir / "tako.toml").read_text()
     assert (
@@ -62,7 +59,8 @@ def test_add_writes_binding_resource_and_encrypted_credentials(
             'backup = { storage = "backups" }\n',
             'backup = { storage = "backups" }\nstorages = { uploads = "uploads" }\n',
         )
-        + '\n[storages.uploads]\nprovider = "s3"\nbucket = "demo-uploads"\nendpoint = "https://s3.example.com"\n'
+        + '\n[storages.uploads]\nprovider = "s3"\nbucket = "demo-uploads"\nendpoint = '
+          '"https://s3.example.com"\n'
         'region = "auto"\nforce_path_style = false\n'
     )
     creds = env["storages"]["uploads"]
@@ -80,7 +78,7 @@ def test_secrets_never_reach_any_output(demo: Demo, tako: Callable[..., Result])
         ("storages", "list"),
         ("storages", "list", "--json"),
         ("deploy", "--env", "production", "--dry-run"),
-        ("deploy", "--env", "production", "-v"),
+        ("deploy", "--env", "production", "-v", "--create-backup-key"),
         ("--json", "deploy", "--env", "production"),
         ("storages", "credentials", "uploads", "--env", "production", "--access-key-id", "AKIA-2",
          "--secret-access-key", "very-secret-value-456", "--json"),
@@ -111,20 +109,24 @@ def test_add_json_result(app_dir: Path, tako: Callable[..., Result]) -> None:
     }
 
 
-def test_env_defaults_to_production_with_a_warning(app_dir: Path, tako: Callable[..., Result]) -> None:
+def test_env_defaults_to_production_without_a_warning(app_dir: Path, tako: Callable[..., Result]) -> None:
     result = tako("storages", "add", "files", "--provider", "local")
     assert result.exit_code == 0, result.output
-    assert result.stderr == "warning: Using production environment\n"
+    assert result.stderr == ""
     assert 'storages = { files = "local" }' in (app_dir / "tako.toml").read_text()
     assert not (app_dir / ".tako").exists()
 
 
-def test_missing_secret_without_a_terminal_names_the_flag(app_dir: Path, tako: Callable[..., Result]) -> None:
+@pytest.mark.parametrize("ci", [False, True])
+def test_missing_secret_without_a_terminal_is_takos_error(app_dir: Path, tako: Callable[..., Result],
+                                                          monkeypatch: pytest.MonkeyPatch, ci: bool) -> None:
+    if ci:  # a terminal, but --ci: no prompt either
+        monkeypatch.setattr("tako_backups.cli.prompts.stdin_is_terminal", lambda: True)
     before = (app_dir / "tako.toml").read_text()
-    result = tako(*ADD[:-2])
+    result = tako(*ADD[:-2], *(["--ci"] if ci else []))
     assert (result.exit_code, result.stderr) == (
         1,
-        "error: Missing --secret-access-key (no terminal to prompt on).\n",
+        "error: Password prompt requires an interactive terminal\nPass --secret-access-key.\n",
     )
     assert (app_dir / "tako.toml").read_text() == before
     assert not (app_dir / ".tako").exists()
@@ -185,14 +187,17 @@ def test_passphrase_chosen_at_the_prompt_derives_the_key(
             ("--provider", "local", "--resource", "files"),
             "Local storage uses the built-in resource name 'local'.",
         ),
-        (("--endpoint", "https://s3.example.com"), "Bucket is required for S3 storage. Pass --bucket."),
-        (("--bucket", "b"), "Endpoint is required for S3 storage. Pass --endpoint."),
+        (("--endpoint", "https://s3.example.com"), "Bucket is required for S3 storage.\nPass --bucket."),
+        (("--bucket", "b"), "Endpoint is required for S3 storage.\nPass --endpoint."),
         (
             ("--bucket", "b", "--endpoint", "http://s3.example.com"),
-            "Storage resource 'uploads' endpoint 'http://s3.example.com' must use https:// (http:// "
-            "is allowed only "
-            "for loopback hosts such as 127.0.0.1).",
+            "Storage endpoints must use https.\ntako-backups also accepts http:// for loopback hosts such as "
+            "127.0.0.1 (Tako does not).",
         ),
+        (("--bucket", "b", "--endpoint", "ftp://s3.example.com"), "Storage endpoints must use https."),
+        (("--bucket", "b", "--endpoint", "s3.example.com"), "relative URL without a base"),
+        (("--bucket", "b", "--endpoint", "https://s3.example.com", "--public-base-url", "https://"),
+         "empty host"),
     ],
 )
 def test_add_rules(app_dir: Path, tako: Callable[..., Result], args: tuple[str, ...], message: str) -> None:
@@ -239,7 +244,9 @@ def test_credentials_rotates_and_keeps_the_env_key(app_dir: Path, tako: Callable
         "--expires-on",
         "never",
     )
-    assert second.stdout == "Updated storage credentials backups for production.\n"
+    assert second.stdout == ("✔ Updated storage credentials backups for production.\n"
+                             "Deploy to sync the storage credentials to your server.\n")
+    assert second.stderr == ""
     assert first.exit_code == second.exit_code == 0
     env = stored(app_dir)["production"]
     assert env["key_id"] == key_id
@@ -253,7 +260,9 @@ def test_credentials_rotates_and_keeps_the_env_key(app_dir: Path, tako: Callable
     ("resource", "message"),
     [
         ("nope", "Storage resource 'nope' is not declared in tako.toml."),
-        ("local", "Only S3-compatible storage resources use credentials."),
+        ("local", "Storage resource 'local' is not declared in tako.toml."),
+        ("Up", "Validation error: Storage name can only contain lowercase letters, numbers, hyphens, and "
+               "underscores. Found: 'U'"),
     ],
 )
 def test_credentials_errors(app_dir: Path, tako: Callable[..., Result], resource: str, message: str) -> None:
@@ -327,7 +336,7 @@ def test_binding_another_env_to_a_declared_resource_needs_no_s3_flags(
         "add",
         "archive",
         "--env",
-        "staging",
+        "development",
         "--resource",
         "backups",
         "--access-key-id",
@@ -337,6 +346,21 @@ def test_binding_another_env_to_a_declared_resource_needs_no_s3_flags(
     )
     assert result.exit_code == 0, result.output
     assert (app_dir / "tako.toml").read_text() == before.replace(
-        "\n[storages.backups]", '\n[envs.staging]\nstorages = { archive = "backups" }\n\n[storages.backups]'
+        "\n[storages.backups]",
+        '\n[envs.development]\nstorages = { archive = "backups" }\n\n[storages.backups]'
     )
-    assert list(stored(app_dir)["staging"]["storages"]) == ["backups"]
+    assert list(stored(app_dir)["development"]["storages"]) == ["backups"]
+
+
+def test_a_new_env_without_a_route_is_refused_before_anything_is_written(
+    app_dir: Path, tako: Callable[..., Result]
+) -> None:
+    before = (app_dir / "tako.toml").read_text()
+    result = tako("storages", "add", "archive", "--env", "staging", "--resource", "backups",
+                  "--access-key-id", "A", "--secret-access-key", "S")
+    assert (result.exit_code, result.stderr) == (1, (
+        "error: Validation error: Environment 'staging' must define either 'route' or 'routes'\n"
+        "We only write a tako.toml that Tako can load: declare [envs.staging] with its route in tako.toml "
+        "first.\n"))
+    assert (app_dir / "tako.toml").read_text() == before
+    assert not (app_dir / ".tako").exists()

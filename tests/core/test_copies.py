@@ -16,7 +16,7 @@ from tako_backups.core.copies import (
     COPY,
     PRIMARY,
     CopyFeed,
-    Located,
+    Place,
     copy_backup,
     first_working,
     missing_backups,
@@ -180,11 +180,11 @@ def test_sync_streams_what_the_copy_lacks_and_checks_sha256(dataset: Path, tmp_p
 
 
 def test_first_working_falls_back_on_missing_unreachable_and_damaged_only() -> None:
-    places = [Located(PRIMARY, MemoryStore(), "main"), Located(COPY, MemoryStore(), "spare")]
+    places = [Place(PRIMARY, MemoryStore(), "main"), Place(COPY, MemoryStore(), "spare")]
     calls: list[str] = []
 
     def fail_with(error: Exception):  # type: ignore[no-untyped-def]
-        def action(place: Located) -> str:
+        def action(place: Place) -> str:
             calls.append(place.name)
             if place.name == PRIMARY:
                 raise error
@@ -203,7 +203,7 @@ def test_first_working_falls_back_on_missing_unreachable_and_damaged_only() -> N
     ok = first_working(places, lambda place: place.bucket)
     assert ok.source_fields() == {"source": "primary", "source_bucket": "main"}
 
-    def always(place: Located) -> str:
+    def always(place: Place) -> str:
         raise NotFoundError(f"not in {place.bucket}")
 
     with pytest.raises(NotFoundError, match=r"^Every copy failed: primary \(bucket main\): not in main; "

@@ -18,7 +18,7 @@ from tako_backups.policy import (
     parse_every,
 )
 
-WHERE = "[envs.production] of .tako/backups.toml"
+WHERE = "[envs.production] of tako-backups.toml"
 SECRET = "whsec-0123456789abcdef-do-not-show"
 HOOK = "https://hooks.example.com/services/T000/B000/tok3n-do-not-show?key=also-secret"
 
@@ -222,9 +222,9 @@ def test_env_settings_read_policy_notify_and_the_secret() -> None:
      f"`notify.command` in {WHERE} must be a list of strings such as [\"/usr/local/bin/page-me\", "
      "\"--quiet\"] (it runs without a shell)."),
     ({"notify": {"webhook": HOOK}}, "short",
-     f"The webhook secret in secrets.json for {WHERE} must be 16 to 1024 printable characters; generate one "
+     f"The webhook secret for {WHERE} must be 16 to 1024 printable characters; generate one "
      "with `openssl rand -hex 32`."),
-    ({}, SECRET, f"The webhook secret in secrets.json for {WHERE} is set but there is no notify.webhook; add "
+    ({}, SECRET, f"The webhook secret for {WHERE} is set but there is no notify.webhook; add "
                  "one or remove the secret."),
     ({"notify": "https://x"}, None, f"`notify` in {WHERE} must be a table with webhook and/or command."),
 ])

@@ -34,7 +34,8 @@ def test_demo_runs_twice_and_cleans_up(tmp_path: Path) -> None:
                      cwd=tmp_path)
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, out
-        for expected in ("$ tako deploy --env production --yes", "$ tako backups now --env production",
+        for expected in ("$ tako deploy --env production --create-backup-key", "$ tako backups now --env "
+                                                                               "production",
                          "$ tako backups list --env production", "$ tako backups status --env production",
                          "$ tako backups verify ", "Restored notes from b"):
             assert expected in out, f"missing {expected!r} in:\n{out}"

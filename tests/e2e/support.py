@@ -38,7 +38,7 @@ class Developer:
     def write_servers(self, servers: dict[str, RunningServer], key_path: Path | None = None) -> None:
         extra = f'key_path = "{key_path}"\n' if key_path is not None else ""
         (self.tako_home / "config.toml").write_text("".join(
-            f'[servers.{name}]\nhost = "127.0.0.1"\nmanagement_port = {server.port}\n{extra}\n'
+            f'[[servers]]\nname = "{name}"\nhost = "127.0.0.1"\nmanagement_port = {server.port}\n{extra}\n'
             for name, server in servers.items()))
 
     def write_project(self, name: str, servers: list[str], store: SeaweedFS, bucket: str,

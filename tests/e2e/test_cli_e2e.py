@@ -84,12 +84,14 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     set_credentials(dev, seaweedfs)
     live = la.data_dir / "apps" / "notes" / "production" / "data" / "app"
 
-    deployed = dev.tako("deploy", "--env", "production")
+    deployed = dev.tako("deploy", "--env", "production", "--create-backup-key")
     assert deployed.exit_code == 0, deployed.output
     secrets = load_secrets(dev.app_dir / ".tako" / "secrets.json")
     [key] = backup_keys_for(secrets, "production")
     [first] = listed(dev)["la"]
-    assert deployed.stdout == (f"Deploy\nnotes (production)\nCreated backup key {key.id} for production.\n"
+    assert deployed.stdout == (f"Deploy\nnotes (production)\nCreated backup key {key.id} for production; "
+                               f"commit "
+                               ".tako/secrets.json so every deploy sends it.\n"
                                f"la: deployed, backup {first.id} ({format_size(first.size_bytes)})\n")
     assert deployed.stderr == ""
     wait_for(lambda: len(notes(live / "notes.db")) >= 25, "the deployed notes app to write rows")
@@ -110,7 +112,7 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     status = dev.tako_process("backups", "status")
     assert status.returncode == 0, status.stderr
     newest = both[0]
-    assert status.stderr == "warning: Using production environment\n"
+    assert status.stderr == "! Using production environment\n"
     assert status.stdout == (f"Backups\nnotes (production)\nla: enabled, last {newest.id} at "
                              f"{format_local_time(newest.created_at_unix_secs)}, next "
                              f"{format_local_time(newest.created_at_unix_secs + 86_400)}, 30d retention\n")
@@ -197,7 +199,7 @@ def test_two_servers_in_one_env(dev: Developer, la: RunningServer, signer: FileS
         shown = dev.tako("backups", "list", "--env", "production")
         assert shown.exit_code == 0, shown.output
         assert shown.stdout == f"Backups\npair (production)\nla\n{line(on_la)}\n"
-        assert shown.stderr == f"warning: {down}\n"
+        assert shown.stderr == f"! {down}\n"
 
         partial = dev.tako("backups", "now", "--env", "production")
         assert partial.exit_code == 1

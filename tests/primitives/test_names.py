@@ -16,8 +16,10 @@ from tako_backups.primitives.names import (
     is_backup_key_id,
     is_key_id,
     join_app_id,
+    sanitize_app_name,
     sanitize_segment,
     segment_problem,
+    server_name_problem,
     split_app_id,
     storage_name_problem,
     validation_error,
@@ -159,7 +161,7 @@ def test_bucket_prefix_segments(segment: str, sanitized: str) -> None:
 
 @pytest.mark.parametrize(("value", "key_id", "backup_key_id"), [
     ("0123456789abcdef", True, False),
-    ("0123456789ABCDEF", False, False),
+    ("0123456789ABCDEF", True, False),
     ("0123456789abcde", False, False),
     ("backup-key-0123456789abcdef", False, True),
     ("backup-key-0123456789abcdeg", False, False),
@@ -173,5 +175,28 @@ def test_validation_errors_read_as_tako_prints_them() -> None:
     error = validation_error("Environment name cannot be empty")
     assert isinstance(error, ConfigError)
     assert str(error) == "Validation error: Environment name cannot be empty"
-    assert str(validation_error("Storage name cannot be empty", "[storages.x] in tako.toml")) == (
-        "Validation error: Storage name cannot be empty ([storages.x] in tako.toml)")
+    assert str(validation_error("Storage name cannot be empty", "Our hint.")) == (
+        "Validation error: Storage name cannot be empty\nOur hint.")
+
+
+@pytest.mark.parametrize(("raw", "sanitized"), [
+    ("demo", "demo"),
+    ("my--app", "my-app"),
+    ("My_App.v2", "my-app-v2"),
+    ("42-app-", "app"),
+    ("héllo wörld", "hllowrld"),
+])
+def test_the_cli_app_name_is_sanitized_as_takos(raw: str, sanitized: str) -> None:
+    assert sanitize_app_name(raw) == sanitized
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("la-1", None),
+    ("", "Server name cannot be empty"),
+    ("1la", "Server name must start with a lowercase letter"),
+    ("la_1", "Server name can only contain lowercase letters, numbers, and hyphens. Found: '_'"),
+    ("la-", "Server name cannot end with a hyphen"),
+    ("a" * 64, "Server name cannot exceed 63 characters"),
+])
+def test_server_names(name: str, problem: str | None) -> None:
+    assert server_name_problem(name) == problem

@@ -74,23 +74,23 @@ def test_env_vars(name: str, value: Any, problem: str | None) -> None:
 
 @pytest.mark.parametrize(("value", "argv"), [
     (None, None),
-    ("python app.py", ("python", "app.py")),
-    ("gunicorn 'app:create()' -b :8000", ("gunicorn", "app:create()", "-b", ":8000")),
     (["python", "app.py"], ("python", "app.py")),
+    (["gunicorn", "app:create()", "-b", ":8000"], ("gunicorn", "app:create()", "-b", ":8000")),
 ])
 def test_start_in_tako_toml(value: Any, argv: tuple[str, ...] | None) -> None:
     assert parse_start(value) == argv
 
 
-EXAMPLE = 'e.g. start = ["python", "app.py"] or start = "python app.py".'
+NOT_ARRAY = "Validation error: 'start' must be a non-empty array of strings"
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("python 'app.py",
-     f"tako.toml key 'start' is not a valid command line (No closing quotation); {EXAMPLE}"),
-    (7, f"tako.toml key 'start' must be a command string or an array of strings, {EXAMPLE}"),
-    ("", f"tako.toml key 'start' must name a command (no empty parts), {EXAMPLE}"),
-    (["python", ""], f"tako.toml key 'start' must name a command (no empty parts), {EXAMPLE}"),
+    ("python app.py", f'{NOT_ARRAY}\nWrite the command as an array, e.g. start = ["python", "app.py"].'),
+    (7, NOT_ARRAY),
+    ([], NOT_ARRAY),
+    (["python", 1], NOT_ARRAY),
+    (["python", " "], "Validation error: 'start' entries cannot be empty"),
+    (["", 1], "Validation error: 'start' entries cannot be empty"),
     (["py\0"], "tako.toml key 'start' contains a NUL character."),
 ])
 def test_bad_start_in_tako_toml(value: Any, message: str) -> None:

@@ -75,8 +75,8 @@ def test_backup_binding_needs_credentials_and_a_key(app_dir: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         backup_binding_for(project, secrets, "production")
     assert str(caught.value) == (
-        "Backup uses S3 resource 'backups' but credentials are missing for environment "
-        "'production'. Run `tako storages credentials backups --env production`."
+        "Missing storage credentials for resource 'backups' in environment 'production'.\n"
+        "Run `tako storages credentials backups --env production`."
     )
     project, secrets = with_credentials(app_dir)
     with pytest.raises(ConfigError) as caught:

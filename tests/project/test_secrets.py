@@ -228,9 +228,8 @@ def test_missing_key_file_says_where_it_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         open_env_key(sealed_env(tmp_path, os.urandom(32)), "production")
     assert str(caught.value) == (
-        f"No key for environment 'production': key '{KEY_ID}' was not found at "
-        f"{key_path(KEY_ID)}. Copy that key file from a machine that has it, or set "
-        "TAKO_SECRETS_PASSPHRASE if the key was made from a passphrase."
+        "Unable to decrypt production secrets. Run `tako secrets key import` to import an exported key or "
+        f"passphrase.\nNo key {KEY_ID} at {key_path(KEY_ID)} and TAKO_SECRETS_PASSPHRASE is not set."
     )
 
 

@@ -50,7 +50,7 @@ def assert_keeps_every_line(original: str, edited: str) -> None:
         assert any(candidate == line for candidate in lines), f"lost or moved: {line!r}"
 
 
-@pytest.mark.parametrize("env", ["production", "staging", "qa"])
+@pytest.mark.parametrize("env", ["production", "staging", "development"])
 def test_binding_edit_keeps_every_original_line_in_order(tmp_path: Path, env: str) -> None:
     path = tmp_path / "tako.toml"
     edited, project = with_storage_binding(COMMENTED, path, env, "uploads", "uploads", NEW)
@@ -64,9 +64,20 @@ def test_binding_edit_keeps_every_original_line_in_order(tmp_path: Path, env: st
 
 
 def test_new_env_and_resource_tables_are_separated_by_blank_lines(tmp_path: Path) -> None:
-    edited, _ = with_storage_binding(COMMENTED, tmp_path / "tako.toml", "qa", "uploads", "uploads", NEW)
-    assert '\n\n[envs.qa]\nstorages = { uploads = "uploads" }\n\n' in edited
+    edited, _ = with_storage_binding(COMMENTED, tmp_path / "tako.toml", "development", "uploads", "uploads",
+                                     NEW)
+    assert '\n\n[envs.development]\nstorages = { uploads = "uploads" }\n\n' in edited
     assert "force_path_style = false\n\n[vars]" in edited
+
+
+def test_a_new_env_without_a_route_is_not_written(tmp_path: Path) -> None:
+    """Tako's `storages add` writes [envs.qa] with only storages, a file Tako then refuses; we refuse
+    to write it."""
+    with pytest.raises(ConfigError) as caught:
+        with_storage_binding(COMMENTED, tmp_path / "tako.toml", "qa", "uploads", "uploads", NEW)
+    assert str(caught.value) == (
+        "Validation error: Environment 'qa' must define either 'route' or 'routes'\n"
+        "We only write a tako.toml that Tako can load: declare [envs.qa] with its route in tako.toml first.")
 
 
 def test_binding_into_an_inline_table_keeps_its_style_and_comment(tmp_path: Path) -> None:
@@ -99,13 +110,15 @@ def test_an_edit_that_breaks_a_rule_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as caught:
         with_storage_binding(COMMENTED, tmp_path / "tako.toml", "production", "files", "r2", public)
-    assert "backup storage must be private" in str(caught.value)
+    assert str(caught.value) == (
+        "Validation error: Environment 'production' backup storage resource 'r2' must be private; remove "
+        "public_base_url or use a separate private storage resource")
 
 
 def test_edit_of_an_empty_file_produces_a_loadable_config(tmp_path: Path) -> None:
     path = tmp_path / "app" / "tako.toml"
     path.parent.mkdir()
-    edited, _ = with_storage_binding("", path, "production", "uploads", "uploads", NEW)
+    edited, _ = with_storage_binding("", path, "development", "uploads", "uploads", NEW)
     path.write_text(edited)
-    assert load_project(path).envs["production"].storages == {"uploads": "uploads"}
+    assert load_project(path, extensions=False).envs["development"].storages == {"uploads": "uploads"}
     assert edited.endswith("\n")

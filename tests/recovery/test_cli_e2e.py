@@ -58,7 +58,7 @@ def project(dev: Developer, la: RunningServer, seaweedfs: SeaweedFS, bucket: str
                      seaweedfs.access_key, "--secret-access-key", seaweedfs.secret_key,
                      "--expires-on", "never")
     assert creds.exit_code == 0, creds.output
-    deployed = dev.tako("deploy", "--env", "production")
+    deployed = dev.tako("deploy", "--env", "production", "--create-backup-key")
     assert deployed.exit_code == 0, deployed.output
     live = la.data_dir / "apps" / name / "production" / "data"
     make_tree(live)
@@ -112,7 +112,7 @@ def test_drill_and_status_show_the_last_verified_restore(dev: Developer, la: Run
     at = format_local_time(status["status"]["last_drill"]["at_unix_secs"])
     warned = dev.tako("backups", "status", "--env", "production")
     assert warned.exit_code == 0
-    assert warned.stderr == (f"warning: la: the last restore drill ({info.id}, {at}) failed: "
+    assert warned.stderr == (f"! la: the last restore drill ({info.id}, {at}) failed: "
                              "Downloaded backup checksum did not match manifest.\n")
     assert "la: last verified restorable" in warned.stdout  # the earlier drill still stands
     bad_id = dev.tako("backups", "drill", "nonsense", "--env", "production")
@@ -183,7 +183,7 @@ def test_reindex_and_the_list_note(dev: Developer, la: RunningServer, seaweedfs:
     store.delete(key)
     shown = dev.tako("backups", "list", "--env", "production")
     assert shown.exit_code == 0, shown.output
-    assert shown.stderr == ("warning: la: index.json was missing or unreadable; the server rebuilt it "
+    assert shown.stderr == ("! la: index.json was missing or unreadable; the server rebuilt it "
                             "from the manifests.\n")
     assert shown.stdout.count("\n") == 2 + len(every)
     store.put_bytes(key, b"garbage")

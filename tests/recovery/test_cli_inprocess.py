@@ -50,7 +50,7 @@ def test_status_warns_about_an_overdue_backup_and_reports_our_fields(fleet: Flee
     assert late.exit_code == 0, late.output
     assert late.stdout == (f"{HEAD}la: enabled, last {info.id} at {format_local_time(NOW)}, next "
                            f"{format_local_time(NOW + 86_400)}, 30d retention\n")
-    assert late.stderr == (f"warning: la: backup overdue: the newest ({info.id}, {format_local_time(NOW)}) "
+    assert late.stderr == (f"! la: backup overdue: the newest ({info.id}, {format_local_time(NOW)}) "
                            "is more than 37 hours old.\n")
 
 

@@ -107,7 +107,7 @@ def test_no_command_output_log_or_file_shows_a_secret(world: dict[str, object],
     for extra in ((), ("--json",)):
         run(*extra, "storages", "list")
         run(*extra, "deploy", "--env", "production", "--dry-run")
-    run("deploy", "--env", "production", "--yes")
+    run("deploy", "--env", "production", "--yes", "--create-backup-key")
     now = run("--json", "backups", "now", "--env", "production")
     backup_id = json.loads(now.stdout)["results"][0]["backup"]["id"]
     for extra in ((), ("--json",), ("-v",)):
