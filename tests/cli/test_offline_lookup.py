@@ -64,7 +64,7 @@ def test_a_backup_under_the_servers_own_name_is_found_and_placed(
         own, other = backups_under(app_dir, seaweedfs, bucket, ["La.1", "ny"])
         checked = tako("backups", "verify", own.id, "--env", "production", "--server", "la")
         assert checked.exit_code == 0, checked.output
-        assert checked.stderr == (f"warning: Backup {own.id} is not under server 'la' ({ROOT}la/); found "
+        assert checked.stderr == (f"! Backup {own.id} is not under server 'la' ({ROOT}la/); found "
                                   f"under server 'la-1' (prefix {ROOT}la-1/).\n")
         assert checked.stdout.startswith(f"Verified {own.id}: checksum, tag and 0 SQLite integrity checks ok")
         pulled = tako("backups", "extract", other.id, "--into", str(tmp_path / "out"), "--env", "production",

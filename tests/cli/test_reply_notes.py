@@ -18,13 +18,13 @@ def test_each_server_says_once_that_self_healing_is_off(demo: Demo, tako: Tako) 
     fleet.store.deny_list = True
     created = tako("backups", "now", "--env", "production")
     assert created.exit_code == 0, created.output
-    assert created.stderr == f"warning: la: {NOTE}\nwarning: ny: {NOTE}\n"
+    assert created.stderr == f"! la: {NOTE}\n! ny: {NOTE}\n"
     listed = tako("backups", "list", "--env", "production")
     assert listed.exit_code == 0 and listed.stderr == ""  # answered from the index: nothing skipped
     fleet.store.delete(index_key(backup_prefix("demo", "production", "la")))
     listed = tako("backups", "list", "--env", "production")
     assert listed.exit_code == 0, listed.output
-    assert listed.stderr == f"warning: la: {NOTE}\n"
+    assert listed.stderr == f"! la: {NOTE}\n"
     assert listed.stdout.split("\n")[2:4] == ["la", "No backups found."]
 
 

@@ -187,7 +187,7 @@ def backups_on(la: RunningServer, signer: FileSigner) -> list[str]:
         try:
             return [b["id"] for b in client.call("list_backups", {"app": f"{APP}/production"})["backups"]]
         except ServerReplyError as exc:
-            assert "has no backup settings on this server" in str(exc)
+            assert f"Backups are not configured for {APP}/production." in str(exc)
             return []
 
 

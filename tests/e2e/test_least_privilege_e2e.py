@@ -58,7 +58,7 @@ PREFIX = "_tako/backups/notes/production/la-1/"
 
 
 def note(bucket: str) -> str:
-    return (f"warning: la: Self-healing is off for bucket '{bucket}': listing is denied to these "
+    return (f"! la: Self-healing is off for bucket '{bucket}': listing is denied to these "
             "credentials.\n")
 
 
