@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_status_shows_the_policy_the_copy_and_who_is_told(fleet: Fleet, tako: Ta
     fleet.clock = NOW + 60
     info = service.backup_now(APP, None)
     lagging = tako("backups", "status", "--env", "production")  # the first backup went to no copy
-    assert lagging.stderr == ("warning: la: copy in bucket spare is lagging: 1 backup missing; it catches "
+    assert lagging.stderr == ("! la: copy in bucket spare is lagging: 1 backup missing; it catches "
                               "up at the next scheduled backup, or run `tako backups sync`.\n")
     service.sync_copies(APP)
     result = tako("backups", "status", "--env", "production")
@@ -86,7 +87,7 @@ def test_a_lagging_copy_warns_and_sync_brings_it_up_to_date(fleet: Fleet, tako: 
     listed = tako("backups", "list", "--env", "production")
     assert listed.exit_code == 0, listed.output
     assert f"{info['id']} " in listed.stdout and listed.stdout.splitlines()[2].endswith("copy: missing")
-    assert listed.stderr.startswith("warning: la: copy in bucket spare is lagging: 2 backups missing "
+    assert listed.stderr.startswith("! la: copy in bucket spare is lagging: 2 backups missing "
                                     "(last error: Uploading the copy failed: Upload failed: the bucket is "
                                     "read-only.); it catches up at the next scheduled backup, or run "
                                     "`tako backups sync`.")
@@ -130,7 +131,7 @@ def test_notify_test_reports_each_target(fleet: Fleet, tako: Tako, receiver: Rec
     result = tako("backups", "notify", "test", "--env", "production")
     assert result.exit_code == 1
     assert result.stdout == f"{HEAD}la: webhook http://127.0.0.1:{receiver.port}/…: delivered\n"
-    assert result.stderr == ("warning: la: command /bin/sh …: failed (exit 4)\n"
+    assert result.stderr == ("! la: command /bin/sh …: failed (exit 4)\n"
                              "error: 1 test notification could not be delivered.\n")
     assert [e["event"] for e in receiver.events()] == ["test"]
 
@@ -144,7 +145,7 @@ def test_download_restore_and_drill_fall_back_to_the_copy_and_say_so(fleet: Flee
     out = f"{tmp_path}/b.tar.zst.enc"
     result = tako("backups", "download", info["id"], "--env", "production", "--output", out)
     assert result.exit_code == 0, result.output
-    assert result.stderr.startswith("warning: The download from the primary (bucket demo-backups) failed: "
+    assert result.stderr.startswith("! The download from the primary (bucket demo-backups) failed: "
                                     "Downloaded backup checksum did not match manifest. Trying the copy.\n")
     assert "Downloaded from the copy (bucket spare)" in result.stdout
     assert fleet.requests[-1][1] == {"command": "backup_download_url", "app": APP, "backup_id": info["id"],
@@ -154,8 +155,53 @@ def test_download_restore_and_drill_fall_back_to_the_copy_and_say_so(fleet: Flee
         del fleet.store.objects[key]  # the primary bucket is wiped
     restored = tako("backups", "restore", info["id"], "--env", "production", "--yes", "--no-safety-backup")
     assert restored.exit_code == 0, restored.output
-    assert restored.stderr == (f"warning: Read the backup from the copy (bucket spare): primary "
+    assert restored.stderr == (f"! Read the backup from the copy (bucket spare): primary "
                                f"(bucket demo-backups): Backup not found: {info['id']}\n")
     drilled = tako("backups", "drill", info["id"], "--env", "production")
     assert drilled.exit_code == 0, drilled.output
     assert drilled.stdout.endswith("recovery, read from the copy)\n")
+
+
+COPY_RESOURCE = ('\n[storages.backups-copy]\nbucket = "spare"\nendpoint = "https://copy.example.net"\n'
+                 'region = "auto"\n')
+
+
+def test_now_sends_the_settings_file_and_tako_s_shape_without_it(fleet: Fleet, tako: Tako,
+                                                                   receiver: Receiver) -> None:
+    plain = tako("backups", "now", "--env", "production")
+    assert plain.exit_code == 0, plain.output
+    assert list(fleet.requests[-1][1]["backup"]) == ["storage", "backup_keys", "retention_days"]
+    assert "expires_on" not in fleet.requests[-1][1]["backup"]["storage"]
+
+    with open("tako.toml", "a") as f:
+        f.write(COPY_RESOURCE)
+    Path("tako-backups.toml").write_text(
+        '[envs.production]\nevery = "1h"\nkeep_hourly = 24\nkeep_daily = 7\ncopy_to = "backups-copy"\n\n'
+        f'[envs.production.notify]\nwebhook = "{receiver.url}"\n')
+    creds = tako("storages", "credentials", "backups-copy", "--env", "production", "--access-key-id",
+                 "AKIACOPY", "--secret-access-key", "copy-secret-never-shown", "--expires-on", "2027-01-31")
+    assert creds.exit_code == 0, creds.output
+    signed = tako("backups", "notify", "secret", "--env", "production", input="whsec-0123456789abcdef\n")
+    assert signed.exit_code == 0, signed.output
+    assert "copy-secret" not in Path(".tako/secrets.json").read_text()
+
+    fleet.clock = NOW + 60
+    now = tako("backups", "now", "--env", "production")
+    assert now.exit_code == 0, now.output
+    sent = fleet.requests[-1][1]["backup"]
+    assert sent["retention_days"] == 30  # what Tako's server keeps by
+    assert sent["policy"] == {"every_seconds": 3600, "keep_hourly": 24, "keep_daily": 7}
+    assert (sent["copy"]["bucket"], sent["copy"]["access_key_id"], sent["copy"]["expires_on"]) == (
+        "spare", "AKIACOPY", "2027-01-31")
+    assert "expires_on" not in sent["storage"]  # the primary's credentials never expire
+    assert sent["notify"] == {"webhook_url": receiver.url, "webhook_secret": "whsec-0123456789abcdef"}
+    assert now.stdout.endswith("la: copied to bucket spare (older backups are still missing there)\n")
+    assert "copy-secret" not in now.output and "whsec" not in now.output
+
+    status = tako("backups", "status", "--env", "production")
+    assert "every 1h, keeps 24 hourly, 7 daily" in status.stdout
+    tested = tako("backups", "notify", "test", "--env", "production")
+    assert tested.exit_code == 0, tested.output
+    assert fleet.requests[-1][1]["notify"] == sent["notify"]  # the local settings, tried as they are
+    [event] = receiver.events("whsec-0123456789abcdef")
+    assert event["event"] == "test"
