@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tako_backups.core import layout
+from tako_backups.errors import StorageError
 from tako_backups.policy import BackupPolicy
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.app import create_app
@@ -145,3 +146,26 @@ def test_reencryption_happens_in_the_copy_too(paths: ServerPaths, buckets: dict[
     assert buckets["spare"].objects == buckets["main"].objects
     assert service.backup_status(APP)["copy"]["state"] == "ok"
     assert not set(new_ids) & {b["id"] for b in old}
+
+
+def test_a_lagging_copy_catches_up_at_the_next_scheduled_backup(paths: ServerPaths,
+                                                                 buckets: dict[str, Bucket]) -> None:
+    clock = Clock()
+    service = make_service(paths, buckets, clock)
+    seed(paths)
+    first = service.backup_now(APP, extended(TIERS))
+    buckets["spare"].down = True
+    clock.now += HOUR
+    lagging = service.backup_now_reply(APP, None)
+    assert lagging.extra["copy"]["status"] == "failed"
+    assert service.backup_status(APP)["copy"]["missing"] == [lagging.data["id"]]
+    clock.now += HOUR
+    with pytest.raises(StorageError):  # still down: `tako backups sync` says so
+        service.copies.sync(APP)
+    buckets["spare"].down = False
+    clock.now += HOUR
+    newest = service.scheduled_backup(APP)  # syncs the copy first, then backs up to both
+    ids = sorted([first["id"], lagging.data["id"], newest.id])
+    assert archives(buckets["spare"]) == archives(buckets["main"]) == ids
+    status = service.backup_status(APP)
+    assert (status["copy"]["state"], status["copy"]["missing"], status["copy"]["error"]) == ("ok", [], None)
