@@ -25,7 +25,7 @@ from typing import IO, cast
 import zstandard
 
 from ..primitives.streams import Sink
-from ..progress import NO_PROGRESS, Progress
+from ..progress import ARCHIVE_UPLOAD, NO_PROGRESS, SNAPSHOT, Progress, enter_phase
 from .snapshot import Entry, SourceChanged, snapshot_sqlite, walk
 
 ZSTD_LEVEL = 3
@@ -77,14 +77,14 @@ def write_archive(
                 seen_top.add(entry.arcname)
             if entry.kind == "sqlite":
                 if snapshots.pending:
-                    _add_snapshot(tar, snapshots.finish(), stats, progress)
+                    _add_snapshot(tar, snapshots.finish(progress), stats, progress)
                 snapshots.start(entry)
             else:
                 _add(tar, entry, stats, progress)
             if snapshots.ready:
-                _add_snapshot(tar, snapshots.finish(), stats, progress)
+                _add_snapshot(tar, snapshots.finish(progress), stats, progress)
         if snapshots.pending:
-            _add_snapshot(tar, snapshots.finish(), stats, progress)
+            _add_snapshot(tar, snapshots.finish(progress), stats, progress)
         for top in ("app", "tako"):
             if top not in seen_top:
                 info = tarfile.TarInfo(top)
@@ -192,12 +192,17 @@ class _SnapshotAhead:
         real_path = os.path.join(self._real_root, *entry.arcname.split("/"))
         self._job = (entry, Path(tmp), self._pool.submit(snapshot_sqlite, entry.path, Path(tmp), real_path))
 
-    def finish(self) -> tuple[Entry, Path] | None:
+    def finish(self, progress: Progress = NO_PROGRESS) -> tuple[Entry, Path] | None:
         """Wait for the snapshot; the caller archives and deletes it. None when the database was
-        swapped for a symlink (it is left out). Raises SnapshotError."""
+        swapped for a symlink (it is left out). While the archive waits for it, ``progress`` is in
+        the snapshot phase (total: the database's size; ``VACUUM INTO`` reports no bytes).
+        Raises SnapshotError."""
         assert self._job is not None
         entry, path, future = self._job
         self._job = None
+        waited = not future.done()
+        if waited:
+            enter_phase(progress, SNAPSHOT, entry.st.st_size)
         try:
             future.result()
         except SourceChanged:
@@ -206,6 +211,9 @@ class _SnapshotAhead:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        finally:
+            if waited:
+                enter_phase(progress, ARCHIVE_UPLOAD)
         return entry, path
 
     def close(self) -> None:

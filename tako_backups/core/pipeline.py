@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-from ..errors import FormatError, KeyNotFoundError
+from ..errors import FormatError, KeyNotFoundError, StorageError
 from ..models import REASONS, BackupExtras, BackupInfo, BackupKey
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
@@ -46,6 +48,7 @@ def backup(
     store: ObjectStore, *, data_root: Path, work_root: Path, app: str, env: str, server: str,
     key: BackupKey, retention_days: int, now: int | None = None,
     progress: Progress = NO_PROGRESS, reason: str = "manual",
+    record_guard: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket.
 
@@ -53,8 +56,10 @@ def backup(
     (see :func:`catalog.record_backup`). ``work_root`` receives
     a ``{id}/`` folder for SQLite snapshots, removed afterwards. Nothing is visible on the bucket
     if the archive upload fails. ``reason`` (one of :data:`REASONS`) goes into the manifest's
-    extras with the file count, bytes and SQLite files. Raises SnapshotError, StorageError or
-    FormatError.
+    extras with the file count, bytes and SQLite files. ``record_guard``, when given, is held
+    while the backup is recorded (the server's app lock, for an upload that ran without it); if
+    entering it raises, the uploaded archive is deleted again and the error raised. Raises
+    SnapshotError, StorageError or FormatError.
     """
     if reason not in REASONS:
         raise FormatError(f"Unknown backup reason '{reason}' (known: {', '.join(REASONS)}).")
@@ -79,8 +84,31 @@ def backup(
         extras=BackupExtras(files=stats.files, bytes=stats.bytes,
                             sqlite_files=sorted(stats.sqlite_names), reason=reason),
     )
-    expired = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created)
+    with _entered(record_guard, store, info.archive_key):
+        expired = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created)
     return BackupResult(info, stats, expired)
+
+
+@contextmanager
+def _entered(guard: Callable[[], AbstractContextManager[object]] | None, store: ObjectStore,
+             archive: str) -> Iterator[None]:
+    """Hold ``guard`` (when given) for the block; if entering it fails, delete ``archive`` (best
+    effort: nothing names it yet) and raise."""
+    if guard is None:
+        yield
+        return
+    held = guard()
+    try:
+        held.__enter__()
+    except BaseException:
+        try:
+            store.delete(archive)
+        except StorageError:
+            pass
+        raise
+    with contextlib.ExitStack() as stack:
+        stack.push(held)
+        yield
 
 
 def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 from ..core import catalog, layout, pipeline
 from ..errors import StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..primitives.names import check_app_id
+from ..progress import ARCHIVE_UPLOAD, NO_PROGRESS, Progress, enter_phase
 from ..storage.base import ObjectStore
 from .app_backups import AppBackups
 from .index_repair import IndexRepair
@@ -30,7 +34,8 @@ class BackupRuns:
         self._index = index
         self.started_at = time.time()
 
-    def take(self, app: str, settings: BackupBinding, reason: str) -> BackupInfo:
+    def take(self, app: str, settings: BackupBinding, reason: str,
+             progress: Progress = NO_PROGRESS) -> BackupInfo:
         """Back up the app's data with ``reason``; the caller holds the app's lock. An index that
         is missing or unreadable is rebuilt first, and what earlier runs left on the bucket is
         cleaned up. Raises StorageError, SnapshotError, ConfigError or TakoError (disk)."""
@@ -40,21 +45,45 @@ class BackupRuns:
         store = self._backups.store(settings.storage)
         now = int(self._backups.clock())
         self._clean_leftovers(app, store, layout.backup_prefix(name, env, self._backups.server_name), now)
+        estimate = None
         try:
-            self._index.read(app, settings, locked=True)
+            newest = self._index.read(app, settings, locked=True).index.backups
+            estimate = next((b.extras.bytes for b in newest if b.extras is not None), None)
         except StorageError as exc:
             log.warning("could not check the index of %s before backing up: %s", app, exc)
+        enter_phase(progress, ARCHIVE_UPLOAD, estimate)  # about the size of the last backup
         try:
             result = pipeline.backup(
                 store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
                 server=self._backups.server_name, key=settings.active_key,
-                retention_days=settings.retention_days, now=now, reason=reason,
+                retention_days=settings.retention_days, now=now, reason=reason, progress=progress,
             )
         except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+            raise _disk_error(app, exc) from None
         log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
                  result.info.size_bytes, len(result.pruned))
+        return result.info
+
+    def upload_tree(self, app: str, settings: BackupBinding, tree: Path, reason: str, *, progress: Progress,
+                    record_guard: Callable[[], AbstractContextManager[object]]) -> BackupInfo:
+        """Back up ``tree`` (a kept tree, not the live data) as one of the app's backups, without
+        holding the app's lock: ``record_guard`` (the lock) is held only while the backup is
+        recorded. Neither leftovers nor the index are repaired first (both need the lock). Raises
+        what :meth:`take` raises, and what ``progress`` or ``record_guard`` raise (a cancel)."""
+        name, env = check_app_id(app)
+        self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = self._backups.store(settings.storage)
+        try:
+            result = pipeline.backup(
+                store, data_root=tree, work_root=self._backups.paths.backup_work, app=name, env=env,
+                server=self._backups.server_name, key=settings.active_key,
+                retention_days=settings.retention_days, now=int(self._backups.clock()), reason=reason,
+                progress=progress, record_guard=record_guard,
+            )
+        except OSError as exc:
+            raise _disk_error(app, exc) from None
+        log.info("backed up the kept tree of %s as %s (%d bytes)", app, result.info.id,
+                 result.info.size_bytes)
         return result.info
 
     def _clean_leftovers(self, app: str, store: ObjectStore, prefix: str, now: int) -> None:
@@ -69,3 +98,8 @@ class BackupRuns:
         if left.uploads_aborted or left.archives_deleted:
             log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
                      "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)
+
+
+def _disk_error(app: str, exc: OSError) -> TakoError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.")

@@ -8,7 +8,10 @@
 {root}/state/seen-nonces               nonces of accepted signed requests, while they could replay
 {root}/tls/cert.pem, key.pem           the TLS identity of `serve --tls` (key 0600), never rotated
 {root}/tmp/backups/{id}/               SQLite snapshots while a backup runs
-{root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore (tree/, aside/) or restore preview
+{root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore or undo (tree/, aside/, record.json)
+                                       or restore preview
+{root}/kept/{app}.{env}/               the tree the last restore replaced (aside/) and its
+                                       record.json, until its upload verified and its grace ended
 {root}/tmp/drills/                     scratch folders of restore drills
 {root}/logs/{app}.{env}.log            app process output
 ```
@@ -86,7 +89,7 @@ class ServerPaths:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "apps").mkdir(exist_ok=True)
             for private in (self.state_dir, self.root / "tmp", self.backup_work, self.restore_work,
-                            self.drill_work):
+                            self.drill_work, self.root / "kept"):
                 private.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
                 os.chmod(private, PRIVATE_MODE)
         except OSError as exc:

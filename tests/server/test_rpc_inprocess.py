@@ -15,7 +15,7 @@ import tako_backups.core.extract as extract_module
 from tako_backups.core.layout import backup_prefix
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.paths import ServerPaths
-from tako_backups.server.restore import recover_interrupted_restores
+from tako_backups.server.recovery import recover_interrupted_restores
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import StateStore
 from tako_backups.storage.memory import MemoryStore
@@ -289,14 +289,21 @@ def backed_up(client: AsgiClient, signer: FileSigner, paths: ServerPaths) -> tup
     return data, info
 
 
-def test_restore_replaces_the_live_tree(client: AsgiClient, signer: FileSigner, paths: ServerPaths) -> None:
+def test_restore_replaces_the_live_tree(client: AsgiClient, signer: FileSigner, paths: ServerPaths,
+                                        service: BackupService) -> None:
     data, info = backed_up(client, signer, paths)
     (data / "app" / "uploads" / "a.txt").write_text("garbage")
     (data / "app" / "new-after-backup.txt").write_text("garbage")
     (data / "tako" / "channels.sqlite").write_bytes(b"SQLite format 3\x00 not really")
-    reply = call(client, signer, "restore_backup", app=APP, backup_id=info["id"])
-    safety = reply.json()["safety_backup_id"]  # the pre-restore backup of the live tree
-    assert reply.json() == {"status": "ok", "data": info, "safety_backup_id": safety} and safety != info["id"]
+    reply = call(client, signer, "restore_backup", app=APP, backup_id=info["id"]).json()
+    kept = service.safety.kept.get(APP)  # the replaced tree, kept on disk: the safety copy
+    assert kept is not None and kept.record.replaced_by == info["id"]
+    assert reply == {"status": "ok", "data": info, "downtime_seconds": reply["downtime_seconds"],
+                     "safety_backup": {"status": "kept", "keep_hours": 24.0,
+                                       "drop_at_unix_secs": kept.record.kept_at_unix_secs + 86_400}}
+    assert isinstance(reply["downtime_seconds"], float) and reply["downtime_seconds"] >= 0
+    assert (kept.tree / "app" / "new-after-backup.txt").read_text() == "garbage"
+    assert service.safety.wait(APP, 20)
     assert (data / "app" / "uploads" / "a.txt").read_text() == "first upload\n"
     assert not (data / "app" / "new-after-backup.txt").exists()
     assert not (data / "tako" / "channels.sqlite").exists()
