@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..core import catalog
@@ -34,6 +35,8 @@ from .safety import SafetyCopies
 __all__ = ["Restores"]
 
 log = logging.getLogger(__name__)
+
+RECORD_WAIT = 30.0
 
 
 class Restores:
@@ -56,7 +59,7 @@ class Restores:
         not in the bucket yet).
         """
         check_app_id(app)
-        with self._backups.locks.hold(app), self._operations.running(app, "restore") as tracker:
+        with self._hold(app), self._operations.running(app, "restore") as tracker:
             info, extra = self._restore_locked(app, backup_id, safety_backup, keep_hours, tracker)
         return Reply(info.to_dict(), extra)
 
@@ -69,7 +72,7 @@ class Restores:
         Raises NotFoundError when there is neither, BusyError, and what a restore raises.
         """
         check_app_id(app)
-        with self._backups.locks.hold(app), self._operations.running(app, "undo") as tracker:
+        with self._hold(app), self._operations.running(app, "undo") as tracker:
             current = self._safety.kept.get(app)
             if current is None:
                 found = self._newest_pre_restore(app)
@@ -135,6 +138,11 @@ class Restores:
         else:
             extra["safety_backup"] = {"status": "none"}
         return extra
+
+    def _hold(self, app: str) -> AbstractContextManager[None]:
+        """The app's lock; while its kept tree uploads, waited for up to RECORD_WAIT seconds (the
+        upload holds it briefly to record its backup), else refused at once when taken."""
+        return self._backups.locks.hold(app, wait=RECORD_WAIT if self._safety.uploading(app) else 0.0)
 
     def _record(self, app: str, replaced_by: str, keep_hours: float | None) -> KeptRecord:
         hours = DEFAULT_KEEP_HOURS if keep_hours is None else float(keep_hours)
