@@ -74,9 +74,10 @@ class SafetyCopies:
             raise BusyError(f"The data the last restore of app '{app}' replaced is still uploading as its "
                             "safety backup; try again once it is done, or run `tako backups undo` to swap "
                             "it back.")
+        why = (current.record.message or "unknown error").rstrip(".")
         raise RestoreError(
             f"The data the last restore of app '{app}' replaced is kept at {current.tree} but is not in the "
-            f"bucket yet (its upload failed: {current.record.message or 'unknown error'}; tako-server "
+            f"bucket yet (its upload failed: {why}; tako-server "
             "retries it). Restoring again would lose it: run `tako backups undo` to swap it back, or "
             f"remove {current.folder} on the server to give it up.")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,7 +152,8 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
     assert restored.stdout == (f"Backups\nnotes (production) on la\n"
                                f"Restored notes from {info.id} ({format_size(info.size_bytes)})\n"
                                "The data it replaced is kept on the server (24 h) and uploads as a "
-                               "pre-restore backup in the background; `tako backups undo` swaps it back at once.\n"
+                               "pre-restore backup in the background; `tako backups undo` swaps it back at "
+                               "once.\n"
                                f"App downtime: {downtime[1]}s.\n")
     assert restored.stderr == ""
     pids_after = app_pids(live)

@@ -145,8 +145,9 @@ def test_preview_restore_undo(dev: Developer, la: RunningServer, seaweedfs: Seaw
     downtime = re.search(r"\nApp downtime: (\d+\.\d\d)s\.\n$", restored.stdout)
     assert downtime is not None, restored.stdout
     assert restored.stdout == (head + f"Restored undone from {info.id} ({format_size(info.size_bytes)})\n"
-                               "The data it replaced is kept on the server (2 h) and uploads as a pre-restore "
-                               "backup in the background; `tako backups undo` swaps it back at once.\n"
+                               "The data it replaced is kept on the server (2 h) and uploads as a "
+                               "pre-restore backup in the background; `tako backups undo` swaps it back at "
+                               "once.\n"
                                f"App downtime: {downtime[1]}s.\n")
     assert not (live / "app" / "stray.txt").exists()
     status = dev.tako("backups", "status", "--env", "production")
@@ -163,7 +164,8 @@ def test_preview_restore_undo(dev: Developer, la: RunningServer, seaweedfs: Seaw
     assert (live / "app" / "stray.txt").read_text() == "not in the backup\n"
     text = dev.tako("backups", "undo", "--yes", "--env", "production")  # and back again, in text
     assert text.exit_code == 0, text.output
-    assert text.stdout.startswith(head + "Swapped back the data the last restore of undone replaced (kept at ")
+    assert text.stdout.startswith(
+        head + "Swapped back the data the last restore of undone replaced (kept at ")
     assert not (live / "app" / "stray.txt").exists()
     wait_for(lambda: "in the bucket as" in dev.tako("backups", "status", "--env", "production").stdout,
              "the kept tree to be in the bucket")
