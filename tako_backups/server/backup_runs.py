@@ -48,7 +48,7 @@ class BackupRuns:
         estimate = None
         try:
             newest = self._index.read(app, settings, locked=True).index.backups
-            estimate = next((b.extras.bytes for b in newest if b.extras is not None), None)
+            estimate = next((b.extras.bytes for b in newest if b.extras is not None), None) or None
         except StorageError as exc:
             log.warning("could not check the index of %s before backing up: %s", app, exc)
         enter_phase(progress, ARCHIVE_UPLOAD, estimate)  # about the size of the last backup
