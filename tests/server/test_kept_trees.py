@@ -90,9 +90,12 @@ def files_of(service: BackupService, store: MemoryStore, info: BackupInfo, dest:
 
 
 def test_the_replaced_tree_is_kept_then_uploaded_read_back_and_listed_as_pre_restore(
-        service: BackupService, paths: ServerPaths, store: GatedStore, tmp_path: Path) -> None:
+        paths: ServerPaths, store: GatedStore, tmp_path: Path) -> None:
+    now = [1_790_000_000]
+    service = BackupService(paths, "la", store_factory=lambda b: store, clock=lambda: now[0])
     first = backed_up(service, paths)
     damage(paths)
+    now[0] += 600
     reply = service.restore_backup(APP, first["id"], keep_hours=2)
     assert reply.data == first and reply.extra["safety_backup"]["keep_hours"] == 2.0
     assert (live(paths) / "app" / "state.txt").read_text() == "backed up\n"
@@ -108,6 +111,7 @@ def test_the_replaced_tree_is_kept_then_uploaded_read_back_and_listed_as_pre_res
                                                             "later.txt": "written after the backup\n"}
     status = service.backup_status(APP)
     assert status["kept_tree"]["upload"] == "verified" and status["last_backup"]["id"] == safety.id
+    assert safety.created_at_unix_secs == first["created_at_unix_secs"] + 600
     assert status["next_backup_at_unix_secs"] == first["created_at_unix_secs"] + 86_400  # not from the safety
 
 
