@@ -62,6 +62,7 @@ class _Swap:
     start_after: bool
     what: str  # "Restored app 'x' from b..." / "Undid the last restore of app 'x'"
     noun: str  # what is swapped in: "restored data" / "kept data"
+    moved: int | None = None  # bytes the swap moves into place (the swap phase's total), when known
 
     @property
     def aside(self) -> Path:
@@ -101,8 +102,9 @@ def restore_over_live(
     except OSError as exc:
         remove_tree(staging)
         raise _write_error(exc, info, paths) from None
+    moved = info.extras.bytes if info.extras is not None else None
     swap = _Swap(app, paths.data_dir(name, env), tree, staging, runtime, start_after,
-                 f"Restored app '{app}' from {info.id}", "restored data")
+                 f"Restored app '{app}' from {info.id}", "restored data", moved)
     return _swap_and_start(swap, kept, keep, progress, before_swap, clean=True)
 
 
@@ -140,18 +142,19 @@ def _swap_and_start(swap: _Swap, kept: KeptTrees | None, keep: KeptRecord | None
     (kept, removed, or left for the next start when a tree is stranded in it)."""
     app, runtime = swap.app, swap.runtime
     try:
-        enter_phase(progress, SWAP)
+        enter_phase(progress, SWAP, swap.moved)
         stopped_at = time.monotonic()
         was_running = runtime.stop(app) if runtime is not None else False
         log.info("%s: swapping (app %s)", swap.what, "stopped" if was_running else "not running")
         try:
             if before_swap is not None:
                 before_swap()
-                enter_phase(progress, SWAP)
+                enter_phase(progress, SWAP, swap.moved)
             if clean:
                 clean_restored_tree(swap.staged)
             swap.live.parent.mkdir(parents=True, exist_ok=True)
             swap_tree(swap.live, swap.staged, swap.aside)
+            progress.advance(swap.moved or 0)
         except BaseException as exc:
             stranded = swap.aside.exists() and not swap.live.exists()
             if was_running and runtime is not None and not stranded:

@@ -281,3 +281,32 @@ def test_a_newer_kept_tree_never_replaces_one_not_in_the_bucket(paths: ServerPat
     assert recover_interrupted_restores(paths) == [f"kept {staging}"]
     assert (folder / "aside" / "app" / "state.txt").read_text() == "only copy"
     assert (staging / "aside" / "app" / "state.txt").read_text() == "newer" and (staging / RECORD).exists()
+
+
+def test_a_restore_reports_each_phase_with_its_bytes(service: BackupService, paths: ServerPaths,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tako_backups.server import restore as restore_module
+
+    first = backed_up(service, paths)
+    damage(paths)
+    seen: dict[str, Any] = {}
+    real_restore_into, real_swap = restore_module.restore_into, restore_module.swap_tree
+
+    def restore_into(*args: Any, **kwargs: Any) -> Any:  # what a poll sees once the archive is in
+        staged = real_restore_into(*args, **kwargs)
+        seen["staged"] = service.operation_progress(APP)
+        return staged
+
+    def swap_tree(live: Path, staged: Path, aside: Path) -> None:  # and just before the renames
+        seen["swap"] = service.operation_progress(APP)
+        real_swap(live, staged, aside)
+
+    monkeypatch.setattr(restore_module, "restore_into", restore_into)
+    monkeypatch.setattr(restore_module, "swap_tree", swap_tree)
+    service.restore_backup(APP, first["id"])
+    size = first["size_bytes"]
+    assert {k: seen["staged"][k] for k in ("operation", "phase", "bytes_done", "bytes_total")} == {
+        "operation": "restore", "phase": "download+extract", "bytes_done": size, "bytes_total": size}
+    assert {k: seen["swap"][k] for k in ("phase", "bytes_done", "bytes_total")} == {
+        "phase": "swap", "bytes_done": 0, "bytes_total": len("backed up\n")}
+    assert service.operation_progress(APP) is None
