@@ -429,16 +429,17 @@ def test_request_signed_by_openssh_is_accepted(client: AsgiClient, signer: FileS
 
 # ----- issue 14: the progress command and the grace period of a kept tree -----
 
-def test_operation_progress_is_signed_and_null_when_nothing_runs(client: AsgiClient, signer: FileSigner) -> None:
+def test_operation_progress_is_signed_and_null_when_nothing_runs(client: AsgiClient,
+                                                                  signer: FileSigner) -> None:
     reply = call(client, signer, "operation_progress", app=APP)
     assert (reply.status_code, reply.json()) == (200, {"status": "ok", "data": None})
     assert post(client, body("operation_progress", app=APP)).status_code == 401
 
 
 @pytest.mark.parametrize("hours", [-1, 721, 1e309])
-def test_keep_previous_hours_out_of_range_is_refused(client: AsgiClient, signer: FileSigner, paths: ServerPaths,
-                                                     hours: float) -> None:
-    data, info = backed_up(client, signer, paths)
+def test_keep_previous_hours_out_of_range_is_refused(client: AsgiClient, signer: FileSigner,
+                                                     paths: ServerPaths, hours: float) -> None:
+    _data, info = backed_up(client, signer, paths)
     for command, fields in (("restore_backup", {"backup_id": info["id"]}), ("undo_restore", {})):
         reply = call(client, signer, command, app=APP, keep_previous_hours=hours, **fields)
         assert (reply.status_code, reply.json()["message"]) == (
