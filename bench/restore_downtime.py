@@ -12,6 +12,7 @@ call, and how long the kept tree took to reach the bucket, best of ``--repeat``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -52,7 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/tako-bench"))
+    cache = Path(os.environ.get("TAKO_BENCH_CACHE", "/tmp/tako-bench"))
+    parser.add_argument("--cache", type=Path, default=cache,
+                        help="datasets (default $TAKO_BENCH_CACHE or /tmp/tako-bench)")
     args = parser.parse_args()
     print("| data | downtime (server) | restore call | kept tree in the bucket |")
     print("| ---: | ---: | ---: | ---: |")
