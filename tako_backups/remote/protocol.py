@@ -56,12 +56,13 @@ BACKUP_STATUS = "backup_status"
 BACKUP_DOWNLOAD_URL = "backup_download_url"
 RESTORE_BACKUP = "restore_backup"
 DEPLOY = "deploy"
-# Our extensions (our server only): drills, previews, undo, reindex, key rotation.
+# Our extensions (our server only): drills, previews, undo, reindex, key rotation, progress.
 DRILL_BACKUP = "drill_backup"
 RESTORE_PREVIEW = "restore_preview"
 UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
+OPERATION_PROGRESS = "operation_progress"
 
 # What ``hello`` says this server does, in the order of Tako's list: only what we implement
 # (``server_info`` and the backup commands). Tako's others (cold start, scale-to-zero, ``scale``,
@@ -75,6 +76,10 @@ TARGET = "target"
 SECRET_FIELDS = ("backup", "runtime")
 
 _OBJ_OR_NULL = (dict, type(None))
+_HOURS = (int, float)
+# Optional in restore_backup and undo_restore: hours to keep the replaced tree on disk (0..720).
+KEEP_PREVIOUS = "keep_previous_hours"
+MAX_KEEP_HOURS = 720
 # command -> (required fields, optional fields); "command" itself is implied, and any other field
 # is ignored (Tako's serde structs ignore unknown fields).
 COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -84,13 +89,14 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     LIST_BACKUPS: ({"app": str}, {}),
     BACKUP_STATUS: ({"app": str}, {}),
     BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {}),
-    RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool}),
+    RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     DEPLOY: ({"app": str}, {"backup": _OBJ_OR_NULL, "runtime": _OBJ_OR_NULL}),
     DRILL_BACKUP: ({"app": str}, {"backup_id": (str, type(None))}),
     RESTORE_PREVIEW: ({"app": str, "backup_id": str}, {}),
-    UNDO_RESTORE: ({"app": str}, {"safety_backup": bool}),
+    UNDO_RESTORE: ({"app": str}, {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     REINDEX: ({"app": str}, {}),
     REENCRYPT_BACKUPS: ({"app": str}, {"backup": _OBJ_OR_NULL}),
+    OPERATION_PROGRESS: ({"app": str}, {}),
 }
 PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
 LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,

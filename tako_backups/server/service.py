@@ -16,8 +16,9 @@ from typing import Any
 from .. import __version__
 from ..core import catalog
 from ..core.drill import DrillResult
-from ..errors import FormatError, NotFoundError, RestoreError, TakoError
+from ..errors import FormatError, TakoError
 from ..models import BackupBinding, BackupIndex, BackupInfo
+from ..policy import newest_regular
 from ..primitives.names import check_app_id
 from ..remote.protocol import CAPABILITIES, PROTOCOL_VERSION, Reply, RuntimeSettings
 from .app_backups import AppBackups, StoreFactory, s3_store_factory
@@ -26,11 +27,13 @@ from .drills import DRILL_INTERVAL, DrillLog, RestoreDrills
 from .identity_key import read_server_identity
 from .index_repair import IndexRepair
 from .locks import AppLocks
+from .operations import OperationRegistry
 from .paths import ServerPaths
 from .preview import preview_restore
 from .reencryption import Reencryption
-from .restore import PRE_RESTORE, restore_over_live
+from .restores import Restores
 from .runtime import AppRuntime
+from .safety import SafetyCopies
 from .scheduler import is_due, next_backup_at
 from .state import AppState, StateStore
 
@@ -53,19 +56,21 @@ class BackupService:
 
     It holds its collaborators: ``backups`` (settings, stores, bucket prefixes), ``runs`` (taking
     one backup), ``index`` (the self-healing index and ``reindex``), ``drills`` (restore drills and
-    their records) and ``reencryption`` (key rotation); the RPC commands they answer are delegated
-    to them.
+    their records), ``reencryption`` (key rotation), ``restores`` (restore and undo), ``safety``
+    (kept trees and their background uploads; ``keep_reserve`` overrides the free space a kept
+    tree must leave) and ``operations`` (the progress of running operations); the RPC commands
+    they answer are delegated to them.
     """
 
     def __init__(
         self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
         state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
         locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
-        deploy_lock_wait: float = 300.0, identity: str | None = None,
+        deploy_lock_wait: float = 300.0, identity: str | None = None, keep_reserve: int | None = None,
     ) -> None:
         """``identity`` is the fingerprint ``hello`` reports (default: that of the data root's
-        ``identity.key`` if there is one; ``serve`` makes it). Raises ConfigError when that key
-        cannot be read."""
+        ``identity.key`` if there is one; ``serve`` makes it); ``keep_reserve`` overrides the free
+        space a kept tree must leave. Raises ConfigError when the identity key cannot be read."""
         self.paths = paths
         self.server_name = server_name
         self.identity = identity if identity is not None else read_server_identity(paths.root)
@@ -78,6 +83,9 @@ class BackupService:
         self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir))
         self.reencryption = Reencryption(self.backups, self.index)
         self.runs = BackupRuns(self.backups)
+        self.operations = OperationRegistry(clock)
+        self.safety = SafetyCopies(self.backups, self.runs, self.operations, reserve=keep_reserve)
+        self.restores = Restores(self.backups, self.index, self.runs, self.safety, self.operations, runtime)
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
 
@@ -109,10 +117,10 @@ class BackupService:
         Raises BusyError, NotFoundError (no settings), StorageError, SnapshotError, ConfigError.
         """
         check_app_id(app)
-        with self.locks.hold(app):
+        with self.locks.hold(app), self.operations.running(app, "backup") as tracker:
             if backup is not None:
                 self.backups.store_settings(app, backup)
-            return self.runs.take(app, self.backups.settings(app), "manual").to_dict()
+            return self.runs.take(app, self.backups.settings(app), "manual", tracker).to_dict()
 
     def list_backups(self, app: str) -> dict[str, Any]:
         """``{"app", "backups", "index_rebuilt"}``, newest first; ``index_rebuilt`` says the index
@@ -124,8 +132,10 @@ class BackupService:
 
     def backup_status(self, app: str) -> dict[str, Any]:
         """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}`` plus,
-        when backups are enabled, our ``last_drill``, ``last_ok_drill``, ``overdue`` and
-        ``index_rebuilt``.
+        when backups are enabled, our ``last_drill``, ``last_ok_drill``, ``overdue``,
+        ``index_rebuilt`` and, while the last restore's replaced tree is kept, ``kept_tree``
+        (:meth:`SafetyCopies.status`). The next backup is due a period after the newest regular
+        backup (pre-restore ones do not count).
 
         An app without backup settings reports Tako's ``enabled: false`` shape exactly (every other
         field null). Raises StorageError.
@@ -137,11 +147,12 @@ class BackupService:
                     "next_backup_at_unix_secs": None}
         now = int(self._clock())
         found = self.index.read(app, state.backup)
-        newest = _first(found.index)
+        newest, regular = _first(found.index), newest_regular(found.index.backups)
         return {"app": app, "enabled": True, "retention_days": state.backup.retention_days,
                 "last_backup": None if newest is None else newest.to_dict(),
-                "next_backup_at_unix_secs": next_backup_at(newest, now),
-                **self.drills.status_fields(app, newest, enabled=True, rebuilt=found.rebuilt)}
+                "next_backup_at_unix_secs": next_backup_at(regular, now),
+                **self.drills.status_fields(app, regular, enabled=True, rebuilt=found.rebuilt),
+                **_present("kept_tree", self.safety.status(app))}
 
     def backup_download_url(self, app: str, backup_id: str) -> dict[str, Any]:
         """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s).
@@ -154,42 +165,10 @@ class BackupService:
         url = store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
         return {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
 
-    def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True) -> Reply:
-        """Restore ``backup_id`` over the app's live data; the reply's data is the restored
-        BackupInfo and, when ``safety_backup``, the reply carries ``safety_backup_id``: the backup
-        of the live tree taken (reason ``pre-restore``) once the backup is staged and the app
-        stopped, just before the swap. If that backup fails, nothing is swapped.
-
-        Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, UnsafeArchiveError,
-        FormatError, StorageError or RestoreError (see :func:`restore_over_live`).
-        """
-        check_app_id(app)
-        with self.locks.hold(app):
-            state = self.state.load(app)
-            settings = self.backups.settings(app, state)
-            store, prefix = self.backups.location(app, settings)
-            info = catalog.find_backup(store, prefix, backup_id)
-            runtime_settings = state.runtime if state is not None else None
-            taken: list[BackupInfo] = []
-
-            def take_safety_backup() -> None:
-                try:
-                    taken.append(self.runs.take(app, settings, PRE_RESTORE))
-                except TakoError as exc:
-                    raise RestoreError(
-                        f"Could not take the safety backup of app '{app}' before restoring {info.id}: "
-                        f"{exc} The live data was not touched; pass --no-safety-backup to restore "
-                        "without one.") from None
-
-            restore_over_live(
-                app=app, info=info, store=store, keys=settings.backup_keys, paths=self.paths,
-                runtime=self.runtime,
-                start_after=runtime_settings is not None and runtime_settings.instances > 0,
-                before_swap=take_safety_backup if safety_backup else None,
-            )
-            safety_id = taken[0].id if taken else None
-            log.info("restored %s from %s (safety backup %s)", app, info.id, safety_id or "none")
-            return Reply(info.to_dict(), {} if safety_id is None else {"safety_backup_id": safety_id})
+    def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True,
+                       keep_hours: float | None = None) -> Reply:
+        """See :meth:`Restores.restore_backup`."""
+        return self.restores.restore_backup(app, backup_id, safety_backup, keep_hours)
 
     # ----- deploy -----
 
@@ -213,7 +192,8 @@ class BackupService:
         if backup is None:
             return {"status": "disabled"}
         try:
-            info = self.runs.take(app, backup, "post-deploy")
+            with self.operations.running(app, "backup") as tracker:
+                info = self.runs.take(app, backup, "post-deploy", tracker)
         except TakoError as exc:
             log.warning("post-deploy backup of %s failed: %s", app, exc)
             return {"status": "failed", "message": str(exc)}
@@ -260,19 +240,15 @@ class BackupService:
             return preview_restore(app=app, info=info, store=store, keys=settings.backup_keys,
                                    paths=self.paths)
 
-    def undo_restore(self, app: str, safety_backup: bool = True) -> Reply:
-        """Restore the newest ``pre-restore`` backup (taking a new safety backup first unless
-        ``safety_backup`` is False, so an undo can be undone). Raises NotFoundError when there is
-        none, and what :meth:`restore_backup` raises."""
+    def undo_restore(self, app: str, safety_backup: bool = True, keep_hours: float | None = None) -> Reply:
+        """See :meth:`Restores.undo_restore`."""
+        return self.restores.undo_restore(app, safety_backup, keep_hours)
+
+    def operation_progress(self, app: str) -> dict[str, Any] | None:
+        """What the app's running backup, restore or undo is doing (phase, bytes done and total,
+        rate; see :meth:`Tracker.to_dict`), or None when none runs. Never waits for the app."""
         check_app_id(app)
-        index = self.index.read(app, self.backups.settings(app)).index
-        found = next((b for b in index.backups if b.extras is not None and b.extras.reason == PRE_RESTORE),
-                     None)
-        if found is None:
-            raise NotFoundError(
-                f"App '{app}' has no pre-restore backup to go back to: restores take one unless "
-                "--no-safety-backup is passed.")
-        return self.restore_backup(app, found.id, safety_backup)
+        return self.operations.progress(app)
 
     def drill_backup(self, app: str, backup_id: str | None = None) -> dict[str, Any]:
         """See :meth:`RestoreDrills.drill_backup`."""
@@ -302,7 +278,9 @@ class BackupService:
         return apps
 
     def is_due(self, app: str, now: int) -> bool:
-        """Tako's rule: no backups, newest at least a day old, or an unreadable index.
+        """Tako's rule: no backups, newest at least a day old, or an unreadable index; the newest
+        counts only regular backups (:func:`~tako_backups.policy.newest_regular`): a pre-restore
+        safety backup of the data a restore replaced does not make the app look backed up.
 
         Raises NotFoundError or StorageError.
         """
@@ -312,7 +290,7 @@ class BackupService:
             index = catalog.read_index(store, prefix)
         except FormatError:
             return True
-        return is_due(_first(index), now)
+        return is_due(newest_regular(index.backups), now)
 
     def drill_due(self, app: str, now: int, interval: float = DRILL_INTERVAL) -> bool:
         """Whether the weekly drill of ``app`` is due."""
@@ -324,10 +302,14 @@ class BackupService:
 
     def scheduled_backup(self, app: str) -> BackupInfo:
         """Take a backup with the stored settings. Raises BusyError when the app is busy."""
-        with self.locks.hold(app):
-            return self.runs.take(app, self.backups.settings(app), "scheduled")
+        with self.locks.hold(app), self.operations.running(app, "backup") as tracker:
+            return self.runs.take(app, self.backups.settings(app), "scheduled", tracker)
 
     # ----- helpers -----
+
+
+def _present(name: str, value: Any) -> dict[str, Any]:
+    return {} if value is None else {name: value}
 
 
 def _first(index: BackupIndex) -> BackupInfo | None:
