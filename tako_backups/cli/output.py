@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 _UNITS = ("KB", "MB", "GB", "TB", "PB")
 PLAIN_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
+PROGRESS_ENV = "TAKO_PROGRESS"
+PROGRESS_MODES = ("off", "lines", "bars")
 
 
 def format_size(size: int) -> str:
@@ -120,7 +123,7 @@ class Output:
     # Progress protocol -------------------------------------------------------------------------
 
     def _bars_enabled(self) -> bool:
-        return not self.json_mode and sys.stderr.isatty()
+        return self.progress_mode() == "bars"
 
     def start(self, description: str, total: int | None = None) -> None:
         self.finish()
@@ -168,9 +171,13 @@ class Output:
 
     def progress_mode(self) -> str:
         """How long operations are shown: ``bars`` on a terminal, ``lines`` (plain lines every few
-        seconds on stderr) otherwise, ``off`` with ``--json``."""
+        seconds on stderr) otherwise, ``off`` with ``--json``. ``TAKO_PROGRESS=off|lines|bars``
+        overrides the choice (``--json`` always means ``off``); any other value is ``auto``."""
         if self.json_mode:
             return "off"
+        chosen = os.environ.get(PROGRESS_ENV, "").strip().lower()
+        if chosen in PROGRESS_MODES:
+            return chosen
         return "bars" if sys.stderr.isatty() else "lines"
 
     def server_progress(self, description: str, servers: list[str]) -> ServerProgress:

@@ -115,6 +115,7 @@ def test_local_progress_prints_plain_lines_when_stderr_is_not_a_terminal(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import tako_backups.cli.output as output
 
+    monkeypatch.setenv("TAKO_PROGRESS", "auto")
     now = [0.0]
     monkeypatch.setattr(output.time, "monotonic", lambda: now[0])
     out = Output()
@@ -129,3 +130,12 @@ def test_local_progress_prints_plain_lines_when_stderr_is_not_a_terminal(
     now[0] += 60
     silent.advance(4096)
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize(("setting", "mode"), [("off", "off"), ("lines", "lines"), ("bars", "bars"),
+                                               ("auto", "lines"), ("nonsense", "lines")])
+def test_tako_progress_chooses_how_progress_is_shown(monkeypatch: pytest.MonkeyPatch, setting: str,
+                                                     mode: str) -> None:
+    monkeypatch.setenv("TAKO_PROGRESS", setting)  # stderr is not a terminal under pytest
+    assert Output().progress_mode() == mode
+    assert Output(json_mode=True).progress_mode() == "off"
