@@ -27,10 +27,10 @@ _tako_complete() {
         "backups notify test") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups now") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups reindex") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
-        "backups restore") words="--env --help --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose" ;;
+        "backups restore") words="--env --help --keep-previous --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose" ;;
         "backups status") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups sync") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
-        "backups undo") words="--env --help --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose" ;;
+        "backups undo") words="--env --help --keep-previous --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose" ;;
         "backups verify") words="--env --help --manifest --server -c --config --json --dry-run -v --verbose" ;;
         "demo") words="--dir --help --keep --s3-port --server-port -c --config --json --dry-run -v --verbose" ;;
         "deploy") words="--create-backup-key --env --help --yes -y -c --config --json --dry-run -v --verbose" ;;

@@ -26,10 +26,10 @@ _tako() {
         "backups notify test") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups now") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups reindex") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
-        "backups restore") candidates=(--env --help --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose) ;;
+        "backups restore") candidates=(--env --help --keep-previous --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose) ;;
         "backups status") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups sync") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
-        "backups undo") candidates=(--env --help --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose) ;;
+        "backups undo") candidates=(--env --help --keep-previous --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose) ;;
         "backups verify") candidates=(--env --help --manifest --server -c --config --json --dry-run -v --verbose) ;;
         "demo") candidates=(--dir --help --keep --s3-port --server-port -c --config --json --dry-run -v --verbose) ;;
         "deploy") candidates=(--create-backup-key --env --help --yes -y -c --config --json --dry-run -v --verbose) ;;

@@ -1,8 +1,16 @@
-"""A tiny progress protocol. The core reports through it; the CLI implements it with rich."""
+"""A tiny progress protocol. The core reports through it; the CLI implements it with rich, the
+server with its registry of running operations (which also follows the named phases below)."""
 
 from __future__ import annotations
 
 from typing import Protocol
+
+SNAPSHOT = "snapshot"
+ARCHIVE_UPLOAD = "archive+upload"
+DOWNLOAD_EXTRACT = "download+extract"
+SWAP = "swap"
+VERIFY = "verify"
+PHASES = (SNAPSHOT, ARCHIVE_UPLOAD, DOWNLOAD_EXTRACT, SWAP, VERIFY)
 
 
 class Progress(Protocol):
@@ -32,3 +40,12 @@ class NoProgress:
 
 
 NO_PROGRESS: Progress = NoProgress()
+
+
+def enter_phase(progress: Progress, name: str, total: int | None = None) -> None:
+    """Tell ``progress`` that the current step entered phase ``name`` (one of :data:`PHASES`;
+    ``total`` in bytes when known) when it follows phases, as the server's registry does: its
+    ``phase(name, total)`` method is called. Any other Progress ignores it. Never raises."""
+    phase = getattr(progress, "phase", None)
+    if callable(phase):
+        phase(name, total)

@@ -30,6 +30,11 @@ from tako_backups.storage.s3 import S3Store
 from tests.server.helpers import make_key
 from tests.servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
 
+# Long commands print a plain progress line every few seconds when stderr is not a terminal; on a
+# loaded machine that would add lines to the exact output many tests assert. The tests that check
+# progress set TAKO_PROGRESS themselves.
+os.environ["TAKO_PROGRESS"] = "off"
+
 _OWN_BASETEMP = pytest.StashKey[Path]()
 
 

@@ -21,12 +21,14 @@ import typer
 from .backups_common import (
     ENV_OPTION,
     ID_HELP,
+    KEEP_PREVIOUS_OPTION,
     SERVER_OPTION,
     ask_every_server,
     check_id,
     confirm_replace,
     failures,
     heading,
+    safety_fields,
     target_summary,
 )
 from .context import get_globals
@@ -79,7 +81,7 @@ def now(
     spinner = "Creating backup" if len(names) == 1 else f"Creating backups on {len(names)} servers"
     outcomes = call_servers(target.servers, protocol.BACKUP_NOW,
                             {"app": target.app_id, "backup": binding.to_dict()}, parse_created,
-                            out=opts.out, spinner=spinner, whole_reply=True)
+                            out=opts.out, spinner=spinner, whole_reply=True, watch=target.app_id)
     for outcome in outcomes:
         if outcome.error is None:
             opts.out.line(created_line(outcome.name, outcome.data[0]))
@@ -236,14 +238,16 @@ def restore(
     preview: bool = typer.Option(False, "--preview",
                                  help="Only show what would change (files, SQLite row counts)."),
     no_safety_backup: bool = typer.Option(False, "--no-safety-backup",
-                                          help="Do not back up the current data first (undo needs it)."),
+                                          help="Do not keep or upload the current data (undo needs it)."),
+    keep_previous: float | None = KEEP_PREVIOUS_OPTION,
 ) -> None:
     """Restore app data from a backup: stops the app, replaces its data, starts it again.
 
-    The server first backs up the data it replaces (`tako backups undo` restores it)."""
+    The server keeps the data it replaces on disk and uploads it as a pre-restore backup in the
+    background (`tako backups undo` swaps it back)."""
     from ..remote import protocol
     from .recovery_commands import run_preview
-    from .render import restored_line, safety_line, source_note
+    from .render import restore_notes, restored_line, source_note
     from .replies import parse_restored, parse_source
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
@@ -263,19 +267,18 @@ def restore(
                               [f"restore {target.app} ({target.env}) on {entry.name} from {backup_id}"],
                               nothing="restored or contacted")
         return
-    payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id}
-    if no_safety_backup:
-        payload["safety_backup"] = False
+    payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id,
+                                  **safety_fields(no_safety_backup, keep_previous)}
     outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload,
                             lambda reply: (parse_restored(reply), parse_source(reply)), out=opts.out,
-                            spinner="Restoring backup", whole_reply=True)
+                            spinner="Restoring backup", whole_reply=True, watch=target.app_id)
     raise_failures(outcomes, f"Failed to restore {backup_id}.")
-    (info, safety), source = outcomes[0].data
+    restored, source = outcomes[0].data
+    assert restored.backup is not None
     source_note(opts.out, "Read the backup", source)
-    opts.out.line(restored_line(target.app, info))
-    if safety is not None:
-        opts.out.line(safety_line(safety))
-    opts.out.result("backups restore", {**summary, "backup": info.to_dict(), "safety_backup_id": safety,
+    opts.out.line(restored_line(target.app, restored.backup))
+    restore_notes(opts.out, restored)
+    opts.out.result("backups restore", {**summary, "backup": restored.backup.to_dict(), **restored.to_dict(),
                                         **({} if source is None else source.to_dict())})
 
 

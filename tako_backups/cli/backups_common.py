@@ -19,6 +19,21 @@ SERVER_HELP = "Only this server (one of the environment's servers)."
 ID_HELP = "Backup id from `tako backups list`."
 ENV_OPTION: Any = typer.Option(None, "--env", help=ENV_HELP)
 SERVER_OPTION: Any = typer.Option(None, "--server", help=SERVER_HELP)
+MAX_KEEP_HOURS = 720
+KEEP_PREVIOUS_OPTION: Any = typer.Option(
+    None, "--keep-previous", metavar="HOURS", min=0, max=MAX_KEEP_HOURS,
+    help="Hours the server keeps the replaced data on disk for an instant undo, once it is safely in "
+         "the bucket (default 24).")
+
+
+def safety_fields(no_safety_backup: bool, keep_previous: float | None) -> dict[str, object]:
+    """The optional ``safety_backup`` and ``keep_previous_hours`` fields of a restore or undo."""
+    fields: dict[str, object] = {}
+    if no_safety_backup:
+        fields["safety_backup"] = False
+    if keep_previous is not None:
+        fields["keep_previous_hours"] = keep_previous
+    return fields
 
 
 def heading(opts: Globals, text: str) -> None:

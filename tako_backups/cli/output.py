@@ -3,7 +3,9 @@
 progress bars to stderr. Success lines read ``✔ ...``, as Tako's.
 
 :class:`Output` also implements :class:`tako_backups.progress.Progress` with rich progress bars
-(bytes and bytes/s) when stderr is a terminal, and silence otherwise.
+(bytes and bytes/s) when stderr is a terminal, a plain line every few seconds on stderr when it
+is not, and silence with ``--json``; :meth:`Output.server_progress` draws what long server
+commands report (:mod:`.progress_view`) the same way.
 """
 
 from __future__ import annotations
@@ -11,13 +13,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from .progress_view import ServerProgress
+
 _UNITS = ("KB", "MB", "GB", "TB", "PB")
+PLAIN_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
+PROGRESS_ENV = "TAKO_PROGRESS"
+PROGRESS_MODES = ("off", "lines", "bars")
 
 
 def format_size(size: int) -> str:
@@ -47,6 +57,7 @@ class Output:
         self.emitted = False
         self._bar: Any = None
         self._task: Any = None
+        self._step: dict[str, Any] | None = None  # the current step, for plain progress lines
 
     def heading(self, text: str) -> None:
         if not self.json_mode:
@@ -112,10 +123,12 @@ class Output:
     # Progress protocol -------------------------------------------------------------------------
 
     def _bars_enabled(self) -> bool:
-        return not self.json_mode and sys.stderr.isatty()
+        return self.progress_mode() == "bars"
 
     def start(self, description: str, total: int | None = None) -> None:
         self.finish()
+        self._step = {"description": description, "total": total or 0, "done": 0,
+                      "shown_at": time.monotonic()}
         if not self._bars_enabled():
             return
         from rich.console import Console
@@ -137,12 +150,41 @@ class Output:
     def advance(self, amount: int) -> None:
         if self._bar is not None:
             self._bar.advance(self._task, amount)
+            return
+        step = self._step
+        if step is None or self.progress_mode() != "lines":
+            return
+        step["done"] += amount
+        now = time.monotonic()
+        if now - step["shown_at"] >= PLAIN_EVERY:
+            step["shown_at"] = now
+            total = step["total"]
+            share = f" of {format_size(total)} ({min(100, 100 * step['done'] // total)}%)" if total else ""
+            typer.echo(f"{step['description']}: {format_size(step['done'])}{share}", err=True)
 
     def finish(self) -> None:
+        self._step = None
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
             self._task = None
+
+    def progress_mode(self) -> str:
+        """How long operations are shown: ``bars`` on a terminal, ``lines`` (plain lines every few
+        seconds on stderr) otherwise, ``off`` with ``--json``. ``TAKO_PROGRESS=off|lines|bars``
+        overrides the choice (``--json`` always means ``off``); any other value is ``auto``."""
+        if self.json_mode:
+            return "off"
+        chosen = os.environ.get(PROGRESS_ENV, "").strip().lower()
+        if chosen in PROGRESS_MODES:
+            return chosen
+        return "bars" if sys.stderr.isatty() else "lines"
+
+    def server_progress(self, description: str, servers: list[str]) -> ServerProgress:
+        """A :class:`~.progress_view.ServerProgress` for a command running on ``servers``."""
+        from .progress_view import ServerProgress
+
+        return ServerProgress(description, servers, self.progress_mode())
 
     @contextlib.contextmanager
     def spinner(self, description: str) -> Iterator[None]:

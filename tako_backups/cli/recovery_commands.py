@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .backups_common import ENV_OPTION, SERVER_OPTION, check_id, confirm_replace, heading, target_summary
+from .backups_common import (
+    ENV_OPTION,
+    KEEP_PREVIOUS_OPTION,
+    SERVER_OPTION,
+    check_id,
+    confirm_replace,
+    heading,
+    safety_fields,
+    target_summary,
+)
 from .context import Globals, get_globals
 
 if TYPE_CHECKING:
@@ -94,12 +103,15 @@ def undo(
     server: str | None = typer.Option(None, "--server", help="The server to undo the last restore on."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
     no_safety_backup: bool = typer.Option(False, "--no-safety-backup",
-                                          help="Do not back up the current data first."),
+                                          help="Do not keep or upload the current data."),
+    keep_previous: float | None = KEEP_PREVIOUS_OPTION,
 ) -> None:
-    """Undo the last restore: restore the safety backup it took of the data it replaced."""
+    """Undo the last restore: swap back the data it replaced (instant while the server still keeps
+    it), or restore the newest pre-restore backup."""
     from ..remote import protocol
-    from .render import restored_line, safety_line
-    from .replies import parse_restored
+    from .output import format_local_time
+    from .render import restore_notes, restored_line
+    from .replies import parse_undone
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
     opts = get_globals(ctx)
@@ -114,20 +126,24 @@ def undo(
     summary = {**target_summary(target), "server": entry.name}
     if opts.dry_run:
         opts.out.dry_run_done("backups undo", summary, [
-            f"restore the newest pre-restore backup of {target.app} ({target.env}) on {entry.name}"],
+            f"swap back the data the last restore of {target.app} ({target.env}) replaced on {entry.name} "
+            "(or restore its newest pre-restore backup)"],
             nothing="restored or contacted")
         return
-    payload: dict[str, Any] = {"app": target.app_id}
-    if no_safety_backup:
-        payload["safety_backup"] = False
-    outcomes = call_servers([entry], protocol.UNDO_RESTORE, payload, parse_restored, out=opts.out,
-                            spinner="Undoing the last restore", whole_reply=True)
+    payload: dict[str, Any] = {"app": target.app_id, **safety_fields(no_safety_backup, keep_previous)}
+    outcomes = call_servers([entry], protocol.UNDO_RESTORE, payload, parse_undone, out=opts.out,
+                            spinner="Undoing the last restore", whole_reply=True, watch=target.app_id)
     raise_failures(outcomes, "Failed to undo the last restore.")
-    info, safety = outcomes[0].data
-    opts.out.line(restored_line(target.app, info, ", the data the last restore replaced"))
-    if safety is not None:
-        opts.out.line(safety_line(safety))
-    opts.out.result("backups undo", {**summary, "backup": info.to_dict(), "safety_backup_id": safety})
+    undone = outcomes[0].data
+    if undone.backup is None:
+        kept_at = format_local_time(undone.kept_at_unix_secs or 0)
+        opts.out.line(f"Swapped back the data the last restore of {target.app} replaced (kept at {kept_at})")
+    else:
+        opts.out.line(restored_line(target.app, undone.backup, ", the data the last restore replaced"))
+    restore_notes(opts.out, undone)
+    opts.out.result("backups undo", {**summary, "source": "bucket" if undone.backup else "kept",
+                                     "backup": None if undone.backup is None else undone.backup.to_dict(),
+                                     **undone.to_dict()})
 
 
 def reindex(

@@ -15,7 +15,7 @@ from .output import format_local_time, format_size
 
 if TYPE_CHECKING:
     from .output import Output
-    from .replies import BackupStatus, CopyReport, CopyStatus, Finalized, Source
+    from .replies import BackupStatus, CopyReport, CopyStatus, Finalized, Restored, Source
 
 OVERDUE_HOURS = 26  # what a server that does not say (an older tako-server) used
 REINDEX_WAS = {"ok": "the old one was readable", "missing": "it was missing",
@@ -23,8 +23,12 @@ REINDEX_WAS = {"ok": "the old one was readable", "missing": "it was missing",
 
 
 def backup_line(info: BackupInfo) -> str:
-    """``{id} {YYYY-MM-DD HH:MM:SS local} {size}``."""
-    return f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
+    """Tako's ``{id} {YYYY-MM-DD HH:MM:SS local} {size}``, then the reason our server records
+    (``pre-restore``, ``scheduled``, ``manual``, ``post-deploy``, ``reencrypt``); a backup of
+    Tako's server has none, and its line is Tako's exactly."""
+    line = f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
+    reason = info.extras.reason if info.extras is not None else None
+    return line if not reason else f"{line} {reason}"
 
 
 def listed_line(info: BackupInfo, copy: CopyStatus | None, why: dict[str, list[str]] | None) -> str:
@@ -164,6 +168,8 @@ def status_notes(out: Output, server: str, status: BackupStatus) -> None:
                     f"{format_local_time(drill.at_unix_secs)}) failed: {drill.message}")
     if status.index_rebuilt:
         out.warning(rebuilt_note(server))
+    if status.kept_tree is not None:
+        out.line(kept_tree_line(server, status.kept_tree))
 
 
 def reply_notes(out: Output, server: str, notes: list[str]) -> None:
@@ -221,5 +227,37 @@ def restored_line(app: str, info: BackupInfo, what: str = "") -> str:
 
 
 def safety_line(safety: str) -> str:
-    """Where the data a restore replaced went."""
+    """Where the data a restore replaced went, when it was uploaded before the swap."""
     return f"Safety backup {safety} holds the data it replaced; `tako backups undo` restores it."
+
+
+def restore_notes(out: Output, restored: Restored) -> None:
+    """After the restored line: what happened to the replaced data, and the app's downtime."""
+    safety = restored.safety
+    if safety is not None and safety.status == "kept":
+        hours = f"{safety.keep_hours:g} h" if safety.keep_hours is not None else "a while"
+        out.line(f"The data it replaced is kept on the server ({hours}) and uploads as a pre-restore backup "
+                 "in the background; `tako backups undo` swaps it back at once.")
+    elif safety is not None and safety.status == "uploaded" and safety.backup_id is not None:
+        out.line(safety_line(safety.backup_id))
+        if safety.reason:
+            out.line(f"It was uploaded before the swap, with the app stopped: {safety.reason}.")
+    if restored.downtime_seconds is not None:
+        out.line(f"App downtime: {restored.downtime_seconds:.2f}s.")
+
+
+def kept_tree_line(server: str, kept: dict[str, Any]) -> str:
+    """``backup_status``'s ``kept_tree``: where the data the last restore replaced stands."""
+    upload, until = kept["upload"], format_local_time(kept["drop_at_unix_secs"])
+    if upload == "verified":
+        state = f"in the bucket as {kept.get('backup_id')}"
+    elif upload == "failed":
+        state = f"its upload failed ({kept.get('message')}); tako-server retries it"
+    else:
+        progress = kept.get("progress")
+        done = ""
+        if isinstance(progress, dict) and progress.get("bytes_total"):
+            done = f", {100 * progress['bytes_done'] // max(1, progress['bytes_total'])}%"
+        state = f"uploading as a pre-restore backup{done}"
+    return (f"{server}: the data the last restore replaced is kept until {until} at least ({state}); "
+            "`tako backups undo` swaps it back.")

@@ -71,6 +71,7 @@ class BackupStatus:
     policy_text: str | None = None
     copy: CopyStatus | None = None
     notify: dict[str, Any] | None = None
+    kept_tree: dict[str, Any] | None = None  # the data the last restore replaced, while kept
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -90,6 +91,8 @@ class BackupStatus:
             out["copy"] = self.copy.to_dict()
         if self.notify is not None:
             out["notify"] = self.notify
+        if self.kept_tree is not None:
+            out["kept_tree"] = self.kept_tree
         return out
 
 
@@ -217,7 +220,17 @@ def parse_status(data: Any) -> BackupStatus:
         overdue_after_seconds=_optional_int(obj.get("overdue_after_seconds"),
                                             "The backup status field 'overdue_after_seconds'"),
         policy_text=policy_text, copy=parse_copy(obj.get("copy")), notify=notify,
+        kept_tree=_kept_tree(obj.get("kept_tree")),
     )
+
+
+def _kept_tree(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    fields = check_object(value, "The backup status field 'kept_tree'")
+    if not isinstance(fields.get("upload"), str) or not is_kind(fields.get("drop_at_unix_secs"), int):
+        raise FormatError("The backup status field 'kept_tree' must have 'upload' and 'drop_at_unix_secs'.")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -308,14 +321,99 @@ def parse_preview(data: Any) -> dict[str, Any]:
     return data
 
 
-def parse_restored(reply: Any) -> tuple[BackupInfo, str | None]:
-    """A whole ``restore_backup``/``undo_restore`` reply -> (restored BackupInfo, the safety
-    backup's id or None)."""
+@dataclass(frozen=True)
+class SafetyCopy:
+    """What a restore or undo did with the data it replaced: ``kept`` on the server for
+    ``keep_hours`` (uploading in the background), ``uploaded`` before the swap as ``backup_id``
+    (``reason``: why it could not be kept), or ``none``."""
+
+    status: str
+    backup_id: str | None = None
+    keep_hours: float | None = None
+    drop_at_unix_secs: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.status == "kept":
+            return {"status": "kept", "keep_hours": self.keep_hours,
+                    "drop_at_unix_secs": self.drop_at_unix_secs}
+        if self.status == "uploaded":
+            return {"status": "uploaded", "id": self.backup_id, "reason": self.reason}
+        return {"status": self.status}
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A ``restore_backup`` or ``undo_restore`` reply. ``backup`` is the restored BackupInfo (None
+    when an undo swapped the kept tree back: ``kept_at_unix_secs`` says when it was kept);
+    ``safety`` and ``downtime_seconds`` are None from a server that does not report them."""
+
+    backup: BackupInfo | None
+    safety: SafetyCopy | None
+    downtime_seconds: float | None
+    kept_at_unix_secs: int | None = None
+
+    @property
+    def safety_backup_id(self) -> str | None:
+        return None if self.safety is None else self.safety.backup_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """Our JSON result fields (``backup`` is added by the command)."""
+        out: dict[str, Any] = {"safety_backup_id": self.safety_backup_id}
+        if self.safety is not None:
+            out["safety_backup"] = self.safety.to_dict()
+        if self.downtime_seconds is not None:
+            out["downtime_seconds"] = self.downtime_seconds
+        if self.kept_at_unix_secs is not None:
+            out["kept_at_unix_secs"] = self.kept_at_unix_secs
+        return out
+
+
+def parse_restored(reply: Any) -> Restored:
+    """A whole ``restore_backup`` reply: ``data`` is the restored BackupInfo; our fields next to
+    it are ``safety_backup``, ``downtime_seconds`` and ``safety_backup_id``."""
     obj = check_object(reply, "The restore reply")
-    safety = obj.get("safety_backup_id")
-    if safety is not None and not isinstance(safety, str):
+    return Restored(BackupInfo.from_dict(obj.get("data")), _safety(obj), _downtime(obj))
+
+
+def parse_undone(reply: Any) -> Restored:
+    """A whole ``undo_restore`` reply: ``data`` is ``{"source": "kept", "kept_at_unix_secs", ...}``
+    or ``{"source": "bucket", "backup": BackupInfo}`` (a BackupInfo itself from older servers)."""
+    obj = check_object(reply, "The undo reply")
+    data = check_object(obj.get("data"), "The undo reply's data")
+    if data.get("source") == "kept":
+        kept_at = data.get("kept_at_unix_secs")
+        if not is_kind(kept_at, int):
+            raise FormatError("The undo reply field 'kept_at_unix_secs' must be a whole number.")
+        return Restored(None, _safety(obj), _downtime(obj), kept_at)
+    backup = data.get("backup") if data.get("source") == "bucket" else data
+    return Restored(BackupInfo.from_dict(backup), _safety(obj), _downtime(obj))
+
+
+def _safety(obj: dict[str, Any]) -> SafetyCopy | None:
+    legacy = obj.get("safety_backup_id")
+    if legacy is not None and not isinstance(legacy, str):
         raise FormatError("The restore reply field 'safety_backup_id' must be a string.")
-    return BackupInfo.from_dict(obj.get("data")), safety
+    safety = obj.get("safety_backup")
+    if safety is None:
+        return None if legacy is None else SafetyCopy("uploaded", legacy)
+    fields = check_object(safety, "The restore reply field 'safety_backup'")
+    status = fields.get("status")
+    if status not in ("kept", "uploaded", "none"):
+        raise FormatError("The restore reply field 'safety_backup' has an unknown status.")
+    hours, drop_at = fields.get("keep_hours"), fields.get("drop_at_unix_secs")
+    backup_id, reason = fields.get("id"), fields.get("reason")
+    if not (hours is None or is_kind(hours, (int, float))) or not (drop_at is None or is_kind(drop_at, int)) \
+            or not all(v is None or isinstance(v, str) for v in (backup_id, reason)):
+        raise FormatError("The restore reply field 'safety_backup' has a field of the wrong type.")
+    return SafetyCopy(status, backup_id, None if hours is None else float(hours), drop_at, reason)
+
+
+def _downtime(obj: dict[str, Any]) -> float | None:
+    value = obj.get("downtime_seconds")
+    if value is not None and not is_kind(value, (int, float)):
+        raise FormatError("The restore reply field 'downtime_seconds' must be a number.")
+    return None if value is None else float(value)
 
 
 def parse_notes(reply: Any) -> list[str]:

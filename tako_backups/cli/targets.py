@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..project.servers import ServerEntry
     from .context import Globals
     from .output import Output
+    from .progress_view import ServerProgress
 
 T = TypeVar("T")
 
@@ -126,14 +127,19 @@ def client_for(server: ServerEntry) -> AsyncRpcClient:
 
 def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str, Any],
                  parse: Callable[[Any], T], *, out: Output | None = None,
-                 spinner: str | None = None, whole_reply: bool = False) -> list[Outcome]:
+                 spinner: str | None = None, whole_reply: bool = False,
+                 watch: str | None = None) -> list[Outcome]:
     """Send ``command`` to every server at once; one :class:`Outcome` per server, in order.
 
     ``parse`` checks each reply's ``data`` (the whole reply object with ``whole_reply``, for
     fields our server adds next to it); a FormatError becomes that server's RemoteError. The
     reply's ``notes`` are kept in the outcome and, with ``out``, printed once per server. With
-    ``out`` and ``spinner`` a spinner runs on a terminal meanwhile. A TakoError (unreachable,
-    timeout, refused key, the server's own error) is kept in its outcome; nothing else is caught.
+    ``out`` and ``spinner`` a spinner runs on a terminal meanwhile; with ``watch`` (the app id)
+    too, each server's ``operation_progress`` is polled every second while its call runs and
+    drawn as a progress bar per server (plain lines every few seconds when stderr is not a
+    terminal; nothing with ``--json``). A server that cannot answer the poll (Tako's) is simply
+    not drawn. A TakoError (unreachable, timeout, refused key, the server's own error) is kept in
+    its outcome; nothing else is caught.
     """
     from .render import reply_notes
     from .replies import parse_notes
@@ -148,18 +154,51 @@ def call_servers(servers: Sequence[ServerEntry], command: str, payload: dict[str
         except TakoError as exc:
             return Outcome(server, error=exc)
 
-    async def every() -> list[Outcome]:
-        return list(await asyncio.gather(*(one(server) for server in servers)))
+    async def every(view: ServerProgress | None) -> list[Outcome]:
+        calls = [asyncio.ensure_future(one(server)) for server in servers]
+        polls = [] if view is None or watch is None else [
+            asyncio.ensure_future(_poll(server, watch, call, view))
+            for server, call in zip(servers, calls, strict=True)]
+        try:
+            return list(await asyncio.gather(*calls))
+        finally:
+            for poll in polls:
+                poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
 
     if out is not None and spinner is not None:
-        with out.spinner(spinner):
-            outcomes = asyncio.run(every())
+        if watch is not None and out.progress_mode() != "off":
+            with out.server_progress(spinner, [s.name for s in servers]) as view:
+                outcomes = asyncio.run(every(view))
+        else:
+            with out.spinner(spinner):
+                outcomes = asyncio.run(every(None))
     else:
-        outcomes = asyncio.run(every())
+        outcomes = asyncio.run(every(None))
     if out is not None:
         for outcome in outcomes:
             reply_notes(out, outcome.name, outcome.notes)
     return outcomes
+
+
+POLL_INTERVAL = 1.0
+
+
+async def _poll(server: ServerEntry, app: str, call: asyncio.Future[Outcome], view: ServerProgress) -> None:
+    """Ask ``server`` what ``app``'s operation is doing every second until ``call`` is done; stop
+    at the first failed poll (a server without ``operation_progress``, or unreachable)."""
+    from ..remote import protocol
+
+    async with client_for(server) as client:
+        while not call.done():
+            await asyncio.wait({call}, timeout=POLL_INTERVAL)
+            if call.done():
+                return
+            try:
+                data = await client.call(protocol.OPERATION_PROGRESS, {"app": app})
+            except TakoError:
+                return
+            view.update(server.name, data if isinstance(data, dict) else None)
 
 
 def _parsed(server: ServerEntry, command: str, reply: Any, parse: Callable[[Any], T]) -> T:

@@ -25,7 +25,7 @@ from typing import IO, cast
 import zstandard
 
 from ..primitives.streams import Sink
-from ..progress import NO_PROGRESS, Progress
+from ..progress import ARCHIVE_UPLOAD, NO_PROGRESS, SNAPSHOT, Progress, enter_phase
 from .snapshot import Entry, PinnedDatabase, SourceChanged, pin_sqlite, walk
 
 ZSTD_LEVEL = 3
@@ -77,14 +77,14 @@ def write_archive(
                 seen_top.add(entry.arcname)
             if entry.kind == "sqlite":
                 if snapshots.pending:
-                    _add_snapshot(tar, snapshots.finish(), stats, progress)
+                    _add_snapshot(tar, snapshots.finish(progress), stats, progress)
                 snapshots.start(entry)
             else:
                 _add(tar, entry, stats, progress)
             if snapshots.ready:
-                _add_snapshot(tar, snapshots.finish(), stats, progress)
+                _add_snapshot(tar, snapshots.finish(progress), stats, progress)
         if snapshots.pending:
-            _add_snapshot(tar, snapshots.finish(), stats, progress)
+            _add_snapshot(tar, snapshots.finish(progress), stats, progress)
         for top in ("app", "tako"):
             if top not in seen_top:
                 info = tarfile.TarInfo(top)
@@ -200,11 +200,16 @@ class _SnapshotAhead:
         os.unlink(tmp)
         self._job = (entry, Path(tmp), pinned, self._pool.submit(pinned.copy_to, Path(tmp)))
 
-    def finish(self) -> tuple[Entry, Path]:
-        """Wait for the copy; the caller archives and deletes it. Raises SnapshotError."""
+    def finish(self, progress: Progress = NO_PROGRESS) -> tuple[Entry, Path]:
+        """Wait for the copy; the caller archives and deletes it. While the archive waits for
+        it, ``progress`` is in the snapshot phase (total: the database's size; the copy reports
+        no bytes). Raises SnapshotError."""
         assert self._job is not None
         entry, path, pinned, future = self._job
         self._job = None
+        waited = not future.done()
+        if waited:
+            enter_phase(progress, SNAPSHOT, entry.st.st_size)
         try:
             future.result()
         except BaseException:
@@ -212,6 +217,8 @@ class _SnapshotAhead:
             raise
         finally:
             pinned.close()
+            if waited:
+                enter_phase(progress, ARCHIVE_UPLOAD)
         return entry, path
 
     def close(self) -> None:

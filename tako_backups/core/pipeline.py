@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
@@ -58,6 +60,7 @@ def backup(
     store: ObjectStore, *, data_root: Path, work_root: Path, app: str, env: str, server: str,
     key: BackupKey, retention_days: int = DEFAULT_RETENTION_DAYS, now: int | None = None,
     clock: Callable[[], float] | None = None, progress: Progress = NO_PROGRESS, reason: str = "manual",
+    record_guard: Callable[[], AbstractContextManager[object]] | None = None,
     policy: BackupPolicy | None = None, copy_to: ObjectStore | None = None,
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket, in Tako's order.
@@ -74,8 +77,10 @@ def backup(
     ``work_root`` receives a ``{id}/`` folder for SQLite snapshots, removed afterwards. When any
     step after the archive upload began fails, its archive and manifest are deleted again unless
     the index names the backup. ``reason`` (one of :data:`REASONS`) goes into the manifest's
-    extras with the file count, bytes and SQLite files. Raises SnapshotError, StorageError
-    (``read backup index: ...`` before the upload) or FormatError.
+    extras with the file count, bytes and SQLite files. ``record_guard``, when given, is held
+    while the backup is recorded (the server's app lock, for an upload that ran without it); if
+    entering it raises, the uploaded archive is deleted again and the error raised. Raises
+    SnapshotError, StorageError (``read backup index: ...`` before the upload) or FormatError.
     """
     if reason not in REASONS:
         raise FormatError(f"Unknown backup reason '{reason}' (known: {', '.join(REASONS)}).")
@@ -111,8 +116,9 @@ def backup(
                             sqlite_files=sorted(stats.sqlite_names), reason=reason),
     )
     try:
-        recorded = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created,
-                                         policy=policy)
+        with _entered(record_guard, store, prefix, backup_id):
+            recorded = catalog.record_backup(store, prefix, info, retention_days=retention_days,
+                                             now=created, policy=policy)
     except BaseException:
         if feed is not None:
             feed.cancel()
@@ -120,6 +126,25 @@ def backup(
     rule = policy if policy is not None else BackupPolicy(retention_days=retention_days)
     copied = None if feed is None else feed.finish(info, prefix=prefix, policy=rule, now=created)
     return BackupResult(info, stats, recorded.expired, recorded.listing_denied, copied)
+
+
+@contextmanager
+def _entered(guard: Callable[[], AbstractContextManager[object]] | None, store: ObjectStore,
+             prefix: str, backup_id: str) -> Iterator[None]:
+    """Hold ``guard`` (when given) for the block; if entering it fails, delete what the backup
+    uploaded (see :func:`catalog.discard_unrecorded`) and raise."""
+    if guard is None:
+        yield
+        return
+    held = guard()
+    try:
+        held.__enter__()
+    except BaseException:
+        catalog.discard_unrecorded(store, prefix, backup_id)
+        raise
+    with contextlib.ExitStack() as stack:
+        stack.push(held)
+        yield
 
 
 def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,

@@ -56,14 +56,15 @@ BACKUP_STATUS = "backup_status"
 BACKUP_DOWNLOAD_URL = "backup_download_url"
 RESTORE_BACKUP = "restore_backup"
 DEPLOY = "deploy"
-# Our extensions (our server only): drills, previews, undo, reindex, key rotation, the backup
-# copy's sync and a test notification. Our optional fields in Tako's commands: ``why`` (list) and
-# ``source`` (download link: ``primary`` or ``copy``).
+# Our extensions (our server only): drills, previews, undo, reindex, key rotation, progress, the
+# backup copy's sync and a test notification. Our optional fields in Tako's commands: ``why``
+# (list), ``source`` (download link: ``primary`` or ``copy``) and ``keep_previous_hours``.
 DRILL_BACKUP = "drill_backup"
 RESTORE_PREVIEW = "restore_preview"
 UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
+OPERATION_PROGRESS = "operation_progress"
 SYNC_COPIES = "sync_copies"
 NOTIFY_TEST = "notify_test"
 
@@ -79,6 +80,10 @@ TARGET = "target"
 SECRET_FIELDS = ("backup", "runtime", "notify")
 
 _OBJ_OR_NULL = (dict, type(None))
+_HOURS = (int, float)
+# Optional in restore_backup and undo_restore: hours to keep the replaced tree on disk (0..720).
+KEEP_PREVIOUS = "keep_previous_hours"
+MAX_KEEP_HOURS = 720
 # command -> (required fields, optional fields); "command" itself is implied, and any other field
 # is ignored (Tako's serde structs ignore unknown fields).
 COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -88,13 +93,14 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     LIST_BACKUPS: ({"app": str}, {"why": bool}),
     BACKUP_STATUS: ({"app": str}, {}),
     BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {"source": str}),
-    RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool}),
+    RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     DEPLOY: ({"app": str}, {"backup": _OBJ_OR_NULL, "runtime": _OBJ_OR_NULL}),
     DRILL_BACKUP: ({"app": str}, {"backup_id": (str, type(None))}),
     RESTORE_PREVIEW: ({"app": str, "backup_id": str}, {}),
-    UNDO_RESTORE: ({"app": str}, {"safety_backup": bool}),
+    UNDO_RESTORE: ({"app": str}, {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     REINDEX: ({"app": str}, {}),
     REENCRYPT_BACKUPS: ({"app": str}, {"backup": _OBJ_OR_NULL}),
+    OPERATION_PROGRESS: ({"app": str}, {}),
     SYNC_COPIES: ({"app": str}, {}),
     NOTIFY_TEST: ({"app": str}, {"notify": _OBJ_OR_NULL}),
 }

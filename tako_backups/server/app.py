@@ -18,6 +18,7 @@ names no detail, never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -175,7 +176,8 @@ def _dispatch(service: BackupService, request: Request) -> Any:
             raise FormatError("Command 'backup_download_url' field 'source' must be 'primary' or 'copy'.")
         return service.backup_download_url(app, fields["backup_id"], source)
     if command == protocol.RESTORE_BACKUP:
-        return service.restore_backup(app, fields["backup_id"], fields.get("safety_backup", True))
+        return service.restore_backup(app, fields["backup_id"], fields.get("safety_backup", True),
+                                      _keep_hours(command, fields))
     if command == protocol.DEPLOY:
         runtime = fields.get("runtime")
         return service.deploy(app, _binding(fields.get("backup")),
@@ -185,23 +187,36 @@ def _dispatch(service: BackupService, request: Request) -> Any:
 
 def _dispatch_extension(service: BackupService, command: str, app: str, fields: dict[str, Any]) -> Any:
     """Our commands that Tako's server does not have: drills, previews, undo, reindex,
-    re-encryption, the copy's sync and a test notification."""
+    re-encryption, progress, the copy's sync and a test notification."""
     if command == protocol.DRILL_BACKUP:
         return service.drill_backup(app, fields.get("backup_id"))
     if command == protocol.RESTORE_PREVIEW:
         return service.restore_preview(app, fields["backup_id"])
     if command == protocol.UNDO_RESTORE:
-        return service.undo_restore(app, fields.get("safety_backup", True))
+        return service.undo_restore(app, fields.get("safety_backup", True), _keep_hours(command, fields))
     if command == protocol.REINDEX:
         return service.reindex(app)
     if command == protocol.REENCRYPT_BACKUPS:
         return service.reencrypt_backups(app, _binding(fields.get("backup")))
+    if command == protocol.OPERATION_PROGRESS:
+        return service.operation_progress(app)
     if command == protocol.SYNC_COPIES:
         return service.sync_copies(app)
     if command == protocol.NOTIFY_TEST:
         notify = fields.get("notify")
         return service.notify_test(app, None if notify is None else NotifySettings.from_dict(notify))
     raise FormatError(f"Unknown command '{command}'.")
+
+
+def _keep_hours(command: str, fields: dict[str, Any]) -> float | None:
+    """``keep_previous_hours`` when given. Raises FormatError outside 0..720."""
+    hours = fields.get(protocol.KEEP_PREVIOUS)
+    if hours is None:
+        return None
+    if not math.isfinite(hours) or not 0 <= hours <= protocol.MAX_KEEP_HOURS:
+        raise FormatError(f"Command '{command}' field '{protocol.KEEP_PREVIOUS}' must be a number of hours "
+                          f"from 0 to {protocol.MAX_KEEP_HOURS}.")
+    return float(hours)
 
 
 def _binding(value: Any) -> BackupBinding | None:

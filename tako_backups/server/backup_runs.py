@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
-from ..core import layout, leftovers, pipeline
-from ..errors import StorageError, TakoError
+from ..core import catalog, layout, leftovers, pipeline
+from ..errors import FormatError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..policy import policy_of
 from ..primitives.names import check_app_id
+from ..progress import ARCHIVE_UPLOAD, NO_PROGRESS, Progress, enter_phase
 from ..storage.base import ObjectStore
 from . import notes
 from .app_backups import AppBackups
@@ -34,12 +38,13 @@ class BackupRuns:
         self._copies = copies
         self.started_at = time.time()
 
-    def take(self, app: str, settings: BackupBinding, reason: str) -> BackupInfo:
+    def take(self, app: str, settings: BackupBinding, reason: str,
+             progress: Progress = NO_PROGRESS) -> BackupInfo:
         """Back up the app's data with ``reason``; see :meth:`take_reporting`."""
-        return self.take_reporting(app, settings, reason)[0]
+        return self.take_reporting(app, settings, reason, progress)[0]
 
-    def take_reporting(self, app: str, settings: BackupBinding,
-                       reason: str) -> tuple[BackupInfo, dict[str, Any] | None]:
+    def take_reporting(self, app: str, settings: BackupBinding, reason: str,
+                       progress: Progress = NO_PROGRESS) -> tuple[BackupInfo, dict[str, Any] | None]:
         """Back up the app's data with ``reason``; the caller holds the app's lock. What earlier
         runs left on the bucket is cleaned up first, and a missing or unreadable index is rebuilt
         from the manifests while the new backup is recorded -- both when the bucket can be listed;
@@ -57,21 +62,50 @@ class BackupRuns:
         copy_to = None if settings.copy is None else self._backups.store(settings.copy)
         with notes.collecting():
             self._clean_leftovers(app, settings, store, prefix, now)
+            enter_phase(progress, ARCHIVE_UPLOAD, _size_estimate(store, prefix))
             try:
                 result = pipeline.backup(
                     store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
                     server=self._backups.server_name, key=settings.active_key,
                     retention_days=settings.retention_days, now=now, clock=clock, reason=reason,
-                    policy=policy_of(settings), copy_to=copy_to,
+                    progress=progress, policy=policy_of(settings), copy_to=copy_to,
                 )
             except OSError as exc:
-                where = f" ({exc.filename})" if exc.filename else ""
-                raise TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.") from None
+                raise _disk_error(app, exc) from None
             if result.listing_denied:
                 notes.listing_denied(settings.storage.bucket, app, "index self-healing")
         log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
                  result.info.size_bytes, len(result.pruned))
         return result.info, self._copies.after_backup(app, settings, result.info, result.copy)
+
+    def upload_tree(self, app: str, settings: BackupBinding, tree: Path, reason: str, *, progress: Progress,
+                    record_guard: Callable[[], AbstractContextManager[object]]) -> BackupInfo:
+        """Back up ``tree`` (a kept tree, not the live data) as one of the app's backups, without
+        holding the app's lock: ``record_guard`` (the lock) is held only while the backup is
+        recorded. Neither leftovers nor the index are repaired first (both need the lock). Raises
+        what :meth:`take` raises, and what ``progress`` or ``record_guard`` raise (a cancel)."""
+        name, env = check_app_id(app)
+        self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = self._backups.store(settings.storage)
+        copy_to = None if settings.copy is None else self._backups.store(settings.copy)
+        try:
+            result = pipeline.backup(
+                store, data_root=tree, work_root=self._backups.paths.backup_work, app=name, env=env,
+                server=self._backups.server_name, key=settings.active_key,
+                retention_days=settings.retention_days, now=int(self._backups.clock()), reason=reason,
+                progress=progress, record_guard=record_guard, policy=policy_of(settings), copy_to=copy_to,
+            )
+        except OSError as exc:
+            raise _disk_error(app, exc) from None
+        log.info("backed up the kept tree of %s as %s (%d bytes)", app, result.info.id,
+                 result.info.size_bytes)
+        if result.copy is not None:
+            try:
+                with record_guard():  # the copy's record is the app's state: written under its lock
+                    self._copies.after_backup(app, settings, result.info, result.copy)
+            except Exception as exc:  # cancelled meanwhile: the next backup compares the two again
+                log.info("the copy state of %s was not updated after the kept tree's upload: %s", app, exc)
+        return result.info
 
     def _clean_leftovers(self, app: str, settings: BackupBinding, store: ObjectStore, prefix: str,
                          now: int) -> None:
@@ -89,3 +123,18 @@ class BackupRuns:
         if left.uploads_aborted or left.archives_deleted:
             log.info("cleaned up after earlier backups of %s: %d unfinished uploads aborted, "
                      "%d orphaned archives deleted", app, left.uploads_aborted, left.archives_deleted)
+
+
+def _disk_error(app: str, exc: OSError) -> TakoError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return TakoError(f"Backup of app '{app}' failed{where}: {exc.strerror or exc}.")
+
+
+def _size_estimate(store: ObjectStore, prefix: str) -> int | None:
+    """About the size of the next backup: the bytes the newest backup holds (None when unknown)."""
+    try:
+        newest = catalog.read_index(store, prefix).backups
+    except (StorageError, FormatError):
+        return None
+    return next((b.extras.bytes for b in newest if b.extras is not None), None) or None
+

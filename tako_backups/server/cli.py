@@ -5,13 +5,14 @@
     tako-server authorize-key PUBKEY_FILE [--data-dir /opt/tako]
     tako-server identity [--data-dir /opt/tako]
 
-``serve`` resumes the apps it runs, starts the scheduler (first check at once), then serves
-``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes the requests in flight,
-stops the scheduler, the notifier (deliveries still waiting are logged and dropped) and the
-apps, and exits 0. Request bodies carry storage secrets and backup keys, so plain HTTP is served
-only on private addresses (``remote/addresses.py``); anywhere else ``--tls`` serves HTTPS with
-the certificate ``identity`` prints the fingerprint of. Run as root, it runs every app as a uid
-of its own with the ``--app-user`` account's group (``app_users.py``), never as root.
+``serve`` resumes the apps it runs and the uploads of kept trees, starts the scheduler (first
+check at once), then serves ``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes
+the requests in flight, stops the scheduler, the notifier (deliveries still waiting are logged
+and dropped) and the apps, and exits 0. Request bodies carry storage secrets and backup keys, so
+plain HTTP is served only on private addresses (``remote/addresses.py``); anywhere else ``--tls``
+serves HTTPS with the certificate ``identity`` prints the fingerprint of. Run as root, it runs
+every app as a uid of its own with the ``--app-user`` account's group (``app_users.py``), never
+as root.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     from .auth import RequestAuth
     from .identity_key import ensure_server_identity
     from .notify import Notifier
-    from .restore import recover_interrupted_restores
+    from .recovery import recover_interrupted_restores
     from .runtime import AppRuntime
     from .scheduler import Scheduler
     from .service import BackupService
@@ -208,6 +209,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     listen_failed = False
     try:
         service.resume_apps()
+        service.safety.start()  # resumes the uploads of kept trees not yet in the bucket
         scheduler.start()
         if not stopping["requested"]:
             server.run()
@@ -216,6 +218,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     finally:
         log.info("stopping: scheduler, running backups and restores, notifications, then apps")
         scheduler.stop(timeout=0)
+        service.safety.close()  # uploads of kept trees stop here and resume at the next start
         if not service.locks.close(timeout=GRACEFUL_SHUTDOWN_SECONDS):
             log.warning("a backup or restore is still running; stopping the apps anyway")
         notifier.close(timeout=NOTIFIER_CLOSE_SECONDS)

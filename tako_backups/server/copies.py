@@ -11,6 +11,7 @@ next scheduled backup, and ``tako backups sync`` syncs it on demand.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +27,13 @@ from .app_backups import AppBackups
 from .app_records import AppRecords
 from .index_repair import IndexRepair
 
-__all__ = ["BackupCopies", "CopyState"]
+__all__ = ["BackupCopies", "CopyState", "Places"]
 
 log = logging.getLogger(__name__)
 
 OK, LAGGING, UNKNOWN = "ok", "lagging", "unknown"
+Places = Callable[[str, BackupBinding], list[Place]]
+"""Where an app's backups can be read, primary first (:meth:`BackupCopies.places`)."""
 
 
 @dataclass(frozen=True)

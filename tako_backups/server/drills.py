@@ -10,7 +10,6 @@ failed one is tried again after a day.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,16 @@ from ..primitives.json_shapes import check_fields
 from ..primitives.names import check_app_id
 from .app_backups import AppBackups
 from .app_records import AppRecords
+from .copies import Places
 from .index_repair import IndexRepair
 from .notify import overdue_after
 
-__all__ = ["DRILL_INTERVAL", "DRILL_RETRY", "DrillLog", "Places", "RestoreDrills", "drill_due"]
+__all__ = ["DRILL_INTERVAL", "DRILL_RETRY", "DrillLog", "RestoreDrills", "drill_due"]
 
 log = logging.getLogger(__name__)
 
 DRILL_INTERVAL = 7 * 86_400
 DRILL_RETRY = 86_400
-Places = Callable[[str, BackupBinding], list[Place]]
 
 
 def drill_due(last: DrillResult | None, now: int, interval: float = DRILL_INTERVAL) -> bool:

@@ -57,6 +57,11 @@ class AppLocks:
                 return False
         return True
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the server is shutting down)."""
+        return self._closed
+
     def busy(self, app: str) -> bool:
         """Whether something holds ``app``'s lock right now."""
         return self._lock_for(app).locked()

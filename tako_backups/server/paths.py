@@ -10,7 +10,10 @@
 {root}/state/app-ids.json              each app's own uid/gid when the server runs as root
 {root}/tls/cert.pem, key.pem           the TLS identity of `serve --tls` (key 0600), never rotated
 {root}/tmp/backups/{id}/               SQLite snapshots while a backup runs
-{root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore (tree/, aside/) or restore preview
+{root}/tmp/restore/{app}.{env}.{id}.*/ staging of one restore or undo (tree/, aside/, record.json)
+                                       or restore preview
+{root}/kept/{app}.{env}/               the tree the last restore replaced (aside/) and its
+                                       record.json, until its upload verified and its grace ended
 {root}/tmp/drills/                     scratch folders of restore drills
 {root}/logs/{app}.{env}.log            app process output (0700; written through the server's fd)
 ```
@@ -111,7 +114,7 @@ class ServerPaths:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "apps").mkdir(exist_ok=True)
             for private in (self.state_dir, self.root / "tmp", self.backup_work, self.restore_work,
-                            self.drill_work, self.logs_dir):
+                            self.drill_work, self.logs_dir, self.root / "kept"):
                 private.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
                 os.chmod(private, PRIVATE_MODE)
             if self.users is not None:

@@ -13,6 +13,7 @@ from .app_backups import AppBackups
 from .copies import BackupCopies
 from .drills import RestoreDrills
 from .index_repair import IndexRepair
+from .safety import SafetyCopies
 from .scheduler import next_backup_at
 
 __all__ = ["Reports"]
@@ -22,11 +23,12 @@ class Reports:
     """Answers ``list_backups`` and ``backup_status``. Thread-safe."""
 
     def __init__(self, backups: AppBackups, index: IndexRepair, drills: RestoreDrills, copies: BackupCopies,
-                 clock: Callable[[], float]) -> None:
+                 safety: SafetyCopies, clock: Callable[[], float]) -> None:
         self._backups = backups
         self._index = index
         self._drills = drills
         self._copies = copies
+        self._safety = safety
         self._clock = clock
 
     def list_backups(self, app: str, why: bool = False) -> dict[str, Any]:
@@ -50,8 +52,9 @@ class Reports:
 
     def backup_status(self, app: str) -> dict[str, Any]:
         """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}`` plus
-        our ``last_drill``, ``last_ok_drill``, ``overdue``, ``overdue_after_seconds`` and
-        ``index_rebuilt``; with our settings also ``policy`` and ``policy_text`` (``every 1h,
+        our ``last_drill``, ``last_ok_drill``, ``overdue``, ``overdue_after_seconds``,
+        ``index_rebuilt`` and, while the last restore's replaced tree is kept, ``kept_tree``
+        (:meth:`SafetyCopies.status`); with our settings also ``policy`` and ``policy_text`` (``every 1h,
         keeps 24 hourly, ...``), ``copy`` (its state) and ``notify`` (where, no secrets). The next
         backup and overdue count from the newest regular backup and the policy's ``every``.
 
@@ -72,6 +75,9 @@ class Reports:
                "last_backup": None if newest is None else newest.to_dict(),
                "next_backup_at_unix_secs": next_backup_at(regular, now, every),
                **self._drills.status_fields(app, regular, enabled=True, rebuilt=found.rebuilt, every=every)}
+        kept = self._safety.status(app)
+        if kept is not None:
+            out["kept_tree"] = kept
         if settings.policy is not None:
             out.update(policy=settings.policy.to_dict(), policy_text=settings.policy.describe())
         copy = self._copies.state(app, settings)

@@ -16,6 +16,7 @@ from .app_backups import AppBackups
 from .backup_runs import BackupRuns
 from .copies import BackupCopies
 from .drills import DRILL_INTERVAL, RestoreDrills
+from .operations import OperationRegistry
 from .scheduler import is_due
 
 __all__ = ["ScheduledWork"]
@@ -27,12 +28,13 @@ class ScheduledWork:
     """Scheduled backups and drills of every app. Thread-safe."""
 
     def __init__(self, backups: AppBackups, runs: BackupRuns, drills: RestoreDrills, copies: BackupCopies,
-                 alerts: Alerts) -> None:
+                 alerts: Alerts, operations: OperationRegistry) -> None:
         self._backups = backups
         self._runs = runs
         self._drills = drills
         self._copies = copies
         self._alerts = alerts
+        self._operations = operations
 
     def enabled_apps(self) -> list[str]:
         """Apps with backup settings (those whose settings cannot be read are logged and left out)."""
@@ -81,7 +83,7 @@ class ScheduledWork:
         """Bring a lagging copy up to date, then take a backup with the stored settings; a failed
         backup is announced (once until a backup succeeds again). Raises BusyError when the app
         is busy, and what the backup raises."""
-        with self._backups.locks.hold(app):
+        with self._backups.locks.hold(app), self._operations.running(app, "backup") as tracker:
             settings = self._backups.settings(app)
             if self._copies.lagging(app, settings):
                 try:
@@ -89,7 +91,7 @@ class ScheduledWork:
                 except TakoError as exc:
                     log.warning("could not bring the copy of %s up to date: %s", app, exc)
             try:
-                info = self._runs.take(app, settings, "scheduled")
+                info = self._runs.take(app, settings, "scheduled", tracker)
             except BusyError:
                 raise
             except TakoError as exc:

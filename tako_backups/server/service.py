@@ -17,7 +17,7 @@ from .. import __version__
 from ..core import catalog
 from ..core.copies import Place, first_working
 from ..core.drill import DrillResult
-from ..errors import FormatError, NotFoundError, RestoreError, TakoError
+from ..errors import FormatError, NotFoundError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..policy import NotifySettings
 from ..primitives.names import check_app_id
@@ -31,12 +31,14 @@ from .identity_key import read_server_identity
 from .index_repair import IndexRepair
 from .locks import AppLocks
 from .notify import Notifier
+from .operations import OperationRegistry
 from .paths import ServerPaths
 from .preview import preview_restore
 from .reencryption import Reencryption
 from .reports import Reports
-from .restore import PRE_RESTORE, restore_over_live
+from .restores import Restores
 from .runtime import AppRuntime
+from .safety import SafetyCopies
 from .scheduled import ScheduledWork
 from .state import AppState, StateStore
 
@@ -59,21 +61,25 @@ class BackupService:
 
     It holds its collaborators: ``backups`` (settings, stores, bucket prefixes), ``runs`` (taking
     one backup), ``index`` (the self-healing index and ``reindex``), ``drills`` (restore drills and
-    their records), ``reencryption`` (key rotation), ``copies`` (the second copy: its state,
-    ``sync_copies`` and the places reads fall back to), ``alerts`` (notifications, through
-    ``notifier``, which the owner closes at shutdown), ``reports`` (list and status) and
-    ``scheduled`` (what the scheduler runs); the RPC commands they answer are delegated to them.
+    their records), ``reencryption`` (key rotation), ``restores`` (restore and undo), ``safety``
+    (kept trees and their background uploads; ``keep_reserve`` overrides the free space a kept
+    tree must leave), ``operations`` (the progress of running operations), ``copies`` (the second
+    copy: its state, ``sync_copies`` and the places reads fall back to), ``alerts``
+    (notifications, through ``notifier``, which the owner closes at shutdown), ``reports`` (list
+    and status) and ``scheduled`` (what the scheduler runs); the RPC commands they answer are
+    delegated to them.
     """
 
     def __init__(
         self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
         state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
         locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
-        deploy_lock_wait: float = 300.0, identity: str | None = None, notifier: Notifier | None = None,
+        deploy_lock_wait: float = 300.0, identity: str | None = None, keep_reserve: int | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """``identity`` is the fingerprint ``hello`` reports (default: that of the data root's
-        ``identity.key`` if there is one; ``serve`` makes it). Raises ConfigError when that key
-        cannot be read."""
+        ``identity.key`` if there is one; ``serve`` makes it); ``keep_reserve`` overrides the free
+        space a kept tree must leave. Raises ConfigError when the identity key cannot be read."""
         self.paths = paths
         self.server_name = server_name
         self.identity = identity if identity is not None else read_server_identity(paths.root)
@@ -89,8 +95,13 @@ class BackupService:
         self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir), self.copies.places)
         self.reencryption = Reencryption(self.backups, self.index, self.copies)
         self.runs = BackupRuns(self.backups, self.copies)
-        self.reports = Reports(self.backups, self.index, self.drills, self.copies, clock)
-        self.scheduled = ScheduledWork(self.backups, self.runs, self.drills, self.copies, self.alerts)
+        self.operations = OperationRegistry(clock)
+        self.safety = SafetyCopies(self.backups, self.runs, self.operations, reserve=keep_reserve)
+        self.restores = Restores(self.backups, self.index, self.runs, self.safety, self.operations, runtime,
+                                 self.copies.places)
+        self.reports = Reports(self.backups, self.index, self.drills, self.copies, self.safety, clock)
+        self.scheduled = ScheduledWork(self.backups, self.runs, self.drills, self.copies, self.alerts,
+                                       self.operations)
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
 
@@ -127,10 +138,10 @@ class BackupService:
         """:meth:`backup_now` as the RPC answers it: with a copy, how the copy went (``copy``:
         ``{"bucket", "status": "ok" | "failed", "error"?, "state"}``) next to the BackupInfo."""
         check_app_id(app)
-        with self.locks.hold(app):
+        with self.locks.hold(app), self.operations.running(app, "backup") as tracker:
             if backup is not None:
                 self.backups.store_settings(app, backup)
-            info, copy = self.runs.take_reporting(app, self.backups.settings(app), "manual")
+            info, copy = self.runs.take_reporting(app, self.backups.settings(app), "manual", tracker)
         return Reply(info.to_dict(), {} if copy is None else {"copy": copy})
 
     def list_backups(self, app: str, why: bool = False) -> dict[str, Any]:
@@ -172,51 +183,10 @@ class BackupService:
             out.update(found.source_fields())
         return out
 
-    def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True) -> Reply:
-        """Restore ``backup_id`` over the app's live data; the reply's data is the restored
-        BackupInfo and, when ``safety_backup``, the reply carries ``safety_backup_id``: the backup
-        of the live tree taken (reason ``pre-restore``) once the backup is staged and the app
-        stopped, just before the swap. If that backup fails, nothing is swapped.
-
-        Raises BusyError, NotFoundError, IntegrityError, KeyNotFoundError, UnsafeArchiveError,
-        FormatError, StorageError or RestoreError (see :func:`restore_over_live`).
-        """
-        check_app_id(app)
-        with self.locks.hold(app):
-            state = self.state.load(app)
-            settings = self.backups.settings(app, state)
-            _, prefix = self.backups.location(app, settings)
-            runtime_settings = state.runtime if state is not None else None
-            taken: list[BackupInfo] = []
-
-            def take_safety_backup() -> None:
-                try:
-                    taken.append(self.runs.take(app, settings, PRE_RESTORE))
-                except TakoError as exc:
-                    raise RestoreError(
-                        f"Could not take the safety backup of app '{app}' before restoring {backup_id}: "
-                        f"{exc} The live data was not touched; pass --no-safety-backup to restore "
-                        "without one.") from None
-
-            def restore_from(place: Place) -> BackupInfo:
-                info = catalog.find_backup(place.store, prefix, backup_id)
-                restore_over_live(
-                    app=app, info=info, store=place.store, keys=settings.backup_keys, paths=self.paths,
-                    runtime=self.runtime,
-                    start_after=runtime_settings is not None and runtime_settings.instances > 0,
-                    before_swap=take_safety_backup if safety_backup else None,
-                )
-                return info
-
-            found = first_working(self.copies.places(app, settings), restore_from)
-            info = found.value
-            safety_id = taken[0].id if taken else None
-            log.info("restored %s from %s in the %s (safety backup %s)", app, info.id, found.used.name,
-                     safety_id or "none")
-            extra = {} if safety_id is None else {"safety_backup_id": safety_id}
-            if settings.copy is not None:
-                extra.update(found.source_fields())
-            return Reply(info.to_dict(), extra)
+    def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True,
+                       keep_hours: float | None = None) -> Reply:
+        """See :meth:`Restores.restore_backup`."""
+        return self.restores.restore_backup(app, backup_id, safety_backup, keep_hours)
 
     # ----- deploy -----
 
@@ -240,7 +210,8 @@ class BackupService:
         if backup is None:
             return {"status": "disabled"}
         try:
-            info, copy = self.runs.take_reporting(app, backup, "post-deploy")
+            with self.operations.running(app, "backup") as tracker:
+                info, copy = self.runs.take_reporting(app, backup, "post-deploy", tracker)
         except TakoError as exc:
             log.warning("post-deploy backup of %s failed: %s", app, exc)
             self.alerts.backup_failed(app, backup, f"The post-deploy backup failed: {exc}")
@@ -296,19 +267,15 @@ class BackupService:
                 return found.value
             return {**found.value, **found.source_fields()}
 
-    def undo_restore(self, app: str, safety_backup: bool = True) -> Reply:
-        """Restore the newest ``pre-restore`` backup (taking a new safety backup first unless
-        ``safety_backup`` is False, so an undo can be undone). Raises NotFoundError when there is
-        none, and what :meth:`restore_backup` raises."""
+    def undo_restore(self, app: str, safety_backup: bool = True, keep_hours: float | None = None) -> Reply:
+        """See :meth:`Restores.undo_restore`."""
+        return self.restores.undo_restore(app, safety_backup, keep_hours)
+
+    def operation_progress(self, app: str) -> dict[str, Any] | None:
+        """What the app's running backup, restore or undo is doing (phase, bytes done and total,
+        rate; see :meth:`Tracker.to_dict`), or None when none runs. Never waits for the app."""
         check_app_id(app)
-        index = self.index.read(app, self.backups.settings(app)).index
-        found = next((b for b in index.backups if b.extras is not None and b.extras.reason == PRE_RESTORE),
-                     None)
-        if found is None:
-            raise NotFoundError(
-                f"App '{app}' has no pre-restore backup to go back to: restores take one unless "
-                "--no-safety-backup is passed.")
-        return self.restore_backup(app, found.id, safety_backup)
+        return self.operations.progress(app)
 
     def drill_backup(self, app: str, backup_id: str | None = None) -> dict[str, Any]:
         """See :meth:`RestoreDrills.drill_backup`."""

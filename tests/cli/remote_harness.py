@@ -21,7 +21,7 @@ from typer.testing import Result
 
 from tako_backups.cli import targets
 from tako_backups.errors import StorageError
-from tako_backups.remote.protocol import PUBLIC_COMMANDS, TARGET
+from tako_backups.remote.protocol import OPERATION_PROGRESS, PUBLIC_COMMANDS, TARGET
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.app import create_app
 from tako_backups.server.auth import RequestAuth
@@ -73,7 +73,9 @@ class Recording(httpx.AsyncBaseTransport):
     """Records each signed request's JSON body, then hands it to the server app.
 
     Every signed body must name the server it goes to as its ``target`` (checked here, and left
-    out of the record); the unsigned ``server_info`` the client asks for that name is not recorded.
+    out of the record); the unsigned ``server_info`` the client asks for that name is not recorded,
+    nor are the ``operation_progress`` polls a long command makes while it runs (how many depends
+    on how long it takes).
     """
 
     def __init__(self, name: str, app: Any, log: list[tuple[str, dict[str, Any]]]) -> None:
@@ -85,7 +87,8 @@ class Recording(httpx.AsyncBaseTransport):
         body = json.loads(request.content)
         if body["command"] not in PUBLIC_COMMANDS:
             assert body.pop(TARGET) == self.name, f"a request to {self.name} is not bound to it"
-            self.log.append((self.name, body))
+            if body["command"] != OPERATION_PROGRESS:
+                self.log.append((self.name, body))
         return await self.inner.handle_async_request(request)
 
 

@@ -154,8 +154,8 @@ def test_list_and_status_survive_one_server_down(demo: Demo, tako: Tako) -> None
     listed = tako("backups", "list", "--env", "production")
     assert listed.exit_code == 0, listed.output
     assert listed.stdout == (
-        f"{HEAD}la\n{newest.id} {format_local_time(NOW + 60)} {format_size(newest.size_bytes)}\n"
-        f"{oldest.id} {format_local_time(NOW)} {format_size(oldest.size_bytes)}\n")
+        f"{HEAD}la\n{newest.id} {format_local_time(NOW + 60)} {format_size(newest.size_bytes)} manual\n"
+        f"{oldest.id} {format_local_time(NOW)} {format_size(oldest.size_bytes)} manual\n")
     assert listed.stderr == f"! {NY_DOWN}\n"
     status = tako("backups", "status", "--env", "production")
     assert status.exit_code == 0, status.output
@@ -194,8 +194,8 @@ def test_list_names_servers_and_says_when_there_are_none(demo: Callable[..., Fle
     [la] = backups_on(fleet, "la")
     listed = tako("backups", "ls", "--env", "production")
     assert listed.exit_code == 0, listed.output
-    assert listed.stdout == (f"{HEAD}la\n{la.id} {format_local_time(NOW)} {format_size(la.size_bytes)}\n"
-                             "ny\nNo backups found.\n")
+    assert listed.stdout == (f"{HEAD}la\n{la.id} {format_local_time(NOW)} {format_size(la.size_bytes)} "
+                             "manual\nny\nNo backups found.\n")
     status = tako("backups", "status", "--env", "production")
     assert status.stdout == (f"{HEAD}la: enabled, last {la.id} at {format_local_time(NOW)}, next "
                              f"{format_local_time(NOW + 86_400)}, 30d retention\n"

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def backed_up(fleet: Fleet, tako: Tako, server: str = "la") -> BackupInfo:
 
 
 def safety_backup_on(fleet: Fleet, server: str) -> BackupInfo:
-    """The one pre-restore backup a restore took on ``server``."""
+    """The one pre-restore backup a restore took on ``server`` (once its background upload ended)."""
+    assert fleet.services[server].safety.wait(APP, 30)
     listed = [BackupInfo.from_dict(d) for d in fleet.services[server].list_backups(APP)["backups"]]
     [safety] = [b for b in listed if b.extras is not None and b.extras.reason == "pre-restore"]
     return safety
@@ -140,15 +142,19 @@ def test_restore_with_yes_replaces_live_data(demo: Demo, tako: Tako) -> None:
     (live / "stray.txt").write_text("not in the backup\n")
     result = tako("backups", "restore", info.id, "--env", "production", "--yes")
     assert result.exit_code == 0, result.output
-    safety = safety_backup_on(fleet, "la")  # the server backed up the data it replaced first
+    downtime = re.fullmatch(r"(?s).*\nApp downtime: (\d+\.\d\d)s\.\n", result.stdout)
+    assert downtime is not None, result.stdout
     assert result.stdout == (f"Backups\ndemo (production) on la\n"
                              f"Restored demo from {info.id} ({format_size(info.size_bytes)})\n"
-                             f"Safety backup {safety.id} holds the data it replaced; `tako backups undo` "
-                             "restores it.\n")
+                             "The data it replaced is kept on the server (24 h) and uploads as a pre-restore "
+                             "backup in the background; `tako backups undo` swaps it back at once.\n"
+                             f"App downtime: {downtime[1]}s.\n")
     assert result.stderr == ""
     assert (live / "uploads" / "a.txt").read_text() == "first upload\n"
     assert not (live / "stray.txt").exists()
-    assert fleet.requests[-1][1] == {"command": "restore_backup", "app": APP, "backup_id": info.id}
+    assert safety_backup_on(fleet, "la").extras.bytes > 300_000  # the replaced tree, uploaded after the swap
+    restores = [body for _server, body in fleet.requests if body["command"] == "restore_backup"]
+    assert restores == [{"command": "restore_backup", "app": APP, "backup_id": info.id}]
 
 
 def test_restore_without_terminal_needs_yes(demo: Demo, tako: Tako) -> None:
@@ -175,9 +181,15 @@ def test_restore_asks_on_a_terminal(demo: Demo, tako: Tako,
     accepted = tako("backups", "restore", info.id, "--env", "production", "--json", input="y\n")
     assert accepted.exit_code == 0, accepted.output
     # CliRunner echoes the typed answer to stdout; a terminal shows it where it was typed.
-    assert json.loads(accepted.stdout.splitlines()[-1]) == {
+    reply = json.loads(accepted.stdout.splitlines()[-1])
+    kept = fleet.services["la"].safety.kept.get(APP)
+    assert kept is not None
+    assert reply == {
         "ok": True, "command": "backups restore", "app": "demo", "environment": "production", "server": "la",
-        "backup": info.to_dict(), "safety_backup_id": safety_backup_on(fleet, "la").id}
+        "backup": info.to_dict(), "safety_backup_id": None, "downtime_seconds": reply["downtime_seconds"],
+        "safety_backup": {"status": "kept", "keep_hours": 24.0,
+                          "drop_at_unix_secs": kept.record.drop_at_unix_secs}}
+    assert safety_backup_on(fleet, "la").id == fleet.services["la"].safety.kept.get(APP).record.backup_id
 
 
 def test_restore_dry_run_contacts_nothing(demo: Demo, tako: Tako) -> None:

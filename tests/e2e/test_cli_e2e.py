@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +75,10 @@ def listed(dev: Developer, *args: str) -> dict[str, list[BackupInfo]]:
 
 
 def line(info: BackupInfo) -> str:
-    return f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
+    """Tako's list line, then the reason our server recorded."""
+    assert info.extras is not None
+    return (f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)} "
+            f"{info.extras.reason}")
 
 
 def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningServer, seaweedfs: SeaweedFS,
@@ -142,11 +146,14 @@ def test_deploy_backup_list_status_download_restore(dev: Developer, la: RunningS
 
     restored = dev.tako("backups", "restore", info.id, "--env", "production", "--yes")
     assert restored.exit_code == 0, restored.output
-    [safety] = [b for b in listed(dev)["la"] if b.extras is not None and b.extras.reason == "pre-restore"]
+    downtime = re.search(r"\nApp downtime: (\d+\.\d\d)s\.\n$", restored.stdout)
+    assert downtime is not None, restored.stdout
     assert restored.stdout == (f"Backups\nnotes (production) on la\n"
                                f"Restored notes from {info.id} ({format_size(info.size_bytes)})\n"
-                               f"Safety backup {safety.id} holds the data it replaced; `tako backups undo` "
-                               "restores it.\n")
+                               "The data it replaced is kept on the server (24 h) and uploads as a "
+                               "pre-restore backup in the background; `tako backups undo` swaps it back at "
+                               "once.\n"
+                               f"App downtime: {downtime[1]}s.\n")
     assert restored.stderr == ""
     pids_after = app_pids(live)
     assert len(pids_after) == 1 and not set(pids_before) & set(pids_after)

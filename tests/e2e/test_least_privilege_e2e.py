@@ -130,7 +130,8 @@ def seed_old_backups(seaweedfs: SeaweedFS, bucket: str, key: BackupKey, tmp_path
 
 
 def test_object_only_credentials_do_everything_and_leave_no_orphans(
-        dev: Developer, la: RunningServer, seaweedfs: SeaweedFS, limited_bucket: str, tmp_path: Path) -> None:
+        dev: Developer, la: RunningServer, seaweedfs: SeaweedFS, limited_bucket: str, tmp_path: Path,
+        signer: FileSigner) -> None:
     bucket = limited_bucket
     admin = seaweedfs.client()
     dev.write_servers({"la": la})
@@ -193,7 +194,7 @@ def test_object_only_credentials_do_everything_and_leave_no_orphans(
     (live / "garbage.bin").write_bytes(os.urandom(1024))
     restored = dev.tako("backups", "restore", info.id, "--env", "production", "--yes")
     assert restored.exit_code == 0, restored.output
-    assert restored.stderr == note(bucket)  # once, though the safety backup skipped two steps
+    assert restored.stderr == ""  # the safety copy is kept and uploaded after the reply
     assert not (live / "garbage.bin").exists() and integrity(live / "notes.db") == "ok"
     assert notes(live / "notes.db", limit=len(saved_rows)) == saved_rows
 
@@ -208,6 +209,13 @@ def test_object_only_credentials_do_everything_and_leave_no_orphans(
         f"error: Backup '{info.id}' was not found under _tako/backups/notes/production/la/; the other server "
         "prefixes under _tako/backups/notes/production/ were not searched: listing the bucket is denied to "
         "these credentials.\n"))
+
+    def safety_copy_verified() -> bool:  # the restore's safety copy is uploaded after its reply
+        with la.client(signer) as client:
+            kept = client.call("backup_status", {"app": "notes/production"}).get("kept_tree")
+        return kept is None or kept["upload"] == "verified"
+
+    wait_for(safety_copy_verified, "the safety copy to be in the bucket", timeout=60)
     assert unnamed(seaweedfs, bucket) == []
 
 

@@ -20,7 +20,7 @@ from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.e2e.support import Developer, developer_home, enter_developer
 from tests.recovery.conftest import make_tree, sql
-from tests.server.e2e_support import RunningServer, running_server
+from tests.server.e2e_support import RunningServer, running_server, wait_for
 from tests.servers import SeaweedFS
 
 pytestmark = pytest.mark.slow
@@ -140,13 +140,18 @@ def test_preview_restore_undo(dev: Developer, la: RunningServer, seaweedfs: Seaw
                               "Preview only: nothing was restored.\n")
     assert (live / "app" / "stray.txt").exists()
 
-    restored = dev.tako("backups", "restore", info.id, "--yes", "--env", "production")
+    restored = dev.tako("backups", "restore", info.id, "--yes", "--env", "production", "--keep-previous", "2")
     assert restored.exit_code == 0, restored.output
-    [safety] = [b for b in backups(dev) if b.extras is not None and b.extras.reason == "pre-restore"]
+    downtime = re.search(r"\nApp downtime: (\d+\.\d\d)s\.\n$", restored.stdout)
+    assert downtime is not None, restored.stdout
     assert restored.stdout == (head + f"Restored undone from {info.id} ({format_size(info.size_bytes)})\n"
-                               f"Safety backup {safety.id} holds the data it replaced; `tako backups undo` "
-                               "restores it.\n")
+                               "The data it replaced is kept on the server (2 h) and uploads as a "
+                               "pre-restore backup in the background; `tako backups undo` swaps it back at "
+                               "once.\n"
+                               f"App downtime: {downtime[1]}s.\n")
     assert not (live / "app" / "stray.txt").exists()
+    status = dev.tako("backups", "status", "--env", "production")
+    assert "la: the data the last restore replaced is kept until " in status.stdout
 
     no_terminal = dev.tako("backups", "undo", "--env", "production")
     assert (no_terminal.exit_code, no_terminal.stderr) == (1, (
@@ -154,13 +159,22 @@ def test_preview_restore_undo(dev: Developer, la: RunningServer, seaweedfs: Seaw
         "confirm (there is no terminal to ask on).\n"))
     undone = dev.tako("backups", "undo", "--yes", "--env", "production", "--json")
     assert undone.exit_code == 0, undone.output
-    reply = json.loads(undone.stdout)
-    assert reply["backup"] == safety.to_dict() and reply["safety_backup_id"] not in (None, safety.id)
+    reply = json.loads(undone.stdout)  # the kept tree was swapped back: nothing came from the bucket
+    assert (reply["source"], reply["backup"], reply["safety_backup"]["status"]) == ("kept", None, "kept")
     assert (live / "app" / "stray.txt").read_text() == "not in the backup\n"
+    text = dev.tako("backups", "undo", "--yes", "--env", "production")  # and back again, in text
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith(
+        head + "Swapped back the data the last restore of undone replaced (kept at ")
+    assert not (live / "app" / "stray.txt").exists()
+    wait_for(lambda: "in the bucket as" in dev.tako("backups", "status", "--env", "production").stdout,
+             "the kept tree to be in the bucket")
 
     count = len(backups(dev))
     plain = dev.tako("backups", "restore", info.id, "--yes", "--no-safety-backup", "--env", "production")
-    assert plain.stdout == head + f"Restored undone from {info.id} ({format_size(info.size_bytes)})\n"
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.startswith(head + f"Restored undone from {info.id} ({format_size(info.size_bytes)})\n"
+                                   "App downtime: ")
     assert len(backups(dev)) == count and not (live / "app" / "stray.txt").exists()
 
 

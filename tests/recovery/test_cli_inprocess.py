@@ -76,5 +76,5 @@ def test_drill_and_key_commands_send_our_commands(fleet: Fleet, tako: Tako) -> N
     assert secrets.read_bytes() == before and len(fleet.requests) == calls
     undo = tako("backups", "undo", "--env", "production", "--yes")
     assert (undo.exit_code, undo.stderr) == (1, (
-        "error: Server 'la': App 'demo/production' has no pre-restore backup to go back to: restores take "
-        "one unless --no-safety-backup is passed.\n"))
+        "error: Server 'la': App 'demo/production' has no kept tree and no pre-restore backup to go back "
+        "to: restores keep one unless --no-safety-backup is passed.\n"))

@@ -1,6 +1,6 @@
 """The recovery commands end to end over the signed RPC: a real `tako-server serve`, a real SeaweedFS bucket.
 
-Drills and status, restore previews, the safety backup and undo (with the notes app running),
+Drills and status, restore previews, the kept tree and undo (with the notes app running),
 the self-healing index, re-encryption under a rotated key, and signatures on the new commands.
 """
 
@@ -150,42 +150,77 @@ def test_a_preview_shows_what_a_restore_would_change_and_changes_nothing(
         "'nonsense' is not a backup id (expected b<unix seconds>-<8 chars>, see `tako backups list`).")
 
 
-def test_restores_take_a_safety_backup_that_undo_brings_back(
-        server: RunningServer, signer: FileSigner, seaweedfs: SeaweedFS, bucket: str) -> None:
+def kept_in_bucket(server: RunningServer, signer: FileSigner, app: str) -> dict[str, Any]:
+    """Wait until the app's kept tree is in the bucket (its upload verified); its status entry."""
+    def verified() -> bool:
+        kept = rpc(server, signer, "backup_status", app=app).get("kept_tree")
+        return kept is not None and kept["upload"] == "verified"
+
+    wait_for(verified, "the kept tree to upload and verify")
+    kept: dict[str, Any] = rpc(server, signer, "backup_status", app=app)["kept_tree"]
+    return kept
+
+
+def test_restores_keep_the_replaced_tree_that_undo_swaps_back(
+        server: RunningServer, signer: FileSigner, seaweedfs: SeaweedFS, bucket: str, tmp_path: Path) -> None:
     app = "notes/production"
-    rpc(server, signer, "deploy", app=app, backup=settings_for(seaweedfs, bucket).to_dict(),
-        runtime=NOTES_RUNTIME)
+    settings = settings_for(seaweedfs, bucket)
+    rpc(server, signer, "deploy", app=app, backup=settings.to_dict(), runtime=NOTES_RUNTIME)
     live = live_dir(server, "notes") / "app"
     wait_for(lambda: len(notes(live / "notes.db")) >= 25, "the notes app to write rows")
     first = rpc(server, signer, "backup_now", app=app)
     saved = len(notes(live / "notes.db"))
     wait_for(lambda: len(notes(live / "notes.db")) > saved + 40, "more rows after the backup")
-    (live / "after-backup.txt").write_text("kept by the safety backup\n")
+    (live / "after-backup.txt").write_text("kept by the safety copy\n")
     pids = app_pids(live)
 
     reply = rpc_reply(server, signer, "restore_backup", app=app, backup_id=first["id"])
-    assert reply["data"] == first and set(reply) == {"status", "data", "safety_backup_id"}
-    safety = next(b for b in listed(server, signer, app) if b.id == reply["safety_backup_id"])
-    assert safety.extras is not None and safety.extras.reason == "pre-restore"
+    assert reply["data"] == first and set(reply) == {"status", "data", "safety_backup", "downtime_seconds"}
+    assert reply["safety_backup"]["status"] == "kept" and reply["downtime_seconds"] >= 0
     assert not (live / "after-backup.txt").exists()
     assert app_pids(live) != pids and len(app_pids(live)) == 1
     assert integrity(live / "notes.db") == "ok"
+    kept_dir = server.data_dir / "kept" / "notes.production" / "aside" / "app"
+    assert (kept_dir / "after-backup.txt").read_text() == "kept by the safety copy\n"
 
-    undone = rpc_reply(server, signer, "undo_restore", app=app)
-    assert undone["data"] == safety.to_dict() and undone["safety_backup_id"] not in (safety.id, first["id"])
-    assert (live / "after-backup.txt").read_text() == "kept by the safety backup\n"
+    kept = kept_in_bucket(server, signer, app)  # uploaded in the background, then read back
+    safety = next(b for b in listed(server, signer, app) if b.id == kept["backup_id"])
+    assert safety.extras is not None and safety.extras.reason == "pre-restore"
+    assert kept["replaced_by"] == first["id"]
+    assert "app/after-backup.txt" in restored_files(settings, safety, tmp_path / "safety")
+
+    undone = rpc_reply(server, signer, "undo_restore", app=app)  # two renames: the kept tree goes back
+    assert undone["data"] == {"source": "kept", "kept_at_unix_secs": kept["kept_at_unix_secs"],
+                              "replaced_by": first["id"], "backup_id": safety.id}
+    assert undone["safety_backup"]["status"] == "kept"
+    assert (live / "after-backup.txt").read_text() == "kept by the safety copy\n"
     assert len(notes(live / "notes.db")) > saved + 40  # the rows written after the first backup are back
     assert integrity(live / "notes.db") == "ok"
     wait_for(lambda: len(app_pids(live)) == 1, "the app to run again after undo")
+    assert not (kept_dir / "after-backup.txt").exists()  # the restored tree is the kept one now
+
+    again = rpc_reply(server, signer, "undo_restore", app=app)  # the undo can be undone
+    assert again["data"]["source"] == "kept" and again["data"]["replaced_by"] == "undo"
+    assert not (live / "after-backup.txt").exists()
+    kept_in_bucket(server, signer, app)
 
     count = len(listed(server, signer, app))
     plain = rpc_reply(server, signer, "restore_backup", app=app, backup_id=first["id"], safety_backup=False)
-    assert set(plain) == {"status", "data"} and len(listed(server, signer, app)) == count
+    assert plain["safety_backup"] == {"status": "none"} and len(listed(server, signer, app)) == count
+    assert "kept_tree" not in rpc(server, signer, "backup_status", app=app)  # the older kept tree is dropped
     with pytest.raises(ServerReplyError) as nothing:
         rpc(server, signer, "undo_restore", app="preview/production")
     assert nothing.value.reply_message == (
-        "App 'preview/production' has no pre-restore backup to go back to: restores take one unless "
-        "--no-safety-backup is passed.")
+        "App 'preview/production' has no kept tree and no pre-restore backup to go back to: restores keep "
+        "one unless --no-safety-backup is passed.")
+
+
+def restored_files(settings: BackupBinding, info: BackupInfo, dest: Path) -> list[str]:
+    """The files of ``info`` (downloaded and extracted, checked)."""
+    from tests.security.server_proc import extract_backup
+
+    tree = extract_backup(settings, info.to_dict(), dest)
+    return sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
 
 
 def test_a_missing_or_unreadable_index_is_rebuilt_and_said_so(

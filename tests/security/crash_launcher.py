@@ -11,9 +11,17 @@ runs the real ``tako_backups.server.cli.main``. Points, in the order a restore m
 - ``staged``: the archive is downloaded, verified and extracted; the app is still running;
 - ``stopped``: the app is stopped and the staged tree cleaned; nothing renamed yet;
 - ``between-renames``: the live tree is moved aside, the restored one not yet moved in;
-- ``swapped``: both renames done; the old tree is still in staging;
-- ``cleaned``: the staging folder (with the old tree) is removed; the app not started yet;
-- ``started``: the app was started on the restored tree; the reply is not sent yet.
+- ``swapped``: both renames done; the old tree and its record are still in staging;
+- ``started``: the app was started on the restored tree; the old tree is still in staging;
+- ``kept``: the old tree is the app's kept tree (``kept/``); its upload has not begun;
+- ``uploading``: the background upload of the kept tree is half-way through;
+- ``uploaded``: the kept tree's backup is recorded on the bucket, not yet read back.
+
+And in an undo (the restore before it runs through):
+
+- ``undo-between-renames``: the live tree is moved aside, the kept one not yet moved in;
+- ``undo-swapped``: both renames done; the app not started; the kept folder still there;
+- ``undo-started``: the app runs on the tree that was kept; the replaced tree is in staging.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-POINTS = ("download", "staged", "stopped", "between-renames", "swapped", "cleaned", "started")
+POINTS = ("download", "staged", "stopped", "between-renames", "swapped", "started", "kept", "uploading",
+          "uploaded", "undo-between-renames", "undo-swapped", "undo-started")
 
 
 def die() -> None:
@@ -84,7 +93,7 @@ class _DyingStore:
 def arm(point: str) -> None:
     """Install the crash at ``point``. Raises ValueError for an unknown point."""
     from tako_backups.core import swap
-    from tako_backups.server import restore, runtime
+    from tako_backups.server import kept, restore, safety
 
     if point == "download":
         real_restore_into = restore.restore_into
@@ -97,9 +106,9 @@ def arm(point: str) -> None:
         restore.restore_into = after(restore.restore_into)
     elif point == "stopped":
         restore.clean_restored_tree = after(restore.clean_restored_tree)
-    elif point == "between-renames":
-        renames = {"count": 0}
+    elif point in ("between-renames", "undo-between-renames"):
         real_rename = os.rename
+        undo = point.startswith("undo")
 
         class _Os:
             def __getattr__(self, name: str) -> Any:
@@ -107,25 +116,62 @@ def arm(point: str) -> None:
 
             @staticmethod
             def rename(src: Any, dst: Any) -> None:
-                renames["count"] += 1
-                if renames["count"] == 2:
-                    die()
                 real_rename(src, dst)
+                if str(dst).endswith("/aside") and (".undo." in str(dst)) == undo:
+                    die()  # the live tree is aside; the other one is not in place yet
 
         swap.os = _Os()  # type: ignore[assignment]
     elif point == "swapped":
-        restore.swap_tree = after(restore.swap_tree)
-    elif point == "cleaned":
-        real_remove = restore.remove_tree
+        real_swap = restore.swap_tree
 
-        def remove_tree(path: Any) -> None:
-            real_remove(path)
-            if path.parent.name == "restore":
+        def swap_tree(live: Any, staged: Any, aside: Any) -> None:
+            real_swap(live, staged, aside)
+            if ".undo." not in str(aside):
                 die()
 
-        restore.remove_tree = remove_tree
-    elif point == "started":
-        runtime.AppRuntime.start = after(runtime.AppRuntime.start)  # type: ignore[method-assign]
+        restore.swap_tree = swap_tree
+    elif point == "undo-swapped":
+        real_swap = restore.swap_tree
+
+        def undo_swap_tree(live: Any, staged: Any, aside: Any) -> None:
+            real_swap(live, staged, aside)
+            if ".undo." in str(aside):
+                die()
+
+        restore.swap_tree = undo_swap_tree
+    elif point in ("started", "undo-started"):
+        real_start = restore._start_swapped
+        undo = point.startswith("undo")
+
+        def start_swapped(runtime: Any, app: str, start_after: bool, what: str) -> Any:
+            result = real_start(runtime, app, start_after, what)
+            if what.startswith("Undid") == undo:
+                die()
+            return result
+
+        restore._start_swapped = start_swapped
+    elif point == "kept":
+        kept.KeptTrees.install = after(kept.KeptTrees.install)  # type: ignore[method-assign]
+    elif point == "uploading":
+        real_advance = safety._Cancellable.advance
+        sent = {"bytes": 0}
+
+        def advance(self: Any, amount: int) -> None:
+            real_advance(self, amount)
+            sent["bytes"] += amount
+            if sent["bytes"] >= 300_000:
+                die()
+
+        safety._Cancellable.advance = advance  # type: ignore[method-assign]
+    elif point == "uploaded":
+        real_update = kept.KeptTrees.update
+
+        def update(self: Any, app: str, record: Any) -> None:
+            real_update(self, app, record)
+            if record.upload == "uploaded":
+                die()
+
+        kept.KeptTrees.update = update  # type: ignore[method-assign]
     else:
         raise ValueError(f"unknown crash point {point!r}; known: {', '.join(POINTS)}")
 

@@ -13,7 +13,7 @@ import pytest
 
 from tako_backups.core.swap import remove_tree
 from tako_backups.server.paths import ServerPaths
-from tako_backups.server.restore import recover_interrupted_restores
+from tako_backups.server.recovery import recover_interrupted_restores
 
 STAGING = "demo.production.b1710000000-AbCdEf12.0a1b2c3d"
 
@@ -93,7 +93,7 @@ def test_stranded_tree_is_kept_when_live_holds_files_again(paths: ServerPaths,
     make_tree(staging / "tree", "new")
     make_tree(staging / "aside", "old")
     live = make_tree(paths.data_dir("demo", "production"), "interim")
-    with caplog.at_level(logging.ERROR, logger="tako_backups.server.restore"):
+    with caplog.at_level(logging.ERROR, logger="tako_backups.server.recovery"):
         assert recover_interrupted_restores(paths) == [f"kept {staging}"]
     assert label_of(live) == "interim" and label_of(staging / "aside") == "old"
     assert label_of(staging / "tree") == "new"

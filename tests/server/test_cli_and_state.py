@@ -14,7 +14,7 @@ from tako_backups.remote.protocol import RuntimeSettings
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.cli import main
 from tako_backups.server.paths import ServerPaths
-from tako_backups.server.restore import recover_interrupted_restores
+from tako_backups.server.recovery import recover_interrupted_restores
 from tako_backups.server.state import AppState, StateStore
 from tests.server.e2e_support import SERVER, server_env
 from tests.server.helpers import APP, binding

@@ -11,6 +11,7 @@ import pytest
 from tako_backups.core.layout import backup_prefix, index_key
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.paths import ServerPaths
+from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
 from tests.server.helpers import APP, AsgiClient, binding
 from tests.server.test_rpc_inprocess import call, seed_live_data
@@ -26,7 +27,7 @@ def memory_store() -> MemoryStore:
 
 def test_backup_list_status_download_restore_drill_deploy_without_listing(
         client: AsgiClient, signer: FileSigner, memory_store: MemoryStore, paths: ServerPaths,
-        caplog: pytest.LogCaptureFixture) -> None:
+        service: BackupService, caplog: pytest.LogCaptureFixture) -> None:
     data = seed_live_data(paths)
     settings = binding()
     with caplog.at_level(logging.WARNING, logger="tako_backups.server.notes"):
@@ -48,8 +49,10 @@ def test_backup_list_status_download_restore_drill_deploy_without_listing(
 
     (data / "app" / "uploads" / "a.txt").write_text("changed")
     restored = call(client, signer, "restore_backup", app=APP, backup_id=info["id"]).json()
-    assert restored["data"] == info and restored["notes"] == [NOTE]  # once, for the safety backup
+    # the replaced tree is kept and uploaded in the background, after the reply: no note here
+    assert restored["data"] == info and "notes" not in restored
     assert (data / "app" / "uploads" / "a.txt").read_text() == "first upload\n"
+    assert service.safety.wait(APP, 30)
 
     deployed = call(client, signer, "deploy", app=APP, backup=settings.to_dict()).json()
     assert deployed["data"]["backup"]["status"] == "created" and deployed["notes"] == [NOTE]

@@ -101,9 +101,11 @@ def test_a_pre_restore_backup_does_not_move_the_schedule(paths: ServerPaths,
     clock = Clock()
     service = make_service(paths, buckets, clock)
     seed(paths)
-    first = service.backup_now(APP, extended(BackupPolicy(every=HOUR, keep_last=5), copy=False))
+    settings = extended(BackupPolicy(every=HOUR, keep_last=5), copy=False)
+    service.backup_now(APP, settings)
     clock.now = NOW + HOUR - 60
-    service.restore_backup(APP, first["id"])  # takes a pre-restore safety backup now
+    with service.locks.hold(APP):  # what a restore uploads of the data it replaced
+        service.runs.take(APP, settings, "pre-restore")
     clock.now = NOW + HOUR
     assert service.is_due(APP, int(clock.now))
     status = service.backup_status(APP)

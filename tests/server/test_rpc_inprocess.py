@@ -15,7 +15,7 @@ import tako_backups.core.extract as extract_module
 from tako_backups.core.layout import backup_prefix
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.paths import ServerPaths
-from tako_backups.server.restore import recover_interrupted_restores
+from tako_backups.server.recovery import recover_interrupted_restores
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import StateStore
 from tako_backups.storage.memory import MemoryStore
@@ -249,14 +249,21 @@ def backed_up(client: AsgiClient, signer: FileSigner, paths: ServerPaths) -> tup
     return data, info
 
 
-def test_restore_replaces_the_live_tree(client: AsgiClient, signer: FileSigner, paths: ServerPaths) -> None:
+def test_restore_replaces_the_live_tree(client: AsgiClient, signer: FileSigner, paths: ServerPaths,
+                                        service: BackupService) -> None:
     data, info = backed_up(client, signer, paths)
     (data / "app" / "uploads" / "a.txt").write_text("garbage")
     (data / "app" / "new-after-backup.txt").write_text("garbage")
     (data / "tako" / "channels.sqlite").write_bytes(b"SQLite format 3\x00 not really")
-    reply = call(client, signer, "restore_backup", app=APP, backup_id=info["id"])
-    safety = reply.json()["safety_backup_id"]  # the pre-restore backup of the live tree
-    assert reply.json() == {"status": "ok", "data": info, "safety_backup_id": safety} and safety != info["id"]
+    reply = call(client, signer, "restore_backup", app=APP, backup_id=info["id"]).json()
+    kept = service.safety.kept.get(APP)  # the replaced tree, kept on disk: the safety copy
+    assert kept is not None and kept.record.replaced_by == info["id"]
+    assert reply == {"status": "ok", "data": info, "downtime_seconds": reply["downtime_seconds"],
+                     "safety_backup": {"status": "kept", "keep_hours": 24.0,
+                                       "drop_at_unix_secs": kept.record.kept_at_unix_secs + 86_400}}
+    assert isinstance(reply["downtime_seconds"], float) and reply["downtime_seconds"] >= 0
+    assert (kept.tree / "app" / "new-after-backup.txt").read_text() == "garbage"
+    assert service.safety.wait(APP, 20)
     assert (data / "app" / "uploads" / "a.txt").read_text() == "first upload\n"
     assert not (data / "app" / "new-after-backup.txt").exists()
     assert not (data / "tako" / "channels.sqlite").exists()
@@ -378,3 +385,23 @@ def test_request_signed_by_openssh_is_accepted(client: AsgiClient, signer: FileS
                "x-tako-signature": base64.b64encode(armored).decode()}
     reply = post(client, data, headers)
     assert (reply.status_code, reply.json()["data"]["enabled"]) == (200, False)
+
+
+# ----- issue 14: the progress command and the grace period of a kept tree -----
+
+def test_operation_progress_is_signed_and_null_when_nothing_runs(client: AsgiClient,
+                                                                  signer: FileSigner) -> None:
+    reply = call(client, signer, "operation_progress", app=APP)
+    assert (reply.status_code, reply.json()) == (200, {"status": "ok", "data": None})
+    assert post(client, body("operation_progress", app=APP)).status_code == 401
+
+
+@pytest.mark.parametrize("hours", [-1, 721, 720.5, 10**9])
+def test_keep_previous_hours_out_of_range_is_refused(client: AsgiClient, signer: FileSigner,
+                                                     paths: ServerPaths, hours: float) -> None:
+    _data, info = backed_up(client, signer, paths)
+    for command, fields in (("restore_backup", {"backup_id": info["id"]}), ("undo_restore", {})):
+        reply = call(client, signer, command, app=APP, keep_previous_hours=hours, **fields)
+        assert (reply.status_code, reply.json()["message"]) == (
+            400, f"Command '{command}' field 'keep_previous_hours' must be a number of hours from 0 to 720.")
+    assert list(paths.restore_work.iterdir()) == []

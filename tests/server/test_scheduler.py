@@ -187,10 +187,14 @@ def test_restoring_does_not_push_the_next_backup_a_period_away(
     first = service.backup_now(APP, binding())
     clock.now = NOW + 50 * 60
     reply = service.restore_backup(APP, first["id"])
+    assert reply.extra["safety_backup"]["status"] == "kept"
+    assert service.safety.wait(APP, 20)  # the kept tree uploads in the background
     assert [b["extras"]["reason"] for b in backups_of(memory_store)] == ["pre-restore", "manual"]
     clock.now = NOW + HOUR
     assert Scheduler(service, clock=clock).run_once()[0].created_at_unix_secs == NOW + HOUR
-    assert reply.extra["safety_backup_id"] in {b["id"] for b in backups_of(memory_store)}
+    kept = service.safety.kept.get(APP)
+    assert kept is not None and kept.record.upload == "verified"
+    assert kept.record.backup_id in {b["id"] for b in backups_of(memory_store)}
 
 
 def test_after_long_downtime_an_app_is_backed_up_once_not_once_per_missed_period(
