@@ -209,6 +209,7 @@ def test_spinner_shows_elapsed_time_on_a_terminal(monkeypatch: pytest.MonkeyPatc
 
     screen = Terminal()
     monkeypatch.setattr("sys.stderr", screen)
+    monkeypatch.setenv("TAKO_PROGRESS", "auto")
     with Output().spinner("Restoring backup"):
         pass
     shown = screen.getvalue()
