@@ -7,13 +7,13 @@ _tako_complete() {
         word="${COMP_WORDS[i]}"
         case "$word" in -c|--config) ((i++)); continue ;; -*) continue ;; esac
         candidate="${path:+$path }$word"
-        for known in "backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups now" "backups reindex" "backups restore" "backups status" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list"; do
+        for known in "backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list"; do
             if [[ "$known" == "$candidate" ]]; then path="$candidate"; break; fi
         done
     done
     case "$path" in
         "") words="backups demo deploy secrets storages --ci --config --dry-run --help --json --verbose --version -c -v" ;;
-        "backups") words="now list status download restore verify extract drill undo reindex keys notify --help -c --config --json --dry-run -v --verbose" ;;
+        "backups") words="now list status download restore verify extract drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose" ;;
         "backups download") words="--env --help --output --server -c --config --json --dry-run -v --verbose" ;;
         "backups drill") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups extract") words="--env --force --help --into --manifest --server -c --config --json --dry-run -v --verbose" ;;
@@ -21,13 +21,15 @@ _tako_complete() {
         "backups keys reencrypt") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups keys retire") words="--env --help -c --config --json --dry-run -v --verbose" ;;
         "backups keys rotate") words="--env --help -c --config --json --dry-run -v --verbose" ;;
-        "backups list") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
-        "backups notify") words="secret --help -c --config --json --dry-run -v --verbose" ;;
+        "backups list") words="--env --help --server --why -c --config --json --dry-run -v --verbose" ;;
+        "backups notify") words="secret test --help -c --config --json --dry-run -v --verbose" ;;
         "backups notify secret") words="--env --help -c --config --json --dry-run -v --verbose" ;;
+        "backups notify test") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups now") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups reindex") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups restore") words="--env --help --keep-previous --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose" ;;
         "backups status") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
+        "backups sync") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups undo") words="--env --help --keep-previous --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose" ;;
         "backups verify") words="--env --help --manifest --server -c --config --json --dry-run -v --verbose" ;;
         "demo") words="--dir --help --keep --s3-port --server-port -c --config --json --dry-run -v --verbose" ;;

@@ -11,7 +11,7 @@ function __tako_path
             case '-*'; continue
         end
         set -l candidate (string trim -- "$path $t")
-        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify secret' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups undo' 'backups verify' 'demo' 'deploy' 'secrets' 'secrets key' 'secrets key export' 'secrets key import' 'storages' 'storages add' 'storages credentials' 'storages list'
+        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify secret' 'backups notify test' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups sync' 'backups undo' 'backups verify' 'demo' 'deploy' 'secrets' 'secrets key' 'secrets key export' 'secrets key import' 'storages' 'storages add' 'storages credentials' 'storages list'
             set path $candidate
         end
     end
@@ -28,7 +28,7 @@ complete -c tako -n "test (__tako_path) = ''" -l verbose
 complete -c tako -n "test (__tako_path) = ''" -l version
 complete -c tako -n "test (__tako_path) = ''" -s c
 complete -c tako -n "test (__tako_path) = ''" -s v
-complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract drill undo reindex keys notify'
+complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract drill undo reindex sync keys notify'
 complete -c tako -n "test (__tako_path) = 'backups'" -l help
 complete -c tako -n "test (__tako_path) = 'backups'" -s c
 complete -c tako -n "test (__tako_path) = 'backups'" -l config
@@ -103,13 +103,14 @@ complete -c tako -n "test (__tako_path) = 'backups keys rotate'" -l verbose
 complete -c tako -n "test (__tako_path) = 'backups list'" -l env
 complete -c tako -n "test (__tako_path) = 'backups list'" -l help
 complete -c tako -n "test (__tako_path) = 'backups list'" -l server
+complete -c tako -n "test (__tako_path) = 'backups list'" -l why
 complete -c tako -n "test (__tako_path) = 'backups list'" -s c
 complete -c tako -n "test (__tako_path) = 'backups list'" -l config
 complete -c tako -n "test (__tako_path) = 'backups list'" -l json
 complete -c tako -n "test (__tako_path) = 'backups list'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups list'" -s v
 complete -c tako -n "test (__tako_path) = 'backups list'" -l verbose
-complete -c tako -n "test (__tako_path) = 'backups notify'" -a 'secret'
+complete -c tako -n "test (__tako_path) = 'backups notify'" -a 'secret test'
 complete -c tako -n "test (__tako_path) = 'backups notify'" -l help
 complete -c tako -n "test (__tako_path) = 'backups notify'" -s c
 complete -c tako -n "test (__tako_path) = 'backups notify'" -l config
@@ -125,6 +126,15 @@ complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l json
 complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups notify secret'" -s v
 complete -c tako -n "test (__tako_path) = 'backups notify secret'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l env
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l help
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l server
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -s c
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l config
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l json
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -s v
+complete -c tako -n "test (__tako_path) = 'backups notify test'" -l verbose
 complete -c tako -n "test (__tako_path) = 'backups now'" -l env
 complete -c tako -n "test (__tako_path) = 'backups now'" -l help
 complete -c tako -n "test (__tako_path) = 'backups now'" -l server
@@ -166,6 +176,15 @@ complete -c tako -n "test (__tako_path) = 'backups status'" -l json
 complete -c tako -n "test (__tako_path) = 'backups status'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups status'" -s v
 complete -c tako -n "test (__tako_path) = 'backups status'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l env
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l help
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l server
+complete -c tako -n "test (__tako_path) = 'backups sync'" -s c
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l config
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l json
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups sync'" -s v
+complete -c tako -n "test (__tako_path) = 'backups sync'" -l verbose
 complete -c tako -n "test (__tako_path) = 'backups undo'" -l env
 complete -c tako -n "test (__tako_path) = 'backups undo'" -l help
 complete -c tako -n "test (__tako_path) = 'backups undo'" -l keep-previous

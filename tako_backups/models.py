@@ -4,20 +4,26 @@ Parsing is strict: a missing or unknown field, or a field of the wrong type, rai
 :class:`~tako_backups.errors.FormatError` naming the document and the field. The backup settings
 a client sends (``BackupBinding`` and its parts) are read as Tako's server reads them instead:
 unknown fields are ignored and Tako's defaults fill what is left out (``check_shape``), then the
-settings are checked with Tako's texts (``from_dict``).
+settings are checked with Tako's texts (``from_dict``). Our optional additions to them
+(``BackupBinding.policy``/``copy``/``notify``/``format``, ``StorageBinding.expires_on``) are
+parsed strictly when present and left out of the JSON when unset.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FormatError
 from .primitives.json_shapes import check_fields
+
+if TYPE_CHECKING:
+    from .policy import BackupPolicy, NotifySettings
 
 INDEX_VERSION = 1
 ALGORITHM = "aes-256-gcm"
@@ -26,6 +32,7 @@ BACKUP_KEY_PREFIX = "backup-key-"
 MAX_RETENTION_DAYS = 65535  # Tako's u16
 _TEXT_OR_NULL = (str, type(None))
 _S3_FIELDS = ("bucket", "endpoint", "region", "access_key_id", "secret_access_key")
+ARCHIVE_FORMATS = (1, 2)
 
 
 JSON_CONTENT_TYPE = "application/json"
@@ -218,7 +225,12 @@ class BackupKey:
 
 @dataclass(frozen=True)
 class StorageBinding:
-    """The S3 storage a backup goes to, with its credentials (``backup.storage`` on the wire)."""
+    """The S3 storage a backup goes to, with its credentials (``backup.storage`` on the wire).
+
+    ``expires_on`` (``YYYY-MM-DD``) is our optional addition: the day the credentials expire
+    (the earlier of the two secrets' dates), so the server can warn before they do. Tako's server
+    ignores it; it is left out of the wire shape when unset.
+    """
 
     bucket: str
     endpoint: str
@@ -228,42 +240,48 @@ class StorageBinding:
     force_path_style: bool = False
     public_base_url: str | None = None
     provider: str = "s3"
+    expires_on: str | None = None
 
     @classmethod
-    def check_shape(cls, obj: Any) -> dict[str, Any]:
+    def check_shape(cls, obj: Any, what: str = "Backup storage") -> dict[str, Any]:
         """Tako's StorageBinding: ``provider`` (``s3`` or ``local``) and optional strings (or null)
         ``bucket``, ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
         ``public_base_url``, ``path``, ``signing_key``, and the bool ``force_path_style``; other
-        fields are ignored. Raises FormatError."""
-        d = check_fields(obj, "Backup storage", {"provider": str}, {
+        fields are ignored (and our ``expires_on``, a string or null, is checked). ``what`` names
+        the object in messages. Raises FormatError."""
+        d = check_fields(obj, what, {"provider": str}, {
             "bucket": _TEXT_OR_NULL, "endpoint": _TEXT_OR_NULL, "region": _TEXT_OR_NULL,
             "access_key_id": _TEXT_OR_NULL, "secret_access_key": _TEXT_OR_NULL,
             "force_path_style": bool, "public_base_url": _TEXT_OR_NULL, "path": _TEXT_OR_NULL,
-            "signing_key": _TEXT_OR_NULL,
+            "signing_key": _TEXT_OR_NULL, "expires_on": _TEXT_OR_NULL,
         }, ignore_unknown=True)
         if d["provider"] not in ("s3", "local"):
-            raise FormatError("Backup storage field 'provider' must be 's3' or 'local'.")
+            raise FormatError(f"{what} field 'provider' must be 's3' or 'local'.")
         return d
 
     @classmethod
-    def from_dict(cls, obj: Any) -> StorageBinding:
+    def from_dict(cls, obj: Any, what: str = "Backup storage") -> StorageBinding:
         """Backup storage as Tako's server checks it, with its texts, in its order: S3, private
-        (no ``public_base_url``), then each S3 field present and not blank.
+        (no ``public_base_url``), then each S3 field present and not blank; then our
+        ``expires_on``. ``what`` names the object in messages (``Backup copy storage``).
 
         Raises FormatError."""
-        d = cls.check_shape(obj)
+        d = cls.check_shape(obj, what)
         if d["provider"] != "s3":
-            raise FormatError("Backup storage must be S3-compatible.")
+            raise FormatError(f"{what} must be S3-compatible.")
         if d.get("public_base_url") is not None:
-            raise FormatError("Backup storage must be private.")
+            raise FormatError(f"{what} must be private.")
         for name in _S3_FIELDS:
             value = d.get(name)
             if value is None or not value.strip():
-                raise FormatError(f"Backup storage is missing {name}.")
+                raise FormatError(f"{what} is missing {name}.")
+        expires_on = d.get("expires_on")
+        if expires_on is not None and not _is_iso_date(expires_on):
+            raise FormatError(f"{what} field 'expires_on' must be a date written YYYY-MM-DD.")
         return cls(
             bucket=d["bucket"], endpoint=d["endpoint"], region=d["region"],
             access_key_id=d["access_key_id"], secret_access_key=d["secret_access_key"],
-            force_path_style=d.get("force_path_style", False),
+            force_path_style=d.get("force_path_style", False), expires_on=expires_on,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,24 +292,52 @@ class StorageBinding:
         }
         if self.public_base_url is not None:
             out["public_base_url"] = self.public_base_url
+        if self.expires_on is not None:
+            out["expires_on"] = self.expires_on
         return out
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
 class BackupBinding:
-    """An app's backup settings as sent in ``backup_now``/``deploy`` (the ``backup`` value)."""
+    """An app's backup settings as sent in ``backup_now``/``deploy`` (the ``backup`` value).
+
+    Tako's fields are ``storage``, ``backup_keys`` and ``retention_days``. Ours are optional and
+    left out of the wire shape when unset, so a body without them is byte-identical to Tako's (and
+    Tako's server, which ignores unknown fields, keeps its own rule with ``retention_days``):
+
+    - ``policy``: how often and which backups to keep (:class:`~.policy.BackupPolicy`); when it
+      is set it replaces ``retention_days`` on our server (the CLI sends ``retention_days`` as the
+      policy's days, or 30 for a tiered policy, for Tako's server).
+    - ``copy``: the storage of the second copy (another bucket, usually another provider).
+    - ``notify``: who is told when something goes wrong (:class:`~.policy.NotifySettings`).
+    - ``format``: the archive format new backups are written in (1 or 2; None: the default).
+    """
 
     storage: StorageBinding
     backup_keys: list[BackupKey]
     retention_days: int = DEFAULT_RETENTION_DAYS
+    policy: BackupPolicy | None = None
+    copy: StorageBinding | None = None
+    notify: NotifySettings | None = None
+    format: int | None = None
 
     @classmethod
     def check_shape(cls, obj: Any) -> dict[str, Any]:
         """Tako's BackupBinding as its server parses a request: ``storage`` (required),
         ``backup_keys`` (default none) and ``retention_days`` (0-65535, default 30); other fields
-        are ignored. Returns the fields with the defaults filled in. Raises FormatError."""
+        are ignored (ours, when present, must be of their kind: ``policy``, ``copy`` and
+        ``notify`` objects, ``format`` an integer). Returns the fields with the defaults filled in.
+        Raises FormatError."""
         d = check_fields(obj, "Backup settings", {"storage": dict},
-                         {"backup_keys": list, "retention_days": int}, ignore_unknown=True)
+                         {"backup_keys": list, "retention_days": int, "policy": dict, "copy": dict,
+                          "notify": dict, "format": int}, ignore_unknown=True)
         retention = d.setdefault("retention_days", DEFAULT_RETENTION_DAYS)
         if not 0 <= retention <= MAX_RETENTION_DAYS:
             raise FormatError(
@@ -304,9 +350,12 @@ class BackupBinding:
     @classmethod
     def from_dict(cls, obj: Any) -> BackupBinding:
         """Settings as Tako's server checks them before a backup, with its texts and in its
-        order (storage, then at least one key, then each key), then ours (a retention above 0).
+        order (storage, then at least one key, then each key), then ours (a retention above 0,
+        and our optional fields, strictly).
 
-        Raises FormatError."""
+        Raises FormatError (never repeating a secret)."""
+        from .policy import BackupPolicy, NotifySettings  # policy builds on this module
+
         d = cls.check_shape(obj)
         storage = StorageBinding.from_dict(d["storage"])
         if not d["backup_keys"]:
@@ -314,12 +363,31 @@ class BackupBinding:
         keys = [BackupKey.from_dict(k) for k in d["backup_keys"]]
         if d["retention_days"] <= 0:
             raise FormatError("Backup settings field 'retention_days' must be above 0.")
-        return cls(storage=storage, backup_keys=keys, retention_days=d["retention_days"])
+        if "format" in d and d["format"] not in ARCHIVE_FORMATS:
+            raise FormatError("Backup settings field 'format' must be 1 or 2.")
+        copy = StorageBinding.from_dict(d["copy"], "Backup copy storage") if "copy" in d else None
+        if copy is not None and (copy.endpoint, copy.bucket) == (storage.endpoint, storage.bucket):
+            raise FormatError("Backup settings field 'copy' names the same bucket as 'storage'; the copy "
+                              "must go to another bucket.")
+        return cls(storage=storage, backup_keys=keys, retention_days=d["retention_days"],
+                   policy=BackupPolicy.from_dict(d["policy"]) if "policy" in d else None,
+                   copy=copy,
+                   notify=NotifySettings.from_dict(d["notify"]) if "notify" in d else None,
+                   format=d.get("format"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"storage": self.storage.to_dict(),
-                "backup_keys": [k.to_dict() for k in self.backup_keys],
-                "retention_days": self.retention_days}
+        out: dict[str, Any] = {"storage": self.storage.to_dict(),
+                               "backup_keys": [k.to_dict() for k in self.backup_keys],
+                               "retention_days": self.retention_days}
+        if self.policy is not None:
+            out["policy"] = self.policy.to_dict()
+        if self.copy is not None:
+            out["copy"] = self.copy.to_dict()
+        if self.notify is not None:
+            out["notify"] = self.notify.to_dict()
+        if self.format is not None:
+            out["format"] = self.format
+        return out
 
     @property
     def active_key(self) -> BackupKey:

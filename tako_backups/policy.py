@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, FormatError
-from .models import DEFAULT_RETENTION_DAYS, PRE_RESTORE, BackupInfo
+from .models import DEFAULT_RETENTION_DAYS, PRE_RESTORE, BackupBinding, BackupInfo
 from .primitives.json_shapes import check_fields
 from .primitives.text import printable
 from .storage.endpoints import is_loopback_host
@@ -36,7 +36,7 @@ from .storage.endpoints import is_loopback_host
 __all__ = [
     "DEFAULT_EVERY", "MAX_EVERY", "MIN_EVERY", "PRE_RESTORE", "TIERS", "BackupPolicy",
     "NotifySettings", "format_every", "is_pre_restore", "newest_regular", "parse_env_settings",
-    "parse_every",
+    "parse_every", "policy_of",
 ]
 
 MIN_EVERY = 15 * 60
@@ -59,6 +59,14 @@ def newest_regular(backups: Iterable[BackupInfo]) -> BackupInfo | None:
     data must not make an app look freshly backed up."""
     regular = [b for b in backups if not is_pre_restore(b)]
     return max(regular, key=lambda b: (b.created_at_unix_secs, b.id), default=None)
+
+
+def policy_of(binding: BackupBinding) -> BackupPolicy:
+    """The policy an app's backup settings ask for: their ``policy``, else Tako's rule (every
+    24 h, keep ``retention_days``)."""
+    if binding.policy is not None:
+        return binding.policy
+    return BackupPolicy(retention_days=binding.retention_days)
 
 
 def parse_every(text: str) -> int:
@@ -118,6 +126,12 @@ class BackupPolicy:
     def days(self) -> int | None:
         """Days kept by the age rule, or None for a tiered policy."""
         return None if self.tiered else (self.retention_days or DEFAULT_RETENTION_DAYS)
+
+    @property
+    def tako_retention_days(self) -> int:
+        """``retention_days`` for Tako's server, which knows only the age rule: the policy's days,
+        or Tako's 30 for a tiered policy."""
+        return self.days or DEFAULT_RETENTION_DAYS
 
     def describe(self) -> str:
         """``every 1h, keeps 24 hourly, 30 daily, 12 monthly`` or ``every 24h, keeps 30 days``."""

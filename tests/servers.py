@@ -168,14 +168,14 @@ def start_seaweedfs(workdir: Path) -> SeaweedFS:
     server = SeaweedFS(process, f"http://{LOOPBACK}:{ports[3]}", access_key, secret_key, workdir / WEED_LOG,
                        ports, workdir, *limited)
     try:
-        _wait_ready(server)
+        wait_ready(server)
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def _wait_ready(server: SeaweedFS) -> None:
+def wait_ready(server: SeaweedFS) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     last = "not started"
     client = s3_client(server.endpoint, server.access_key, server.secret_key)

@@ -1,8 +1,9 @@
 """``tako backups now | list (ls) | status | download <id> | restore <id>``.
 
-Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.notify_commands` and
-:mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` / ``--no-safety-backup``,
-``keys rotate | reencrypt | retire``, ``notify secret``, ``verify`` and ``extract``.
+Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.notify_commands`,
+:mod:`.copy_commands` and :mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` /
+``--no-safety-backup``, ``keys rotate | reencrypt | retire``, ``notify secret | test``, ``sync``,
+``list --why``, ``verify`` and ``extract``.
 
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
@@ -47,17 +48,13 @@ def now(
 ) -> None:
     """Create a backup immediately."""
     from ..errors import ConfigError
-    from ..models import BackupInfo
-    from ..project.backup_keys import (
-        backup_binding_for,
-        backups_enabled,
-        ensure_backup_keys,
-        needs_backup_key,
-    )
+    from ..project.backup_keys import backups_enabled, ensure_backup_keys, needs_backup_key
+    from ..project.backup_wire import backup_settings_to_send
     from ..project.secrets import load_secrets
     from ..remote import protocol
     from .prompts import key_prompts
-    from .render import created_line
+    from .render import copy_report, created_line
+    from .replies import parse_created
     from .targets import call_servers, raise_failures, resolve_target
 
     opts = get_globals(ctx)
@@ -79,50 +76,61 @@ def now(
     prompts = key_prompts()
     if ensure_backup_keys(project, secrets, name, prompts):
         opts.out.hint(f"Created backup key {secrets.envs[name].backup_keys[-1].id} for {name}.")
-    binding = backup_binding_for(project, secrets, name, prompts)
+    binding = backup_settings_to_send(project, secrets, name, prompts)
     assert binding is not None
     spinner = "Creating backup" if len(names) == 1 else f"Creating backups on {len(names)} servers"
     outcomes = call_servers(target.servers, protocol.BACKUP_NOW,
-                            {"app": target.app_id, "backup": binding.to_dict()}, BackupInfo.from_dict,
-                            out=opts.out, spinner=spinner, watch=target.app_id)
+                            {"app": target.app_id, "backup": binding.to_dict()}, parse_created,
+                            out=opts.out, spinner=spinner, whole_reply=True, watch=target.app_id)
     for outcome in outcomes:
         if outcome.error is None:
-            opts.out.line(created_line(outcome.name, outcome.data))
+            opts.out.line(created_line(outcome.name, outcome.data[0]))
+            copy_report(opts.out, outcome.name, outcome.data[1])
     raise_failures(outcomes, "Failed to back up {failed} of {total} servers.")
     opts.out.result("backups now", {**target_summary(target), "results": [
-        {"server": o.name, "backup": o.data.to_dict()} for o in outcomes]})
+        {"server": o.name, "backup": o.data[0].to_dict(),
+         **({} if o.data[1] is None else {"copy": o.data[1].to_dict()})} for o in outcomes]})
 
 
 def list_backups(
     ctx: typer.Context,
     env: str | None = ENV_OPTION,
     server: str | None = SERVER_OPTION,
+    why: bool = typer.Option(False, "--why", help="Say why retention keeps each backup (our server)."),
 ) -> None:
     """List backups, newest first."""
     from ..remote import protocol
-    from .render import backup_line, list_note
+    from .render import copy_notes, list_note, listed_line
     from .replies import parse_list
     from .targets import failure_text, resolve_target
 
     opts = get_globals(ctx)
     target = resolve_target(opts, env, server)
     outcomes = ask_every_server(opts, target, protocol.LIST_BACKUPS, parse_list,
-                                "Failed to query backups from all target servers.")
+                                "Failed to query backups from all target servers.",
+                                {"why": True} if why else None)
     for outcome in outcomes:
         if outcome.error is not None:
             opts.out.warning(failure_text(outcome))
             continue
+        found = outcome.data
         if len(outcomes) > 1:
             opts.out.line(outcome.name)
-        if not outcome.data:
+        if not found:
             opts.out.line("No backups found.")
-        for info in outcome.data:
-            opts.out.line(backup_line(info))
-        list_note(opts.out, outcome.name, outcome.data.index_rebuilt)
+        for info in found:
+            opts.out.line(listed_line(info, found.copy_state, found.why if why else None))
+        list_note(opts.out, outcome.name, found.index_rebuilt)
+        copy_notes(opts.out, outcome.name, found.copy_state)
+        if why and found and found.why is None:
+            opts.out.warning(f"{outcome.name}: this server does not say why it keeps backups (Tako's "
+                             "server keeps them for retention_days).")
     opts.out.result("backups list", {
         **target_summary(target),
         "results": [{"server": o.name, "backups": [b.to_dict() for b in o.data],
-                     **({"index_rebuilt": True} if o.data.index_rebuilt else {})}
+                     **({"index_rebuilt": True} if o.data.index_rebuilt else {}),
+                     **({} if o.data.copy_state is None else {"copy": o.data.copy_state.to_dict()}),
+                     **({"why": o.data.why} if why and o.data.why is not None else {})}
                     for o in outcomes if o.error is None],
         "errors": failures(outcomes),
     })
@@ -172,10 +180,11 @@ def download(
                                             "needed to decrypt it, is saved as <PATH>.json."),
 ) -> None:
     """Download a backup archive (still encrypted) and its manifest."""
-    from ..errors import RemoteError
+    from ..errors import IntegrityError, RemoteError, StorageError
     from ..remote import protocol
     from .download import check_free, manifest_path_for, save_backup
     from .output import format_size
+    from .render import source_note
     from .replies import parse_download
     from .targets import call_servers, download_transport, raise_failures, require_single, resolve_target
 
@@ -193,16 +202,30 @@ def download(
         opts.out.dry_run_done("backups download", result,
                               [f"download {backup_id} from {entry.name} to {path} (manifest {manifest})"])
         return
-    outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL,
-                            {"app": target.app_id, "backup_id": backup_id}, parse_download, out=opts.out)
+    payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id}
+    outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL, payload, parse_download, out=opts.out)
     raise_failures(outcomes, f"Failed to get a download link for {backup_id}.")
     link = outcomes[0].data
-    if link.backup.id != backup_id:
-        raise RemoteError(f"Server '{entry.name}' sent the manifest of {link.backup.id} when asked for "
-                          f"{backup_id}.")
-    save_backup(link.url, link.backup, path, opts.out, transport=download_transport())
+    for attempt in (1, 2):
+        if link.backup.id != backup_id:
+            raise RemoteError(f"Server '{entry.name}' sent the manifest of {link.backup.id} when asked "
+                              f"for {backup_id}.")
+        try:
+            save_backup(link.url, link.backup, path, opts.out, transport=download_transport())
+            break
+        except (IntegrityError, StorageError) as exc:
+            if attempt == 2 or link.source is None or link.source.name != "primary":
+                raise
+            opts.out.warning(f"The download from the primary (bucket {link.source.bucket}) failed: {exc} "
+                             "Trying the copy.")
+            outcomes = call_servers([entry], protocol.BACKUP_DOWNLOAD_URL, {**payload, "source": "copy"},
+                                    parse_download, out=opts.out)
+            raise_failures(outcomes, f"Failed to get a download link for {backup_id} from the copy.")
+            link = outcomes[0].data
+    source_note(opts.out, "Downloaded", link.source)
     opts.out.line(f"Saved {path} ({format_size(link.backup.size_bytes)})")
-    opts.out.result("backups download", {**result, "backup": link.backup.to_dict()})
+    opts.out.result("backups download", {**result, "backup": link.backup.to_dict(),
+                                         **({} if link.source is None else link.source.to_dict())})
 
 
 @backups_app.command("restore")
@@ -224,8 +247,8 @@ def restore(
     background (`tako backups undo` swaps it back)."""
     from ..remote import protocol
     from .recovery_commands import run_preview
-    from .render import restore_notes, restored_line
-    from .replies import parse_restored
+    from .render import restore_notes, restored_line, source_note
+    from .replies import parse_restored, parse_source
     from .targets import call_servers, raise_failures, require_single, resolve_target
 
     opts = get_globals(ctx)
@@ -246,14 +269,17 @@ def restore(
         return
     payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id,
                                   **safety_fields(no_safety_backup, keep_previous)}
-    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload, parse_restored, out=opts.out,
+    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload,
+                            lambda reply: (parse_restored(reply), parse_source(reply)), out=opts.out,
                             spinner="Restoring backup", whole_reply=True, watch=target.app_id)
     raise_failures(outcomes, f"Failed to restore {backup_id}.")
-    restored = outcomes[0].data
+    restored, source = outcomes[0].data
     assert restored.backup is not None
+    source_note(opts.out, "Read the backup", source)
     opts.out.line(restored_line(target.app, restored.backup))
     restore_notes(opts.out, restored)
-    opts.out.result("backups restore", {**summary, "backup": restored.backup.to_dict(), **restored.to_dict()})
+    opts.out.result("backups restore", {**summary, "backup": restored.backup.to_dict(), **restored.to_dict(),
+                                        **({} if source is None else source.to_dict())})
 
 
 def _confirm_restore(target: Target, server: str, backup_id: str) -> None:
@@ -271,6 +297,7 @@ def _register_offline() -> None:
 
 
 def _register_extensions() -> None:
+    from .copy_commands import sync
     from .key_commands import keys_app
     from .notify_commands import notify_app
     from .recovery_commands import drill, reindex, undo
@@ -278,6 +305,7 @@ def _register_extensions() -> None:
     backups_app.command("drill")(drill)
     backups_app.command("undo")(undo)
     backups_app.command("reindex")(reindex)
+    backups_app.command("sync")(sync)
     backups_app.add_typer(keys_app)
     backups_app.add_typer(notify_app)
 

@@ -58,16 +58,17 @@ def check_id(backup_id: str) -> None:
 
 
 def ask_every_server(opts: Globals, target: Target, method: str, parse: Callable[[Any], Any],
-                     all_failed: str) -> list[Outcome]:
-    """Print the heading, then send ``method`` with the app id to each of the target's servers
-    (printing the notes their replies carry).
+                     all_failed: str, extra: dict[str, Any] | None = None) -> list[Outcome]:
+    """Print the heading, then send ``method`` with the app id (and ``extra`` fields) to each of
+    the target's servers (printing the notes their replies carry).
 
     Only when every server failed, raises as :func:`.targets.raise_failures` does, with
     ``all_failed`` as the message."""
     from .targets import call_servers, raise_failures
 
     heading(opts, target.title)
-    outcomes = call_servers(target.servers, method, {"app": target.app_id}, parse, out=opts.out)
+    outcomes = call_servers(target.servers, method, {"app": target.app_id, **(extra or {})}, parse,
+                            out=opts.out)
     if all(o.error is not None for o in outcomes):
         raise_failures(outcomes, all_failed)
     return outcomes

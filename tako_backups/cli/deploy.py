@@ -67,11 +67,12 @@ def deploy_to_servers(opts: Globals, plan: DeployPlan, *, assume_yes: bool,
     """
     from ..errors import ConfigError
     from ..primitives.names import join_app_id
-    from ..project.backup_keys import backup_binding_for, ensure_backup_keys
+    from ..project.backup_keys import ensure_backup_keys
+    from ..project.backup_wire import backup_settings_to_send
     from ..project.model import SECRETS_RELATIVE
     from ..remote import protocol
     from .prompts import can_prompt, key_prompts
-    from .render import finalize_line
+    from .render import copy_report, finalize_line
     from .replies import parse_finalize
     from .targets import call_servers, raise_failures
 
@@ -87,7 +88,7 @@ def deploy_to_servers(opts: Globals, plan: DeployPlan, *, assume_yes: bool,
     if ensure_backup_keys(project, plan.secrets, env, prompts):
         out.hint(f"Created backup key {plan.secrets.envs[env].backup_keys[-1].id} for {env}; commit "
                  f"{SECRETS_RELATIVE} so every deploy sends it.")
-    binding = backup_binding_for(project, plan.secrets, env, prompts)
+    binding = backup_settings_to_send(project, plan.secrets, env, prompts)
     runtime = None if project.start is None else {"start": list(project.start), "instances": 1}
     payload = {"app": join_app_id(project.name, env),
                "backup": None if binding is None else binding.to_dict(), "runtime": runtime}
@@ -97,6 +98,7 @@ def deploy_to_servers(opts: Globals, plan: DeployPlan, *, assume_yes: bool,
     for outcome in outcomes:
         if outcome.error is None:
             out.line(finalize_line(outcome.name, outcome.data))
+            copy_report(out, outcome.name, outcome.data.copy)
     raise_failures(outcomes, "Deploy failed on {failed} of {total} servers.")
     out.result("deploy", {"dry_run": False, "app": project.name, "environment": env,
                           "results": [{"server": o.name, "result": o.data.to_dict()} for o in outcomes],

@@ -55,7 +55,8 @@ def reencrypt(
     server: str | None = typer.Option(None, "--server", help="Only this server (one of the environment's)."),
 ) -> None:
     """Re-encrypt every retained backup with the active key (on the servers)."""
-    from ..project.backup_keys import backup_binding_for, backups_enabled
+    from ..project.backup_keys import backups_enabled
+    from ..project.backup_wire import backup_settings_to_send
     from ..project.secrets import load_secrets
     from ..remote import protocol
     from .prompts import key_prompts
@@ -76,7 +77,7 @@ def reencrypt(
             f"re-encrypt the backups of {target.app} ({name}) on {entry.name} with the active key"
             for entry in target.servers])
         return
-    binding = backup_binding_for(project, secrets, name, key_prompts())
+    binding = backup_settings_to_send(project, secrets, name, key_prompts())
     assert binding is not None
     outcomes = call_servers(target.servers, protocol.REENCRYPT_BACKUPS,
                             {"app": target.app_id, "backup": binding.to_dict()}, parse_reencrypted,

@@ -2,7 +2,9 @@
 
 The source is a downloaded archive (its manifest beside it as ``<archive>.json``, or
 ``--manifest``), or a backup id read straight from the bucket with the env's storage
-credentials. Keys come from ``.tako/secrets.json`` for ``--env``.
+credentials. Keys come from ``.tako/secrets.json`` for ``--env``. When the env has a backup copy
+(``copy_to`` in tako-backups.toml), a backup id whose primary bucket is unreachable, lacks it or
+serves it damaged is read from the copy instead, and the output says so.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import typer
 
 from .context import Globals, get_globals, resolve_env
 
 if TYPE_CHECKING:
+    from ..core.copies import Place
     from ..core.verify import VerifyReport
     from ..models import BackupInfo, BackupKey
+    from .targets import Target
+
+T = TypeVar("T")
 
 SOURCE_HELP = "A downloaded <id>.tar.zst.enc, or a backup id to read from the bucket."
 ENV_HELP = "Environment whose keys to use (default: production)."
@@ -45,9 +51,20 @@ class Source:
             yield stream
 
 
-def _load_source(opts: Globals, source: str, manifest: Path | None, env: str | None,
-                 server: str | None) -> Source:
+def _with_source(opts: Globals, source: str, manifest: Path | None, env: str | None, server: str | None,
+                 action: Callable[[Source], T]) -> T:
+    """Run ``action`` on the backup ``source`` names: a downloaded file, or a backup id on the
+    bucket -- then on the primary, falling back to the env's copy (see the module docstring).
+    Raises ConfigError, FormatError, IntegrityError, StorageError, NotFoundError, and what
+    ``action`` raises."""
     from ..core.layout import is_backup_id
+
+    if not Path(source).exists() and is_backup_id(source):
+        return _from_bucket(opts, source, env, server, action)
+    return action(_file_source(opts, source, manifest, env))
+
+
+def _file_source(opts: Globals, source: str, manifest: Path | None, env: str | None) -> Source:
     from ..errors import ConfigError, FormatError, IntegrityError
     from ..models import BackupInfo
     from ..project.backup_keys import backup_keys_for
@@ -56,8 +73,6 @@ def _load_source(opts: Globals, source: str, manifest: Path | None, env: str | N
     from .prompts import key_prompts
 
     path = Path(source)
-    if not path.exists() and is_backup_id(source):
-        return _bucket_source(opts, source, env, server)
     if not path.is_file():
         raise ConfigError(f"Archive '{source}' not found (pass a downloaded <id>.tar.zst.enc or a "
                           "backup id).")
@@ -79,37 +94,56 @@ def _load_source(opts: Globals, source: str, manifest: Path | None, env: str | N
     return Source(info, keys, str(path), lambda: open(path, "rb"))
 
 
-def _bucket_source(opts: Globals, backup_id: str, env: str | None, server: str | None) -> Source:
-    """The backup ``backup_id`` on the env's bucket: under the server's prefix (config.toml's name,
-    sanitized), else under the env's other servers' prefixes, else -- when the bucket can be
-    listed -- under any server prefix of the env (a server files backups under its own name,
-    which may differ); where it was found is said when it is not the server's own prefix."""
-    from ..core.layout import backup_prefix
-    from ..core.lookup import locate_backup
+def _from_bucket(opts: Globals, backup_id: str, env: str | None, server: str | None,
+                 action: Callable[[Source], T]) -> T:
+    """``action`` on ``backup_id`` read from the env's bucket, else from its copy's."""
+    from ..core.copies import COPY, PRIMARY, Place, first_working
     from ..errors import ConfigError
-    from ..project.backup_keys import backup_binding_for
+    from ..project.backup_wire import backup_settings_to_send
     from ..project.secrets import load_secrets
     from ..storage.s3 import S3Store
     from .prompts import key_prompts
+    from .render import source_note
+    from .replies import Source as ReadFrom
     from .targets import require_single, resolve_target
 
     target = resolve_target(opts, env, server)
     entry = require_single(target, "Pass --server to choose which server's backups to read.")
-    binding = backup_binding_for(target.project, load_secrets(target.project.secrets_path),
-                                 target.env, key_prompts())
+    binding = backup_settings_to_send(target.project, load_secrets(target.project.secrets_path),
+                                      target.env, key_prompts())
     if binding is None:
         raise ConfigError(f"Backups are not enabled for environment '{target.env}', so there is no "
                           "bucket to read; pass a downloaded archive instead.")
-    store = S3Store.from_binding(binding.storage)
-    names = [entry.name, *(n for n in target.project.env(target.env).servers if n != entry.name)]
-    found = locate_backup(store, target.app, target.env, names, backup_id)
-    expected = backup_prefix(target.app, target.env, entry.name)
+    places = [Place(PRIMARY, S3Store.from_binding(binding.storage), binding.storage.bucket)]
+    if binding.copy is not None:
+        places.append(Place(COPY, S3Store.from_binding(binding.copy), binding.copy.bucket))
+    keys = list(binding.backup_keys)
+    found = first_working(places, lambda place: action(_bucket_source(opts, target, entry.name, place,
+                                                                      backup_id, keys)))
+    if binding.copy is not None:
+        source_note(opts.out, f"Read {backup_id}",
+                    ReadFrom(found.used.name, found.used.bucket, "; ".join(found.failures) or None))
+    return found.value
+
+
+def _bucket_source(opts: Globals, target: Target, server: str, place: Place, backup_id: str,
+                   keys: list[BackupKey]) -> Source:
+    """The backup ``backup_id`` on ``place``'s bucket: under the server's prefix (config.toml's
+    name, sanitized), else under the env's other servers' prefixes, else -- when the bucket can
+    be listed -- under any server prefix of the env (a server files backups under its own name,
+    which may differ); where it was found is said when it is not the server's own prefix."""
+    from ..core.layout import backup_prefix
+    from ..core.lookup import locate_backup
+
+    names = [server, *(n for n in target.project.env(target.env).servers if n != server)]
+    found = locate_backup(place.store, target.app, target.env, names, backup_id)
+    expected = backup_prefix(target.app, target.env, server)
     if found.prefix != expected:
-        opts.out.warning(f"Backup {backup_id} is not under server '{entry.name}' ({expected}); found under "
+        opts.out.warning(f"Backup {backup_id} is not under server '{server}' ({expected}); found under "
                          f"server '{found.server}' (prefix {found.prefix}).")
     info = found.info
-    return Source(info, list(binding.backup_keys), f"{backup_id} (bucket {binding.storage.bucket})",
-                  lambda: store.open_read(info.archive_key))
+    return Source(info, keys, f"{backup_id} (bucket {place.bucket})",
+                  lambda: place.store.open_read(info.archive_key))
 
 
 def _report_dict(report: VerifyReport) -> dict[str, Any]:
@@ -129,9 +163,12 @@ def verify(
     from .output import format_size
 
     opts = get_globals(ctx)
-    src = _load_source(opts, source, manifest, env, server)
-    with src.open() as stream:
-        report = verify_backup(stream, src.info, src.keys, Path(tempfile.gettempdir()), opts.out)
+
+    def check(src: Source) -> tuple[Source, VerifyReport]:
+        with src.open() as stream:
+            return src, verify_backup(stream, src.info, src.keys, Path(tempfile.gettempdir()), opts.out)
+
+    src, report = _with_source(opts, source, manifest, env, server, check)
     opts.out.line(f"Verified {src.info.id}: checksum, tag and {len(report.sqlite_files)} SQLite "
                f"integrity checks ok")
     opts.out.line(f"{report.files} files, {format_size(report.bytes)}, restored in {report.seconds:.2f}s")
@@ -158,18 +195,23 @@ def extract(
         raise ConfigError(f"--into {into} is not a folder.")
     if into.is_dir() and any(into.iterdir()) and not force:
         raise ConfigError(f"{into} is not empty; pass --force to replace its app/ and tako/.")
-    src = _load_source(opts, source, manifest, env, server)
     if opts.dry_run:
+        src = _with_source(opts, source, manifest, env, server, lambda found: found)
         opts.out.would(f"verify {src.label} and extract it into {into}")
         return
     into.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".tako-extract-", dir=into.parent))
-    try:
-        with src.open() as stream:
-            report = extract_verified(stream, src.info, src.keys, scratch, opts.out)
-        _place(scratch, into)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def unpack(found: Source) -> tuple[Source, VerifyReport]:
+        scratch = Path(tempfile.mkdtemp(prefix=".tako-extract-", dir=into.parent))
+        try:
+            with found.open() as stream:
+                unpacked = extract_verified(stream, found.info, found.keys, scratch, opts.out)
+            _place(scratch, into)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return found, unpacked
+
+    src, report = _with_source(opts, source, manifest, env, server, unpack)
     opts.out.line(f"Extracted {src.info.id} into {into}: {report.files} files, {format_size(report.bytes)}, "
                f"{len(report.sqlite_files)} SQLite files checked")
     opts.out.result("backups extract", {**_report_dict(report), "into": str(into)})

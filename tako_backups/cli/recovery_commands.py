@@ -59,8 +59,12 @@ def drill(
                             spinner="Running restore drill")
     for o in outcomes:
         if o.error is None and o.data.ok:
+            read = "" if o.data.source is None else f", read from the {o.data.source}"
             opts.out.line(f"{o.name}: {o.data.backup_id} restorable ({seconds_text(o.data.seconds)} "
-                          "recovery)")
+                          f"recovery{read})")
+            if o.data.message:
+                opts.out.warning(f"{o.name}: {o.data.backup_id} restores from the {o.data.source} only: "
+                                 f"{o.data.message}")
         elif o.error is None:
             opts.out.line(f"{o.name}: {o.data.backup_id} failed the drill: {o.data.message}")
     raise_failures(outcomes, "Failed to drill on {failed} of {total} servers.")

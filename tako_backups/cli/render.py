@@ -1,5 +1,6 @@
 """What the CLI prints for the management replies: Tako's lines (list, status, now, deploy) and
-ours (drills, overdue backups, rebuilt indexes, restore previews, safety backups, reply notes).
+ours (drills, overdue backups, rebuilt indexes, restore previews, safety backups, reply notes,
+retention reasons, the second copy and notifications).
 
 Functions named ``*_line`` return one line; the others print through the run's
 :class:`~.output.Output` (stdout lines, stderr warnings).
@@ -14,9 +15,9 @@ from .output import format_local_time, format_size
 
 if TYPE_CHECKING:
     from .output import Output
-    from .replies import BackupStatus, Finalized, Restored
+    from .replies import BackupStatus, CopyReport, CopyStatus, Finalized, Restored, Source
 
-OVERDUE_HOURS = 26
+OVERDUE_HOURS = 26  # what a server that does not say (an older tako-server) used
 REINDEX_WAS = {"ok": "the old one was readable", "missing": "it was missing",
                "unreadable": "it was unreadable"}
 
@@ -28,6 +29,19 @@ def backup_line(info: BackupInfo) -> str:
     line = f"{info.id} {format_local_time(info.created_at_unix_secs)} {format_size(info.size_bytes)}"
     reason = info.extras.reason if info.extras is not None else None
     return line if not reason else f"{line} {reason}"
+
+
+def listed_line(info: BackupInfo, copy: CopyStatus | None, why: dict[str, list[str]] | None) -> str:
+    """Tako's :func:`backup_line`, then (our server) whether the copy has it and, with ``--why``,
+    why retention keeps it: ``...  copy: yes  kept: hourly 2026-12-01T10, daily 2026-12-01``."""
+    line = backup_line(info)
+    if copy is not None:
+        has = "?" if copy.state == "unknown" else ("missing" if info.id in copy.missing else "yes")
+        line += f"  copy: {has}"
+    if why is not None:
+        reasons = why.get(info.id)
+        line += f"  kept: {', '.join(reasons)}" if reasons else "  kept: no (goes at the next backup)"
+    return line
 
 
 def created_line(server: str, info: BackupInfo) -> str:
@@ -47,6 +61,8 @@ def status_line(server: str, status: BackupStatus) -> str:
     next_text = "-" if nxt is None else format_local_time(nxt)
     days = status.retention_days
     retention = "retention unknown" if days is None else f"{days}d retention"
+    if status.policy_text is not None:
+        retention = status.policy_text
     return f"{server}: enabled, {last_text}, next {next_text}, {retention}"
 
 
@@ -61,6 +77,60 @@ def finalize_line(server: str, result: Finalized) -> str:
     return f"{server}: deployed, backups disabled"
 
 
+def copy_report(out: Output, server: str, report: CopyReport | None) -> None:
+    """After a new backup (``now``, deploy): its copy is done (stdout) or failed (a warning)."""
+    if report is None:
+        return
+    if report.status == "ok":
+        out.line(f"{server}: copied to bucket {report.bucket}" +
+                 ("" if report.state == "ok" else " (older backups are still missing there)"))
+    else:
+        out.warning(f"{server}: the copy to bucket {report.bucket} failed: {report.error} The backup "
+                    "itself is fine; the copy is retried at the next scheduled backup, or run "
+                    "`tako backups sync`.")
+
+
+def copy_notes(out: Output, server: str, copy: CopyStatus | None) -> None:
+    """The second copy's state: up to date (stdout), not written yet, or lagging (a warning)."""
+    if copy is None:
+        return
+    where = f"{server}: copy in bucket {copy.bucket}"
+    if copy.state == "unknown":
+        out.line(f"{where}: nothing copied yet")
+    elif copy.state == "ok":
+        when = "" if copy.at_unix_secs is None else f" (as of {format_local_time(copy.at_unix_secs)})"
+        out.line(f"{where}: up to date{when}")
+    else:
+        missing = len(copy.missing)
+        count = f"{missing} backup{'' if missing == 1 else 's'} missing" if missing else "behind"
+        error = f" (last error: {copy.error})" if copy.error else ""
+        out.warning(f"{where} is lagging: {count}{error}; it catches up at the next scheduled backup, "
+                    "or run `tako backups sync`.")
+
+
+def source_note(out: Output, what: str, source: Source | None) -> None:
+    """Which copy a read used (our server, apps with a copy): a warning after a fallback."""
+    if source is None:
+        return
+    if source.fallback_reason is None:
+        out.line(f"{what} from the {source.name} (bucket {source.bucket})")
+    else:
+        out.warning(f"{what} from the {source.name} (bucket {source.bucket}): "
+                    f"{source.fallback_reason}")
+
+
+def notify_line(server: str, summary: dict[str, Any] | None) -> str | None:
+    """``{server}: notifications to webhook https://host/… (signed), command /usr/bin/x …``."""
+    if not summary:
+        return None
+    parts = []
+    if summary.get("webhook"):
+        parts.append(f"webhook {summary['webhook']}{' (signed)' if summary.get('signed') else ''}")
+    if summary.get("command"):
+        parts.append(f"command {summary['command']}")
+    return f"{server}: notifications to {', '.join(parts)}" if parts else None
+
+
 def seconds_text(seconds: float) -> str:
     """Recovery time as ``{N.N}s``."""
     return f"{seconds:.1f}s"
@@ -71,19 +141,26 @@ def rebuilt_note(server: str) -> str:
 
 
 def status_notes(out: Output, server: str, status: BackupStatus) -> None:
-    """After Tako's status line: the last drill that passed (stdout), and warnings (stderr) for an
-    overdue backup, a failed last drill or a rebuilt index."""
+    """After Tako's status line: the last drill that passed and who is notified (stdout), the
+    copy's state (stdout, or a warning when it lags), and warnings (stderr) for an overdue
+    backup, a failed last drill or a rebuilt index."""
     ok = status.last_ok_drill
     if ok is not None:
         out.line(f"{server}: last verified restorable {format_local_time(ok.at_unix_secs)} "
                  f"({seconds_text(ok.seconds)} recovery)")
+    told = notify_line(server, status.notify)
+    if told is not None:
+        out.line(told)
+    copy_notes(out, server, status.copy)
     if status.overdue:
         last = status.last_backup
+        limit = status.overdue_after_seconds
+        hours = OVERDUE_HOURS if limit is None else f"{limit / 3_600:g}"
         if last is None:
             out.warning(f"{server}: backup overdue: no backups yet.")
         else:
             out.warning(f"{server}: backup overdue: the newest ({last.id}, "
-                        f"{format_local_time(last.created_at_unix_secs)}) is more than {OVERDUE_HOURS} "
+                        f"{format_local_time(last.created_at_unix_secs)}) is more than {hours} "
                         "hours old.")
     drill = status.last_drill
     if drill is not None and not drill.ok:

@@ -17,10 +17,47 @@ from ..primitives.json_shapes import check_object, is_kind
 
 
 @dataclass(frozen=True)
+class CopyStatus:
+    """Our server's ``copy`` field (status and list): the second copy's bucket, ``ok``/``lagging``/
+    ``unknown``, the backup ids it lacks, its last error and when it was last seen."""
+
+    bucket: str
+    state: str
+    missing: tuple[str, ...] = ()
+    error: str | None = None
+    at_unix_secs: int | None = None
+    last_ok_at_unix_secs: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "state": self.state, "missing": list(self.missing),
+                "error": self.error, "at_unix_secs": self.at_unix_secs,
+                "last_ok_at_unix_secs": self.last_ok_at_unix_secs}
+
+
+def parse_copy(data: Any) -> CopyStatus | None:
+    """The ``copy`` field, or None when absent (no copy, or Tako's server)."""
+    if data is None:
+        return None
+    obj = check_object(data, "The backup copy state")
+    bucket, state, missing = obj.get("bucket"), obj.get("state"), obj.get("missing")
+    if not isinstance(bucket, str) or state not in ("ok", "lagging", "unknown") \
+            or not isinstance(missing, list) or not all(isinstance(i, str) for i in missing):
+        raise FormatError("The backup copy state needs 'bucket', 'state' and 'missing'.")
+    error = obj.get("error")
+    if error is not None and not isinstance(error, str):
+        raise FormatError("The backup copy state field 'error' must be a string.")
+    return CopyStatus(bucket, state, tuple(missing), error,
+                      _optional_int(obj.get("at_unix_secs"), "The backup copy field 'at_unix_secs'"),
+                      _optional_int(obj.get("last_ok_at_unix_secs"),
+                                    "The backup copy field 'last_ok_at_unix_secs'"))
+
+
+@dataclass(frozen=True)
 class BackupStatus:
     """``backup_status``'s reply; ``overdue`` is None from a server that does not drill (Tako's),
     whose reply has none of our fields (``last_drill``, ``last_ok_drill``, ``overdue``,
-    ``index_rebuilt``)."""
+    ``overdue_after_seconds``, ``index_rebuilt``, and with our settings ``policy_text``, ``copy``
+    and ``notify``)."""
 
     enabled: bool
     retention_days: int | None
@@ -30,6 +67,10 @@ class BackupStatus:
     last_ok_drill: DrillResult | None = None
     overdue: bool | None = None
     index_rebuilt: bool = False
+    overdue_after_seconds: int | None = None
+    policy_text: str | None = None
+    copy: CopyStatus | None = None
+    notify: dict[str, Any] | None = None
     kept_tree: dict[str, Any] | None = None  # the data the last restore replaced, while kept
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,10 +81,46 @@ class BackupStatus:
         if self.overdue is not None:
             out.update(last_drill=None if self.last_drill is None else self.last_drill.to_dict(),
                        last_ok_drill=None if self.last_ok_drill is None else self.last_ok_drill.to_dict(),
-                       overdue=self.overdue, index_rebuilt=self.index_rebuilt)
+                       overdue=self.overdue)
+            if self.overdue_after_seconds is not None:
+                out["overdue_after_seconds"] = self.overdue_after_seconds
+            out["index_rebuilt"] = self.index_rebuilt
+        if self.policy_text is not None:
+            out["policy_text"] = self.policy_text
+        if self.copy is not None:
+            out["copy"] = self.copy.to_dict()
+        if self.notify is not None:
+            out["notify"] = self.notify
         if self.kept_tree is not None:
             out["kept_tree"] = self.kept_tree
         return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """Which copy a read used (our server, for an app with a second copy): ``primary`` or
+    ``copy``, its bucket, and why the primary was not used."""
+
+    name: str
+    bucket: str
+    fallback_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.name, "source_bucket": self.bucket}
+        if self.fallback_reason is not None:
+            out["fallback_reason"] = self.fallback_reason
+        return out
+
+
+def parse_source(obj: Any) -> Source | None:
+    """``source``/``source_bucket``/``fallback_reason`` of a reply object, or None without them."""
+    if not isinstance(obj, dict) or "source" not in obj:
+        return None
+    name, bucket, reason = obj.get("source"), obj.get("source_bucket"), obj.get("fallback_reason")
+    if name not in ("primary", "copy") or not isinstance(bucket, str) \
+            or not (reason is None or isinstance(reason, str)):
+        raise FormatError("The reply's 'source' must be primary or copy, with 'source_bucket'.")
+    return Source(name, bucket, reason)
 
 
 @dataclass(frozen=True)
@@ -53,6 +130,7 @@ class DownloadLink:
     backup: BackupInfo
     url: str
     expires_in_seconds: int
+    source: Source | None = None
 
     def __repr__(self) -> str:
         return f"DownloadLink(backup={self.backup.id!r}, expires_in_seconds={self.expires_in_seconds})"
@@ -66,11 +144,14 @@ class Finalized:
     backup_id: str | None = None
     size_bytes: int | None = None
     message: str | None = None
+    copy: CopyReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         backup: dict[str, Any] = {"status": self.status}
         if self.status == "created":
             backup.update(id=self.backup_id, size_bytes=self.size_bytes)
+            if self.copy is not None:
+                backup["copy"] = self.copy.to_dict()
         elif self.status == "failed":
             backup["message"] = self.message
         return {"status": "finalized", "backup": backup}
@@ -83,10 +164,13 @@ def _optional_int(value: Any, what: str) -> int | None:
 
 
 class BackupList(list[BackupInfo]):
-    """:func:`parse_list`'s result: the backups, and whether the server had to rebuild its
-    ``index.json`` from the manifests to list them (our server's ``index_rebuilt``)."""
+    """:func:`parse_list`'s result: the backups, whether the server had to rebuild its
+    ``index.json`` from the manifests to list them (our server's ``index_rebuilt``), the state
+    of the second copy (``copy``) and, when asked, why retention keeps each one (``why``)."""
 
     index_rebuilt: bool = False
+    copy_state: CopyStatus | None = None
+    why: dict[str, list[str]] | None = None
 
 
 def parse_list(data: Any) -> BackupList:
@@ -99,8 +183,14 @@ def parse_list(data: Any) -> BackupList:
     rebuilt = obj.get("index_rebuilt", False)
     if not isinstance(rebuilt, bool):
         raise FormatError("The backup list field 'index_rebuilt' must be true or false.")
+    why = obj.get("why")
+    if why is not None and (not isinstance(why, dict) or not all(
+            isinstance(v, list) and all(isinstance(r, str) for r in v) for v in why.values())):
+        raise FormatError("The backup list field 'why' must map backup ids to lists of reasons.")
     found = BackupList(BackupInfo.from_dict(item) for item in backups)
     found.index_rebuilt = rebuilt
+    found.copy_state = parse_copy(obj.get("copy"))
+    found.why = why
     return found
 
 
@@ -116,6 +206,10 @@ def parse_status(data: Any) -> BackupStatus:
         raise FormatError("The backup status fields 'overdue' and 'index_rebuilt' must be true or false.")
     drills = [None if obj.get(k) is None else DrillResult.from_dict(obj[k])
               for k in ("last_drill", "last_ok_drill")]
+    policy_text, notify = obj.get("policy_text"), obj.get("notify")
+    if not (policy_text is None or isinstance(policy_text, str)) \
+            or not (notify is None or isinstance(notify, dict)):
+        raise FormatError("The backup status fields 'policy_text' and 'notify' have the wrong type.")
     return BackupStatus(
         enabled=enabled,
         retention_days=_optional_int(obj.get("retention_days"), "The backup status field 'retention_days'"),
@@ -123,6 +217,9 @@ def parse_status(data: Any) -> BackupStatus:
         next_backup_at_unix_secs=_optional_int(obj.get("next_backup_at_unix_secs"),
                                                "The backup status field 'next_backup_at_unix_secs'"),
         last_drill=drills[0], last_ok_drill=drills[1], overdue=overdue, index_rebuilt=rebuilt,
+        overdue_after_seconds=_optional_int(obj.get("overdue_after_seconds"),
+                                            "The backup status field 'overdue_after_seconds'"),
+        policy_text=policy_text, copy=parse_copy(obj.get("copy")), notify=notify,
         kept_tree=_kept_tree(obj.get("kept_tree")),
     )
 
@@ -136,6 +233,41 @@ def _kept_tree(value: Any) -> dict[str, Any] | None:
     return fields
 
 
+@dataclass(frozen=True)
+class CopyReport:
+    """How the copy of a new backup went (our server's ``copy`` next to a backup): ``ok`` or
+    ``failed`` with the error, and the copy's state afterwards."""
+
+    bucket: str
+    status: str
+    state: str
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"bucket": self.bucket, "status": self.status, "state": self.state}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def parse_copy_report(data: Any) -> CopyReport | None:
+    """A ``copy`` report ``{"bucket", "status", "state", "error"?}``, or None when absent."""
+    if data is None:
+        return None
+    obj = check_object(data, "The backup copy report")
+    bucket, status, state, error = obj.get("bucket"), obj.get("status"), obj.get("state"), obj.get("error")
+    if not isinstance(bucket, str) or status not in ("ok", "failed") or not isinstance(state, str) \
+            or not (error is None or isinstance(error, str)):
+        raise FormatError("The backup copy report needs 'bucket', 'status' (ok or failed) and 'state'.")
+    return CopyReport(bucket, status, state, error)
+
+
+def parse_created(reply: Any) -> tuple[BackupInfo, CopyReport | None]:
+    """A whole ``backup_now`` reply -> (the new BackupInfo, how its copy went or None)."""
+    obj = check_object(reply, "The backup reply")
+    return BackupInfo.from_dict(obj.get("data")), parse_copy_report(obj.get("copy"))
+
+
 def parse_download(data: Any) -> DownloadLink:
     """``{"backup": BackupInfo, "url", "expires_in_seconds"}``."""
     obj = check_object(data, "The download link")
@@ -144,7 +276,7 @@ def parse_download(data: Any) -> DownloadLink:
         raise FormatError("The download link has no http(s) 'url'.")
     if not isinstance(expires, int) or isinstance(expires, bool):
         raise FormatError("The download link field 'expires_in_seconds' must be a whole number.")
-    return DownloadLink(BackupInfo.from_dict(obj.get("backup")), url, expires)
+    return DownloadLink(BackupInfo.from_dict(obj.get("backup")), url, expires, parse_source(obj))
 
 
 def parse_finalize(data: Any) -> Finalized:
@@ -159,7 +291,8 @@ def parse_finalize(data: Any) -> Finalized:
         backup_id, size = backup.get("id"), backup.get("size_bytes")
         if not isinstance(backup_id, str) or not isinstance(size, int) or isinstance(size, bool):
             raise FormatError("The deploy reply's created backup needs an 'id' and 'size_bytes'.")
-        return Finalized("created", backup_id=backup_id, size_bytes=size)
+        return Finalized("created", backup_id=backup_id, size_bytes=size,
+                         copy=parse_copy_report(backup.get("copy")))
     if status == "failed":
         message = backup.get("message")
         if not isinstance(message, str):
@@ -308,4 +441,25 @@ def parse_reencrypted(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("reencrypted"), list) \
             or not is_kind(data.get("unchanged"), int) or not isinstance(data.get("key_id"), str):
         raise FormatError("The re-encryption reply must have 'reencrypted', 'unchanged' and 'key_id'.")
+    return data
+
+
+def parse_sync(data: Any) -> dict[str, Any]:
+    """``sync_copies``' reply: ``{"app", "bucket", "copied": [ids], "failed": [{"backup_id",
+    "error"}], "already", "copy"}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("bucket"), str) \
+            or not isinstance(data.get("copied"), list) or not isinstance(data.get("failed"), list) \
+            or not is_kind(data.get("already"), int) \
+            or not all(isinstance(f, dict) and isinstance(f.get("backup_id"), str)
+                       and isinstance(f.get("error"), str) for f in data["failed"]):
+        raise FormatError("The sync reply must have 'bucket', 'copied', 'failed' and 'already'.")
+    parse_copy(data.get("copy"))
+    return data
+
+
+def parse_notify_test(data: Any) -> dict[str, Any]:
+    """``notify_test``'s reply: ``{"app", "results": {target: "delivered" | "failed (...)"}}``."""
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict) or not all(isinstance(v, str) for v in results.values()):
+        raise FormatError("The test notification reply must have 'results'.")
     return data

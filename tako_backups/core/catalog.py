@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import FormatError, ListDenied, NotFoundError, ObjectNotFound, StorageError
-from ..models import JSON_CONTENT_TYPE, BackupIndex, BackupInfo, sort_newest_first
+from ..models import DEFAULT_RETENTION_DAYS, JSON_CONTENT_TYPE, BackupIndex, BackupInfo, sort_newest_first
+from ..policy import BackupPolicy
 from ..primitives.text import printable
 from ..storage.base import ObjectStore
 from . import retention
@@ -135,9 +136,13 @@ class Recorded:
 
 
 def record_backup(
-    store: ObjectStore, prefix: str, info: BackupInfo, *, retention_days: int, now: int
+    store: ObjectStore, prefix: str, info: BackupInfo, *, retention_days: int = DEFAULT_RETENTION_DAYS,
+    now: int, policy: BackupPolicy | None = None,
 ) -> Recorded:
     """Record a backup whose archive is on the bucket: manifest, index, then retention deletes.
+
+    Retention is ``policy`` (:func:`.retention.select`) when given, else Tako's age rule of
+    ``retention_days``; either way with the floor of the newest 3 intact backups.
 
     The index is written before anything expired is deleted, so a failure at any step never
     leaves it naming a missing object. Each round re-reads the index, lists the prefix (when the
@@ -154,12 +159,13 @@ def record_backup(
     listing = True
     expired: dict[str, BackupInfo] = {}
     wanted: list[BackupInfo] = []
+    rule = policy if policy is not None else BackupPolicy(retention_days=retention_days)
     try:
         write_manifest(store, info)
         for _ in range(MERGE_ROUNDS):
             current, listed = _read_for_merge(store, prefix, listing)
             listing = listed is not None
-            wanted, dropped = _merge(store, prefix, info, current, listed, retention_days, now)
+            wanted, dropped = _merge(store, prefix, info, current, listed, rule, now)
             expired.update((b.id, b) for b in dropped)
             if current is not None and current.backups == wanted:
                 break
@@ -190,7 +196,7 @@ def _read_for_merge(store: ObjectStore, prefix: str,
 
 def _merge(
     store: ObjectStore, prefix: str, info: BackupInfo, current: BackupIndex | None,
-    listed: dict[str, int] | None, retention_days: int, now: int,
+    listed: dict[str, int] | None, policy: BackupPolicy, now: int,
 ) -> tuple[list[BackupInfo], list[BackupInfo]]:
     """(entries wanted newest first, entries expired). Without ``listed`` nothing is adopted or
     dropped for a missing object, and the retention floor checks archives with HEAD requests."""
@@ -213,8 +219,9 @@ def _merge(
         return present(b) and listed.get(b.archive_key, b.size_bytes) == b.size_bytes
 
     known = BackupIndex(backups=sort_newest_first(list(entries.values())))
-    kept, expired = retention.split_expired(known, now, retention_days, intact=intact)
-    wanted = [b for b in kept if present(b)]
+    chosen = retention.select(known.backups, policy, now, intact=intact)
+    wanted = [k.info for k in chosen.kept if present(k.info)]
+    expired = chosen.expired
     if listed is not None:
         for b in wanted:
             if b.id != info.id and b.manifest_key.startswith(prefix) and b.manifest_key not in listed:

@@ -27,19 +27,24 @@ __all__ = ["DrillResult", "check_totals", "run_drill"]
 @dataclass(frozen=True)
 class DrillResult:
     """One drill: which backup, when it started (unix seconds), how long it took, and whether it
-    passed; ``message`` says why it failed."""
+    passed; ``message`` says why it failed. ``source`` says which copy was read (``primary`` or
+    ``copy``) when the app has a second copy; a drill that passed on the copy after the primary
+    failed keeps the primary's failure in ``message``."""
 
     backup_id: str
     at_unix_secs: int
     seconds: float
     ok: bool
     message: str | None = None
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backup_id": self.backup_id, "at_unix_secs": self.at_unix_secs,
                                "seconds": round(self.seconds, 3), "ok": self.ok}
         if self.message is not None:
             out["message"] = self.message
+        if self.source is not None:
+            out["source"] = self.source
         return out
 
     @classmethod
@@ -47,8 +52,9 @@ class DrillResult:
         """Raises FormatError for anything but the shape :meth:`to_dict` writes."""
         d = check_fields(obj, "Drill result",
                          {"backup_id": str, "at_unix_secs": int, "seconds": (int, float), "ok": bool},
-                         {"message": (str, type(None))})
-        return cls(d["backup_id"], d["at_unix_secs"], float(d["seconds"]), d["ok"], d.get("message"))
+                         {"message": (str, type(None)), "source": (str, type(None))})
+        return cls(d["backup_id"], d["at_unix_secs"], float(d["seconds"]), d["ok"], d.get("message"),
+                   d.get("source"))
 
 
 def check_totals(info: BackupInfo, report: VerifyReport) -> None:

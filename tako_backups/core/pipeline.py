@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from ..errors import FormatError, KeyNotFoundError
-from ..models import REASONS, BackupExtras, BackupInfo, BackupKey
+from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
+from ..policy import BackupPolicy
 from ..primitives.names import sanitize_segment
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
@@ -20,9 +21,13 @@ from ..storage.base import ObjectStore
 from . import catalog, layout
 from .archive import ArchiveStats, write_archive
 from .chunk_reader import ChunkReader
+from .copies import CopyFeed
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
 from .extract import ExtractResult, extract_stream
 from .pipes import Prefetcher, ThreadedWriter
+
+if TYPE_CHECKING:
+    from .copies import CopyOutcome
 
 CHUNK = 1 << 20
 QUEUE_DEPTH = 4
@@ -31,13 +36,15 @@ MAX_WINDOW = 128 << 20  # zstd frames needing a larger window are refused (Tako 
 
 @dataclass(frozen=True)
 class BackupResult:
-    """A recorded backup: its manifest, what was archived, what retention dropped, and whether the
-    prefix could not be listed (so self-healing was skipped)."""
+    """A recorded backup: its manifest, what was archived, what retention dropped, whether the
+    prefix could not be listed (so self-healing was skipped) and, when a copy was written, how
+    that went."""
 
     info: BackupInfo
     stats: ArchiveStats
     pruned: list[BackupInfo]
     listing_denied: bool = False
+    copy: CopyOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -51,15 +58,19 @@ class Restored:
 
 def backup(
     store: ObjectStore, *, data_root: Path, work_root: Path, app: str, env: str, server: str,
-    key: BackupKey, retention_days: int, now: int | None = None,
+    key: BackupKey, retention_days: int = DEFAULT_RETENTION_DAYS, now: int | None = None,
     clock: Callable[[], float] | None = None, progress: Progress = NO_PROGRESS, reason: str = "manual",
     record_guard: Callable[[], AbstractContextManager[object]] | None = None,
+    policy: BackupPolicy | None = None, copy_to: ObjectStore | None = None,
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket, in Tako's order.
 
     The index is read first (nothing is uploaded when it cannot be read); then the archive is
     streamed up, the manifest written, the index merged and written, and what retention dropped
-    deleted (see :func:`catalog.record_backup`). The id's time is the start (``now``, else the
+    deleted (see :func:`catalog.record_backup`; ``policy`` replaces ``retention_days`` when
+    given). With ``copy_to``, the one encrypted stream also goes to that store, which gets its own
+    manifest and index under the same prefix (:class:`.copies.CopyFeed`); its failure never fails
+    the backup but is reported in the result's ``copy``. The id's time is the start (``now``, else the
     clock); ``created_at_unix_secs`` is taken once the archive is sealed and hashed (from
     ``clock``; when only ``now`` is given, it is ``now``). The manifest's ``server`` is the
     sanitized label (the prefix segment); ``app`` and ``environment`` stay as given.
@@ -80,14 +91,18 @@ def backup(
     catalog.check_index(store, prefix)
     scratch = work_root / backup_id
     scratch.mkdir(parents=True, mode=0o700)
+    feed = None if copy_to is None else CopyFeed(copy_to, layout.archive_key(prefix, backup_id))
     try:
         progress.start(f"Backing up {app}/{env}")
         with store.open_writer(layout.archive_key(prefix, backup_id)) as upload:
-            stats, sealed = write_sealed_archive(data_root, upload, scratch, key, progress)
+            sink = upload if feed is None else feed.tee(upload)
+            stats, sealed = write_sealed_archive(data_root, sink, scratch, key, progress)
             created = started if finish_clock is None else max(started, int(finish_clock()))
             upload.commit()
         progress.finish()
     except BaseException:
+        if feed is not None:
+            feed.cancel()
         catalog.discard_unrecorded(store, prefix, backup_id)
         raise
     finally:
@@ -100,9 +115,17 @@ def backup(
         extras=BackupExtras(files=stats.files, bytes=stats.bytes,
                             sqlite_files=sorted(stats.sqlite_names), reason=reason),
     )
-    with _entered(record_guard, store, prefix, backup_id):
-        recorded = catalog.record_backup(store, prefix, info, retention_days=retention_days, now=created)
-    return BackupResult(info, stats, recorded.expired, recorded.listing_denied)
+    try:
+        with _entered(record_guard, store, prefix, backup_id):
+            recorded = catalog.record_backup(store, prefix, info, retention_days=retention_days,
+                                             now=created, policy=policy)
+    except BaseException:
+        if feed is not None:
+            feed.cancel()
+        raise
+    rule = policy if policy is not None else BackupPolicy(retention_days=retention_days)
+    copied = None if feed is None else feed.finish(info, prefix=prefix, policy=rule, now=created)
+    return BackupResult(info, stats, recorded.expired, recorded.listing_denied, copied)
 
 
 @contextmanager

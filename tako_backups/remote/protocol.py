@@ -56,13 +56,17 @@ BACKUP_STATUS = "backup_status"
 BACKUP_DOWNLOAD_URL = "backup_download_url"
 RESTORE_BACKUP = "restore_backup"
 DEPLOY = "deploy"
-# Our extensions (our server only): drills, previews, undo, reindex, key rotation, progress.
+# Our extensions (our server only): drills, previews, undo, reindex, key rotation, progress, the
+# backup copy's sync and a test notification. Our optional fields in Tako's commands: ``why``
+# (list), ``source`` (download link: ``primary`` or ``copy``) and ``keep_previous_hours``.
 DRILL_BACKUP = "drill_backup"
 RESTORE_PREVIEW = "restore_preview"
 UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
 OPERATION_PROGRESS = "operation_progress"
+SYNC_COPIES = "sync_copies"
+NOTIFY_TEST = "notify_test"
 
 # What ``hello`` says this server does, in the order of Tako's list: only what we implement
 # (``server_info`` and the backup commands). Tako's others (cold start, scale-to-zero, ``scale``,
@@ -73,7 +77,7 @@ CAPABILITIES = ("server_runtime_info", "backups")
 # server ignores unknown fields). tako-server refuses a body whose target is another server.
 TARGET = "target"
 # Fields whose values are secrets (storage credentials, backup keys, app environment).
-SECRET_FIELDS = ("backup", "runtime")
+SECRET_FIELDS = ("backup", "runtime", "notify")
 
 _OBJ_OR_NULL = (dict, type(None))
 _HOURS = (int, float)
@@ -86,9 +90,9 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     HELLO: ({"protocol_version": int}, {}),
     SERVER_INFO: ({}, {}),
     BACKUP_NOW: ({"app": str}, {"backup": _OBJ_OR_NULL}),
-    LIST_BACKUPS: ({"app": str}, {}),
+    LIST_BACKUPS: ({"app": str}, {"why": bool}),
     BACKUP_STATUS: ({"app": str}, {}),
-    BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {}),
+    BACKUP_DOWNLOAD_URL: ({"app": str, "backup_id": str}, {"source": str}),
     RESTORE_BACKUP: ({"app": str, "backup_id": str}, {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     DEPLOY: ({"app": str}, {"backup": _OBJ_OR_NULL, "runtime": _OBJ_OR_NULL}),
     DRILL_BACKUP: ({"app": str}, {"backup_id": (str, type(None))}),
@@ -97,10 +101,12 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     REINDEX: ({"app": str}, {}),
     REENCRYPT_BACKUPS: ({"app": str}, {"backup": _OBJ_OR_NULL}),
     OPERATION_PROGRESS: ({"app": str}, {}),
+    SYNC_COPIES: ({"app": str}, {}),
+    NOTIFY_TEST: ({"app": str}, {"notify": _OBJ_OR_NULL}),
 }
 PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
 LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,
-                           REINDEX, REENCRYPT_BACKUPS})
+                           REINDEX, REENCRYPT_BACKUPS, SYNC_COPIES, NOTIFY_TEST})
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ def encode_error(message: str) -> bytes:
 
 def timeout_for(command: str) -> float:
     """Tako's per-call timeout: 10 minutes for backup_now, restore_backup and deploy (and our
-    drill, preview, undo, reindex and re-encryption), else 5 s."""
+    drill, preview, undo, reindex, re-encryption, copy sync and test notification), else 5 s."""
     return LONG_TIMEOUT if command in LONG_COMMANDS else CALL_TIMEOUT
 
 

@@ -26,8 +26,10 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..core.copies import COPY, PRIMARY
 from ..errors import AuthError, ConfigError, FormatError, TakoError
 from ..models import BackupBinding
+from ..policy import NotifySettings
 from ..primitives.names import check_app_id, join_app_id
 from ..primitives.text import printable
 from ..remote import protocol
@@ -163,13 +165,16 @@ def _dispatch(service: BackupService, request: Request) -> Any:
         return service.server_info()
     app = join_app_id(*check_app_id(fields["app"]))  # Tako's "demo" is "demo/production": one lock
     if command == protocol.BACKUP_NOW:
-        return service.backup_now(app, _binding(fields.get("backup")))
+        return service.backup_now_reply(app, _binding(fields.get("backup")))
     if command == protocol.LIST_BACKUPS:
-        return service.list_backups(app)
+        return service.list_backups(app, fields.get("why", False))
     if command == protocol.BACKUP_STATUS:
         return service.backup_status(app)
     if command == protocol.BACKUP_DOWNLOAD_URL:
-        return service.backup_download_url(app, fields["backup_id"])
+        source = fields.get("source")
+        if source not in (None, PRIMARY, COPY):
+            raise FormatError("Command 'backup_download_url' field 'source' must be 'primary' or 'copy'.")
+        return service.backup_download_url(app, fields["backup_id"], source)
     if command == protocol.RESTORE_BACKUP:
         return service.restore_backup(app, fields["backup_id"], fields.get("safety_backup", True),
                                       _keep_hours(command, fields))
@@ -182,7 +187,7 @@ def _dispatch(service: BackupService, request: Request) -> Any:
 
 def _dispatch_extension(service: BackupService, command: str, app: str, fields: dict[str, Any]) -> Any:
     """Our commands that Tako's server does not have: drills, previews, undo, reindex,
-    re-encryption, progress."""
+    re-encryption, progress, the copy's sync and a test notification."""
     if command == protocol.DRILL_BACKUP:
         return service.drill_backup(app, fields.get("backup_id"))
     if command == protocol.RESTORE_PREVIEW:
@@ -195,6 +200,11 @@ def _dispatch_extension(service: BackupService, command: str, app: str, fields: 
         return service.reencrypt_backups(app, _binding(fields.get("backup")))
     if command == protocol.OPERATION_PROGRESS:
         return service.operation_progress(app)
+    if command == protocol.SYNC_COPIES:
+        return service.sync_copies(app)
+    if command == protocol.NOTIFY_TEST:
+        notify = fields.get("notify")
+        return service.notify_test(app, None if notify is None else NotifySettings.from_dict(notify))
     raise FormatError(f"Unknown command '{command}'.")
 
 

@@ -1,5 +1,6 @@
 """Taking one backup of an app on the server: clean up what earlier runs left, then run the
-core's backup pipeline (which reads the index before uploading anything)."""
+core's backup pipeline (which reads the index before uploading anything) with the app's
+retention policy, to the copy's bucket too when the app has one."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from ..core import catalog, layout, leftovers, pipeline
 from ..errors import FormatError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
+from ..policy import policy_of
 from ..primitives.names import check_app_id
 from ..progress import ARCHIVE_UPLOAD, NO_PROGRESS, Progress, enter_phase
 from ..storage.base import ObjectStore
 from . import notes
 from .app_backups import AppBackups
+from .copies import BackupCopies
 
 __all__ = ["BackupRuns"]
 
@@ -29,17 +33,25 @@ class BackupRuns:
     """Runs backups for the service (manual, scheduled, post-deploy, pre-restore). Thread-safe;
     the caller holds the app's lock."""
 
-    def __init__(self, backups: AppBackups) -> None:
+    def __init__(self, backups: AppBackups, copies: BackupCopies) -> None:
         self._backups = backups
+        self._copies = copies
         self.started_at = time.time()
 
     def take(self, app: str, settings: BackupBinding, reason: str,
              progress: Progress = NO_PROGRESS) -> BackupInfo:
+        """Back up the app's data with ``reason``; see :meth:`take_reporting`."""
+        return self.take_reporting(app, settings, reason, progress)[0]
+
+    def take_reporting(self, app: str, settings: BackupBinding, reason: str,
+                       progress: Progress = NO_PROGRESS) -> tuple[BackupInfo, dict[str, Any] | None]:
         """Back up the app's data with ``reason``; the caller holds the app's lock. What earlier
         runs left on the bucket is cleaned up first, and a missing or unreadable index is rebuilt
         from the manifests while the new backup is recorded -- both when the bucket can be listed;
-        otherwise they are skipped and the reply notes it (see :mod:`.notes`). Raises StorageError,
-        SnapshotError, ConfigError or TakoError (disk)."""
+        otherwise they are skipped and the reply notes it (see :mod:`.notes`). With a copy, the
+        backup goes to both buckets from one stream; returns the backup and how its copy went
+        (the reply's ``copy`` field, None without a copy: a failed copy is recorded and announced,
+        never an error). Raises StorageError, SnapshotError, ConfigError or TakoError (disk)."""
         name, env = check_app_id(app)
         data = self._backups.paths.ensure_data_dir(name, env)
         self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -47,6 +59,7 @@ class BackupRuns:
         clock = self._backups.clock
         now = int(clock())
         prefix = layout.backup_prefix(name, env, self._backups.server_name)
+        copy_to = None if settings.copy is None else self._backups.store(settings.copy)
         with notes.collecting():
             self._clean_leftovers(app, settings, store, prefix, now)
             enter_phase(progress, ARCHIVE_UPLOAD, _size_estimate(store, prefix))
@@ -55,7 +68,7 @@ class BackupRuns:
                     store, data_root=data, work_root=self._backups.paths.backup_work, app=name, env=env,
                     server=self._backups.server_name, key=settings.active_key,
                     retention_days=settings.retention_days, now=now, clock=clock, reason=reason,
-                    progress=progress,
+                    progress=progress, policy=policy_of(settings), copy_to=copy_to,
                 )
             except OSError as exc:
                 raise _disk_error(app, exc) from None
@@ -63,7 +76,7 @@ class BackupRuns:
                 notes.listing_denied(settings.storage.bucket, app, "index self-healing")
         log.info("backed up %s as %s (%d bytes, %d pruned)", app, result.info.id,
                  result.info.size_bytes, len(result.pruned))
-        return result.info
+        return result.info, self._copies.after_backup(app, settings, result.info, result.copy)
 
     def upload_tree(self, app: str, settings: BackupBinding, tree: Path, reason: str, *, progress: Progress,
                     record_guard: Callable[[], AbstractContextManager[object]]) -> BackupInfo:
@@ -74,17 +87,24 @@ class BackupRuns:
         name, env = check_app_id(app)
         self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._backups.store(settings.storage)
+        copy_to = None if settings.copy is None else self._backups.store(settings.copy)
         try:
             result = pipeline.backup(
                 store, data_root=tree, work_root=self._backups.paths.backup_work, app=name, env=env,
                 server=self._backups.server_name, key=settings.active_key,
                 retention_days=settings.retention_days, now=int(self._backups.clock()), reason=reason,
-                progress=progress, record_guard=record_guard,
+                progress=progress, record_guard=record_guard, policy=policy_of(settings), copy_to=copy_to,
             )
         except OSError as exc:
             raise _disk_error(app, exc) from None
         log.info("backed up the kept tree of %s as %s (%d bytes)", app, result.info.id,
                  result.info.size_bytes)
+        if result.copy is not None:
+            try:
+                with record_guard():  # the copy's record is the app's state: written under its lock
+                    self._copies.after_backup(app, settings, result.info, result.copy)
+            except Exception as exc:  # cancelled meanwhile: the next backup compares the two again
+                log.info("the copy state of %s was not updated after the kept tree's upload: %s", app, exc)
         return result.info
 
     def _clean_leftovers(self, app: str, settings: BackupBinding, store: ObjectStore, prefix: str,

@@ -6,13 +6,13 @@
     tako-server identity [--data-dir /opt/tako]
 
 ``serve`` resumes the apps it runs and the uploads of kept trees, starts the scheduler (first
-check at once), then serves
-``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes the requests in flight,
-stops the scheduler and the apps, and exits 0. Request bodies carry storage secrets and backup
-keys, so plain HTTP is served only on private addresses (``remote/addresses.py``); anywhere else
-``--tls`` serves HTTPS with the certificate ``identity`` prints the fingerprint of. Run as root,
-it runs every app as a uid of its own with the ``--app-user`` account's group (``app_users.py``),
-never as root.
+check at once), then serves ``POST /rpc`` with uvicorn until SIGTERM or SIGINT; it then finishes
+the requests in flight, stops the scheduler, the notifier (deliveries still waiting are logged
+and dropped) and the apps, and exits 0. Request bodies carry storage secrets and backup keys, so
+plain HTTP is served only on private addresses (``remote/addresses.py``); anywhere else ``--tls``
+serves HTTPS with the certificate ``identity`` prints the fingerprint of. Run as root, it runs
+every app as a uid of its own with the ``--app-user`` account's group (``app_users.py``), never
+as root.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = ["authorize_key", "main", "refuse_public_plain_http", "serve"]
 log = logging.getLogger("tako_backups.server")
 
 GRACEFUL_SHUTDOWN_SECONDS = 60
+NOTIFIER_CLOSE_SECONDS = 10
 DATA_DIR_HELP = f"server data root (default {DEFAULT_DATA_DIR})"
 
 
@@ -161,6 +162,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     from .app import create_app
     from .auth import RequestAuth
     from .identity_key import ensure_server_identity
+    from .notify import Notifier
     from .recovery import recover_interrupted_restores
     from .runtime import AppRuntime
     from .scheduler import Scheduler
@@ -187,7 +189,8 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
         cert_file, key_file = str(tls_identity.cert_path), str(tls_identity.key_path)
         log.info("serving HTTPS; TLS certificate %s", tls_identity.fingerprint)
     runtime = AppRuntime(paths.logs_dir, users=paths.users)
-    service = BackupService(paths, name, runtime=runtime, identity=identity)
+    notifier = Notifier()
+    service = BackupService(paths, name, runtime=runtime, identity=identity, notifier=notifier)
     app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces),
                      require_target=require_target)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
@@ -213,11 +216,12 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
     except SystemExit as exc:  # uvicorn exits when it cannot bind
         listen_failed = exc.code not in (0, None)
     finally:
-        log.info("stopping: scheduler, running backups and restores, then apps")
+        log.info("stopping: scheduler, running backups and restores, notifications, then apps")
         scheduler.stop(timeout=0)
         service.safety.close()  # uploads of kept trees stop here and resume at the next start
         if not service.locks.close(timeout=GRACEFUL_SHUTDOWN_SECONDS):
             log.warning("a backup or restore is still running; stopping the apps anyway")
+        notifier.close(timeout=NOTIFIER_CLOSE_SECONDS)
         runtime.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -8,7 +8,9 @@ swaps the kept tree back (two renames) when it is still on disk, and restores th
 ``pre-restore`` backup from the bucket otherwise. Both replies carry our fields next to
 ``data``: ``safety_backup`` (what happened to the replaced data), ``downtime_seconds`` (from the
 app's stop to its processes running again) and, when one was uploaded before the swap,
-``safety_backup_id``.
+``safety_backup_id``. With a backup copy, a backup whose primary is unreachable, missing or
+damaged is restored from the copy, and the reply says which was read (``source``,
+``source_bucket``, ``fallback_reason``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..core import catalog
+from ..core.copies import PRIMARY, Place, first_working
 from ..errors import NotFoundError, RestoreError, TakoError
-from ..models import PRE_RESTORE, BackupInfo
+from ..models import PRE_RESTORE, BackupBinding, BackupInfo
 from ..primitives.names import check_app_id
 from ..remote.protocol import Reply
 from .app_backups import AppBackups
 from .backup_runs import BackupRuns
+from .copies import Places
 from .index_repair import IndexRepair
 from .kept import DEFAULT_KEEP_HOURS, KeptRecord
 from .operations import OperationRegistry, Tracker
@@ -43,9 +47,13 @@ class Restores:
     """Restores and undos for the service. Thread-safe; each holds the app's lock."""
 
     def __init__(self, backups: AppBackups, index: IndexRepair, runs: BackupRuns, safety: SafetyCopies,
-                 operations: OperationRegistry, runtime: AppRuntime | None) -> None:
+                 operations: OperationRegistry, runtime: AppRuntime | None,
+                 places: Places | None = None) -> None:
+        """``places`` gives the buckets an app's backups can be read from, primary first (default:
+        the primary only)."""
         self._backups, self._index, self._runs = backups, index, runs
         self._safety, self._operations, self._runtime = safety, operations, runtime
+        self._places = places or self._primary_only
 
     def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True,
                        keep_hours: float | None = None) -> Reply:
@@ -93,8 +101,22 @@ class Restores:
 
     def _restore_locked(self, app: str, backup_id: str, safety_backup: bool, keep_hours: float | None,
                         tracker: Tracker) -> tuple[BackupInfo, dict[str, Any]]:
+        """Restore from the primary, or from the copy when the primary fails before anything
+        was touched (unreachable, missing, checksum: :func:`~..core.copies.first_working`)."""
         settings = self._backups.settings(app)
-        store, prefix = self._backups.location(app, settings)
+        found = first_working(self._places(app, settings),
+                              lambda place: self._restore_from(app, place, backup_id, safety_backup,
+                                                               keep_hours, tracker))
+        info, extra = found.value
+        if settings.copy is not None:
+            extra.update(found.source_fields())
+        return info, extra
+
+    def _restore_from(self, app: str, place: Place, backup_id: str, safety_backup: bool,
+                      keep_hours: float | None, tracker: Tracker) -> tuple[BackupInfo, dict[str, Any]]:
+        settings = self._backups.settings(app)
+        store = place.store
+        _, prefix = self._backups.location(app, settings)
         info = catalog.find_backup(store, prefix, backup_id)
         self._safety.check_replaceable(app)
         keep, short = None, None
@@ -138,6 +160,10 @@ class Restores:
         else:
             extra["safety_backup"] = {"status": "none"}
         return extra
+
+    def _primary_only(self, app: str, settings: BackupBinding) -> list[Place]:
+        store, _ = self._backups.location(app, settings)
+        return [Place(PRIMARY, store, settings.storage.bucket)]
 
     def _hold(self, app: str) -> AbstractContextManager[None]:
         """The app's lock; while its kept tree uploads, waited for up to RECORD_WAIT seconds (the

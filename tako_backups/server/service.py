@@ -15,26 +15,31 @@ from typing import Any
 
 from .. import __version__
 from ..core import catalog
+from ..core.copies import Place, first_working
 from ..core.drill import DrillResult
-from ..errors import FormatError, TakoError
-from ..models import BackupBinding, BackupIndex, BackupInfo
-from ..policy import newest_regular
+from ..errors import FormatError, NotFoundError, TakoError
+from ..models import BackupBinding, BackupInfo
+from ..policy import NotifySettings
 from ..primitives.names import check_app_id
 from ..remote.protocol import CAPABILITIES, PROTOCOL_VERSION, Reply, RuntimeSettings
+from .alerts import Alerts
 from .app_backups import AppBackups, StoreFactory, s3_store_factory
 from .backup_runs import BackupRuns
+from .copies import BackupCopies
 from .drills import DRILL_INTERVAL, DrillLog, RestoreDrills
 from .identity_key import read_server_identity
 from .index_repair import IndexRepair
 from .locks import AppLocks
+from .notify import Notifier
 from .operations import OperationRegistry
 from .paths import ServerPaths
 from .preview import preview_restore
 from .reencryption import Reencryption
+from .reports import Reports
 from .restores import Restores
 from .runtime import AppRuntime
 from .safety import SafetyCopies
-from .scheduler import is_due, next_backup_at
+from .scheduled import ScheduledWork
 from .state import AppState, StateStore
 
 __all__ = ["DOWNLOAD_URL_SECONDS", "TAKO_RUNTIME_DEFAULTS", "BackupService", "StoreFactory"]
@@ -58,8 +63,11 @@ class BackupService:
     one backup), ``index`` (the self-healing index and ``reindex``), ``drills`` (restore drills and
     their records), ``reencryption`` (key rotation), ``restores`` (restore and undo), ``safety``
     (kept trees and their background uploads; ``keep_reserve`` overrides the free space a kept
-    tree must leave) and ``operations`` (the progress of running operations); the RPC commands
-    they answer are delegated to them.
+    tree must leave), ``operations`` (the progress of running operations), ``copies`` (the second
+    copy: its state, ``sync_copies`` and the places reads fall back to), ``alerts``
+    (notifications, through ``notifier``, which the owner closes at shutdown), ``reports`` (list
+    and status) and ``scheduled`` (what the scheduler runs); the RPC commands they answer are
+    delegated to them.
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class BackupService:
         state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
         locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
         deploy_lock_wait: float = 300.0, identity: str | None = None, keep_reserve: int | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """``identity`` is the fingerprint ``hello`` reports (default: that of the data root's
         ``identity.key`` if there is one; ``serve`` makes it); ``keep_reserve`` overrides the free
@@ -80,12 +89,19 @@ class BackupService:
         self.locks = locks or AppLocks()
         self.backups = AppBackups(paths, server_name, self.state, self.locks, store_factory, clock)
         self.index = IndexRepair(self.backups)
-        self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir))
-        self.reencryption = Reencryption(self.backups, self.index)
-        self.runs = BackupRuns(self.backups)
+        self.notifier = notifier or Notifier()
+        self.alerts = Alerts(self.notifier, server_name, clock, since=clock())
+        self.copies = BackupCopies(self.backups, self.index, self.alerts)
+        self.drills = RestoreDrills(self.backups, self.index, DrillLog(paths.state_dir), self.copies.places)
+        self.reencryption = Reencryption(self.backups, self.index, self.copies)
+        self.runs = BackupRuns(self.backups, self.copies)
         self.operations = OperationRegistry(clock)
         self.safety = SafetyCopies(self.backups, self.runs, self.operations, reserve=keep_reserve)
-        self.restores = Restores(self.backups, self.index, self.runs, self.safety, self.operations, runtime)
+        self.restores = Restores(self.backups, self.index, self.runs, self.safety, self.operations, runtime,
+                                 self.copies.places)
+        self.reports = Reports(self.backups, self.index, self.drills, self.copies, self.safety, clock)
+        self.scheduled = ScheduledWork(self.backups, self.runs, self.drills, self.copies, self.alerts,
+                                       self.operations)
         self._clock = clock
         self._deploy_lock_wait = deploy_lock_wait
 
@@ -116,54 +132,56 @@ class BackupService:
 
         Raises BusyError, NotFoundError (no settings), StorageError, SnapshotError, ConfigError.
         """
+        return dict(self.backup_now_reply(app, backup).data)
+
+    def backup_now_reply(self, app: str, backup: BackupBinding | None) -> Reply:
+        """:meth:`backup_now` as the RPC answers it: with a copy, how the copy went (``copy``:
+        ``{"bucket", "status": "ok" | "failed", "error"?, "state"}``) next to the BackupInfo."""
         check_app_id(app)
         with self.locks.hold(app), self.operations.running(app, "backup") as tracker:
             if backup is not None:
                 self.backups.store_settings(app, backup)
-            return self.runs.take(app, self.backups.settings(app), "manual", tracker).to_dict()
+            info, copy = self.runs.take_reporting(app, self.backups.settings(app), "manual", tracker)
+        return Reply(info.to_dict(), {} if copy is None else {"copy": copy})
 
-    def list_backups(self, app: str) -> dict[str, Any]:
-        """``{"app", "backups", "index_rebuilt"}``, newest first; ``index_rebuilt`` says the index
-        was missing or unreadable and was rebuilt from the manifests. Raises NotFoundError or
-        StorageError."""
-        found = self.index.read(app, self.backups.settings(app))
-        return {"app": app, "backups": [b.to_dict() for b in found.index.backups],
-                "index_rebuilt": found.rebuilt}
+    def list_backups(self, app: str, why: bool = False) -> dict[str, Any]:
+        """See :meth:`Reports.list_backups`."""
+        return self.reports.list_backups(app, why)
 
     def backup_status(self, app: str) -> dict[str, Any]:
-        """``{"app", "enabled", "retention_days", "last_backup", "next_backup_at_unix_secs"}`` plus,
-        when backups are enabled, our ``last_drill``, ``last_ok_drill``, ``overdue``,
-        ``index_rebuilt`` and, while the last restore's replaced tree is kept, ``kept_tree``
-        (:meth:`SafetyCopies.status`). The next backup is due a period after the newest regular
-        backup (pre-restore ones do not count).
+        """See :meth:`Reports.backup_status`."""
+        return self.reports.backup_status(app)
 
-        An app without backup settings reports Tako's ``enabled: false`` shape exactly (every other
-        field null). Raises StorageError.
-        """
-        check_app_id(app)
-        state = self.state.load(app)
-        if state is None or state.backup is None:
-            return {"app": app, "enabled": False, "retention_days": None, "last_backup": None,
-                    "next_backup_at_unix_secs": None}
-        now = int(self._clock())
-        found = self.index.read(app, state.backup)
-        newest, regular = _first(found.index), newest_regular(found.index.backups)
-        return {"app": app, "enabled": True, "retention_days": state.backup.retention_days,
-                "last_backup": None if newest is None else newest.to_dict(),
-                "next_backup_at_unix_secs": next_backup_at(regular, now),
-                **self.drills.status_fields(app, regular, enabled=True, rebuilt=found.rebuilt),
-                **_present("kept_tree", self.safety.status(app))}
+    def backup_download_url(self, app: str, backup_id: str, source: str | None = None) -> dict[str, Any]:
+        """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s). With a copy, the
+        link is the primary's unless its object is missing (or has another size) or its bucket
+        cannot be reached, then the copy's; ``source`` (``primary`` or ``copy``) asks for one
+        (e.g. after the primary's download failed its checksum), and the reply says which it
+        is (``source``, ``source_bucket``, ``fallback_reason``).
 
-    def backup_download_url(self, app: str, backup_id: str) -> dict[str, Any]:
-        """``{"backup", "url", "expires_in_seconds"}`` (presigned GET, 900 s).
-
-        Raises NotFoundError (app settings or backup id) or StorageError.
+        Raises NotFoundError (app settings, backup id, no such copy) or StorageError.
         """
         settings = self.backups.settings(app)
-        store, prefix = self.backups.location(app, settings)
-        info = catalog.find_backup(store, prefix, backup_id)
-        url = store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
-        return {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
+        places = self.copies.places(app, settings)
+        if source is not None:
+            places = [p for p in places if p.name == source]
+            if not places:
+                raise NotFoundError(f"App '{app}' has no {source} copy of its backups.")
+        _, prefix = self.backups.location(app, settings)
+
+        def link(place: Place) -> tuple[BackupInfo, str]:
+            info = catalog.find_backup(place.store, prefix, backup_id)
+            head = place.store.head(info.archive_key)
+            if head is None or head.size != info.size_bytes:
+                raise NotFoundError(f"The archive of backup {info.id} is missing or incomplete.")
+            return info, place.store.presigned_get_url(info.archive_key, DOWNLOAD_URL_SECONDS)
+
+        found = first_working(places, link)
+        info, url = found.value
+        out = {"backup": info.to_dict(), "url": url, "expires_in_seconds": DOWNLOAD_URL_SECONDS}
+        if settings.copy is not None:
+            out.update(found.source_fields())
+        return out
 
     def restore_backup(self, app: str, backup_id: str, safety_backup: bool = True,
                        keep_hours: float | None = None) -> Reply:
@@ -193,11 +211,13 @@ class BackupService:
             return {"status": "disabled"}
         try:
             with self.operations.running(app, "backup") as tracker:
-                info = self.runs.take(app, backup, "post-deploy", tracker)
+                info, copy = self.runs.take_reporting(app, backup, "post-deploy", tracker)
         except TakoError as exc:
             log.warning("post-deploy backup of %s failed: %s", app, exc)
+            self.alerts.backup_failed(app, backup, f"The post-deploy backup failed: {exc}")
             return {"status": "failed", "message": str(exc)}
-        return {"status": "created", "id": info.id, "size_bytes": info.size_bytes}
+        return {"status": "created", "id": info.id, "size_bytes": info.size_bytes,
+                **({} if copy is None else {"copy": copy})}
 
     def _apply_runtime(self, app: str, settings: RuntimeSettings | None) -> None:
         if self.runtime is None:
@@ -235,10 +255,17 @@ class BackupService:
         check_app_id(app)
         with self.locks.hold(app):
             settings = self.backups.settings(app)
-            store, prefix = self.backups.location(app, settings)
-            info = catalog.find_backup(store, prefix, backup_id)
-            return preview_restore(app=app, info=info, store=store, keys=settings.backup_keys,
-                                   paths=self.paths)
+            _, prefix = self.backups.location(app, settings)
+
+            def preview_from(place: Place) -> dict[str, Any]:
+                info = catalog.find_backup(place.store, prefix, backup_id)
+                return preview_restore(app=app, info=info, store=place.store, keys=settings.backup_keys,
+                                       paths=self.paths)
+
+            found = first_working(self.copies.places(app, settings), preview_from)
+            if settings.copy is None:
+                return found.value
+            return {**found.value, **found.source_fields()}
 
     def undo_restore(self, app: str, safety_backup: bool = True, keep_hours: float | None = None) -> Reply:
         """See :meth:`Restores.undo_restore`."""
@@ -262,55 +289,36 @@ class BackupService:
         """See :meth:`Reencryption.reencrypt_backups`."""
         return self.reencryption.reencrypt_backups(app, backup)
 
-    # ----- scheduler hooks -----
+    def sync_copies(self, app: str) -> dict[str, Any]:
+        """See :meth:`BackupCopies.sync`."""
+        return self.copies.sync(app)
+
+    def notify_test(self, app: str, notify: NotifySettings | None) -> dict[str, Any]:
+        """Send a ``test`` event now to ``notify`` (else the app's stored notify settings) and
+        wait for the answers: ``{"app", "results": {target: "delivered" | "failed (...)"}}``.
+        Raises NotFoundError when there is nothing to send to."""
+        check_app_id(app)
+        if notify is None:
+            state = self.state.load(app)
+            notify = None if state is None or state.backup is None else state.backup.notify
+        if notify is None:
+            raise NotFoundError(f"App '{app}' has no notification settings on this server; add "
+                                "[envs.<env>.notify] to tako-backups.toml and deploy.")
+        return {"app": app, "results": self.alerts.test(app, notify)}
+
+    # ----- scheduler hooks (see :class:`ScheduledWork`) -----
 
     def enabled_apps(self) -> list[str]:
-        """Apps with backup settings (those whose settings cannot be read are logged and left out)."""
-        apps = []
-        for app in self.state.apps():
-            try:
-                state = self.state.load(app)
-            except TakoError as exc:
-                log.error("skipping %s: %s", app, exc)
-                continue
-            if state is not None and state.backup is not None:
-                apps.append(app)
-        return apps
+        return self.scheduled.enabled_apps()
 
     def is_due(self, app: str, now: int) -> bool:
-        """Tako's rule: no backups, newest at least a day old, or an unreadable index; the newest
-        counts only regular backups (:func:`~tako_backups.policy.newest_regular`): a pre-restore
-        safety backup of the data a restore replaced does not make the app look backed up.
-
-        Raises NotFoundError or StorageError.
-        """
-        settings = self.backups.settings(app)
-        store, prefix = self.backups.location(app, settings)
-        try:
-            index = catalog.read_index(store, prefix)
-        except FormatError:
-            return True
-        return is_due(newest_regular(index.backups), now)
+        return self.scheduled.is_due(app, now)
 
     def drill_due(self, app: str, now: int, interval: float = DRILL_INTERVAL) -> bool:
-        """Whether the weekly drill of ``app`` is due."""
-        return self.drills.is_due(app, now, interval)
+        return self.scheduled.drill_due(app, now, interval)
 
     def scheduled_drill(self, app: str) -> DrillResult | None:
-        """Drill the newest backup (None when there is none yet). Raises StorageError."""
-        return self.drills.scheduled_drill(app)
+        return self.scheduled.scheduled_drill(app)
 
     def scheduled_backup(self, app: str) -> BackupInfo:
-        """Take a backup with the stored settings. Raises BusyError when the app is busy."""
-        with self.locks.hold(app), self.operations.running(app, "backup") as tracker:
-            return self.runs.take(app, self.backups.settings(app), "scheduled", tracker)
-
-    # ----- helpers -----
-
-
-def _present(name: str, value: Any) -> dict[str, Any]:
-    return {} if value is None else {name: value}
-
-
-def _first(index: BackupIndex) -> BackupInfo | None:
-    return index.backups[0] if index.backups else None
+        return self.scheduled.scheduled_backup(app)

@@ -40,15 +40,17 @@ Tako = Callable[..., Result]
 
 
 class LinkedStore(MemoryStore):
-    """A MemoryStore whose presigned URLs are http URLs that :meth:`transport` serves."""
+    """A MemoryStore whose presigned URLs are http URLs (under ``url``) that :meth:`transport`
+    serves."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str = STORAGE_URL) -> None:
         super().__init__()
+        self.url = url
         self.tamper: Callable[[bytes], bytes] | None = None
         self.fail_writes = False
 
     def presigned_get_url(self, key: str, expires_in: int) -> str:
-        return f"{STORAGE_URL}{quote(key)}?X-Amz-Credential={ACCESS_KEY}&X-Amz-Expires={expires_in}"
+        return f"{self.url}{quote(key)}?X-Amz-Credential={ACCESS_KEY}&X-Amz-Expires={expires_in}"
 
     def open_writer(self, key: str) -> Any:
         if self.fail_writes:
@@ -57,7 +59,7 @@ class LinkedStore(MemoryStore):
 
     def transport(self) -> httpx.MockTransport:
         def serve(request: httpx.Request) -> httpx.Response:
-            key = unquote(request.url.path.removeprefix("/bucket/"))
+            key = unquote(request.url.path.removeprefix(httpx.URL(self.url).path))
             try:
                 data = self.get_bytes(key)
             except Exception:  # noqa: BLE001 - a missing object is a 404, like S3
@@ -96,11 +98,13 @@ def refused(request: httpx.Request) -> httpx.Response:
 
 @dataclass
 class Fleet:
-    """Named in-process servers sharing one bucket."""
+    """Named in-process servers sharing one bucket (and the buckets in ``other_buckets``, by
+    name, e.g. a backup copy's)."""
 
     root: Path
     public_key: Path
     store: LinkedStore = field(default_factory=LinkedStore)
+    other_buckets: dict[str, LinkedStore] = field(default_factory=dict)
     services: dict[str, BackupService] = field(default_factory=dict)
     apps: dict[str, Any] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -112,7 +116,9 @@ class Fleet:
         paths = ServerPaths(self.root / name)
         paths.prepare()
         authorize_key(self.public_key, paths.root)
-        service = BackupService(paths, name, store_factory=lambda binding: self.store,
+        service = BackupService(paths, name,
+                                store_factory=lambda binding: self.other_buckets.get(binding.bucket,
+                                                                                     self.store),
                                 clock=lambda: self.clock)
         self.services[name] = service
         self.apps[name] = create_app(service, RequestAuth.from_file(paths.authorized_keys))
@@ -123,6 +129,18 @@ class Fleet:
             return httpx.MockTransport(refused)
         transport: httpx.AsyncBaseTransport = Recording(entry.name, self.apps[entry.name], self.requests)
         return self.wrap(entry.name, transport) if self.wrap else transport
+
+    def downloads(self) -> httpx.MockTransport:
+        """Serves the presigned URLs of every bucket."""
+        stores = [self.store, *self.other_buckets.values()]
+
+        def serve(request: httpx.Request) -> httpx.Response:
+            for store in stores:
+                if request.url.path.startswith(httpx.URL(store.url).path):
+                    return store.transport().handle_request(request)
+            return httpx.Response(404)
+
+        return httpx.MockTransport(serve)
 
     def commands(self) -> list[tuple[str, str]]:
         return [(server, body["command"]) for server, body in self.requests]
@@ -164,7 +182,7 @@ def prepare(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako, monkey
     for name in servers:
         fleet.add(name)
     monkeypatch.setattr(targets, "rpc_transport", fleet.transport)
-    monkeypatch.setattr(targets, "download_transport", fleet.store.transport)
+    monkeypatch.setattr(targets, "download_transport", fleet.downloads)
     folder = tmp_path / "demo"
     folder.mkdir()
     (folder / "tako.toml").write_text(project_toml(list(servers), backup=backup, start=start))

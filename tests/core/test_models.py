@@ -158,6 +158,55 @@ def test_manifest_extras_round_trip_and_stay_optional() -> None:
         BackupInfo.from_dict({**MANIFEST, "extras": {"files": 1, "bytes": 1, "sqlite_files": []}})
 
 
+BINDING = {
+    "storage": {"provider": "s3", "bucket": "backups", "endpoint": "https://s3.example.net", "region": "auto",
+                "access_key_id": "AKIA", "secret_access_key": "s3cr3t", "force_path_style": False},
+    "backup_keys": [{"id": "backup-key-0123456789abcdef",
+                     "key_base64": base64.b64encode(b"k" * 32).decode()}],
+    "retention_days": 30,
+}
+COPY = {**BINDING["storage"], "bucket": "backups-copy", "endpoint": "https://r2.example.com",
+        "expires_on": "2027-01-31"}
+
+
+def test_a_binding_without_our_settings_is_byte_identical_to_tako() -> None:
+    binding = BackupBinding.from_dict(BINDING)
+    assert (binding.policy, binding.copy, binding.notify, binding.format) == (None, None, None, None)
+    assert json.dumps(binding.to_dict()) == json.dumps(BINDING)
+
+
+def test_our_settings_ride_in_the_binding_and_round_trip() -> None:
+    extended = {**BINDING, "retention_days": 30,
+                "policy": {"every_seconds": 3600, "keep_hourly": 24, "keep_daily": 30},
+                "copy": COPY, "notify": {"webhook_url": "https://hooks.example.com/t",
+                                         "webhook_secret": "0123456789abcdef0123"},
+                "format": 2}
+    binding = BackupBinding.from_dict(extended)
+    assert binding.policy is not None and binding.policy.describe() == "every 1h, keeps 24 hourly, 30 daily"
+    assert binding.copy is not None and (binding.copy.bucket, binding.copy.expires_on) == ("backups-copy",
+                                                                                           "2027-01-31")
+    assert binding.notify is not None and binding.notify.signed and binding.format == 2
+    assert binding.to_dict() == extended
+    assert "s3cr3t" not in repr(binding.copy)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"format": 3}, "Backup settings field 'format' must be 1 or 2."),
+    ({"copy": BINDING["storage"]}, "Backup settings field 'copy' names the same bucket as 'storage'"),
+    ({"copy": {**COPY, "expires_on": "31.01.2027"}},
+     "Backup copy storage field 'expires_on' must be a date written YYYY-MM-DD."),
+    ({"copy": {**COPY, "provider": "local"}}, "Backup copy storage must be S3-compatible."),
+    ({"copy": {**COPY, "bucket": " "}}, "Backup copy storage is missing bucket."),
+    ({"copy": "spare"}, "Backup settings field 'copy' has the wrong type."),
+    ({"policy": {"every_seconds": 60, "retention_days": 7}},
+     "Backup policy field 'every_seconds' must be between 15m and 24h"),
+    ({"notify": {"webhook_url": "http://hooks.example.com/"}}, "must use https://"),
+])
+def test_our_settings_are_parsed_strictly(change: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(FormatError) as caught:
+        BackupBinding.from_dict({**BINDING, **change})
+    assert message in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
 def test_manifest_and_index_are_written_as_compact_json_like_tako() -> None:
     info = BackupInfo.from_dict(MANIFEST)
     expected = (

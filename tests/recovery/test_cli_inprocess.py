@@ -43,15 +43,15 @@ def test_status_warns_about_an_overdue_backup_and_reports_our_fields(fleet: Flee
     assert json.loads(fresh.stdout)["results"] == [{"server": "la", "status": {
         "enabled": True, "retention_days": 30, "last_backup": info.to_dict(),
         "next_backup_at_unix_secs": NOW + 86_400, "last_drill": None, "last_ok_drill": None,
-        "overdue": False, "index_rebuilt": False}}]
+        "overdue": False, "overdue_after_seconds": 133_200, "index_rebuilt": False}}]
 
-    fleet.clock = NOW + 26 * 3600 + 1
+    fleet.clock = NOW + 37 * 3600 + 1  # every 24 h x 1.5 + 1 h
     late = tako("backups", "status", "--env", "production")
     assert late.exit_code == 0, late.output
     assert late.stdout == (f"{HEAD}la: enabled, last {info.id} at {format_local_time(NOW)}, next "
                            f"{format_local_time(NOW + 86_400)}, 30d retention\n")
     assert late.stderr == (f"! la: backup overdue: the newest ({info.id}, {format_local_time(NOW)}) "
-                           "is more than 26 hours old.\n")
+                           "is more than 37 hours old.\n")
 
 
 def test_drill_and_key_commands_send_our_commands(fleet: Fleet, tako: Tako) -> None:

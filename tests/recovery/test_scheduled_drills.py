@@ -59,7 +59,7 @@ def test_the_scheduler_drills_the_newest_backup_once_per_interval(tmp_path: Path
     clock["now"] += HOUR
     [again] = checks.run_drills()
     assert (again.backup_id, again.at_unix_secs, again.ok) == (newest["id"], NOW + 60 + HOUR, True)
-    clock["now"] += 26 * HOUR + 1
+    clock["now"] += 36 * HOUR + 1  # the newest is 37 h + 1 s old: every 24 h x 1.5 + 1 h
     assert service.backup_status(APP)["overdue"] is True
     with service.locks.hold(APP):  # a drill never waits for (nor blocks) a backup or restore
         clock["now"] += HOUR

@@ -88,7 +88,8 @@ def test_deploy_backup_list_status_download_restore(server: RunningServer, signe
         status = client.call("backup_status", {"app": app})
         assert status == {"app": app, "enabled": True, "retention_days": 30, "last_backup": newest,
                           "next_backup_at_unix_secs": newest["created_at_unix_secs"] + 86_400,
-                          "last_drill": None, "last_ok_drill": None, "overdue": False, "index_rebuilt": False}
+                          "last_drill": None, "last_ok_drill": None, "overdue": False,
+                          "overdue_after_seconds": 133_200, "index_rebuilt": False}
         link = client.call("backup_download_url", {"app": app, "backup_id": info["id"]})
     assert (link["backup"], link["expires_in_seconds"]) == (info, 900)
     archive = httpx.get(link["url"], timeout=30).raise_for_status().content

@@ -10,12 +10,9 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,51 +20,11 @@ from tako_backups.errors import FormatError
 from tako_backups.models import BackupExtras, BackupInfo, EncryptionInfo
 from tako_backups.policy import NotifySettings, newest_regular
 from tako_backups.server.notify import Event, Notifier, is_overdue, overdue_after, verify_signature
+from tests.support.webhooks import TOKEN, Receiver
 
 NOW = 1_796_119_200  # 2026-12-01T10:00:00Z
 SECRET = "whsec-0123456789abcdef-never-logged"
-TOKEN = "T000-B000-hook-token"
 EVENT = Event.for_app("backup_failed", "demo/production", "la", NOW, error="Upload of 'x' failed.")
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that records every request and answers with ``statuses`` in turn
-    (then 200), after ``delay`` seconds."""
-
-    def __init__(self, port: int = 0, statuses: list[int] | None = None, delay: float = 0.0) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.statuses = list(statuses or [])
-        self.delay = delay
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 -- http.server's name
-                body = self.rfile.read(int(self.headers["content-length"]))
-                time.sleep(receiver.delay)
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers.items()),
-                                          "body": body, "at": time.time()})
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/{TOKEN}?key={TOKEN}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

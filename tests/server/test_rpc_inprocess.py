@@ -170,7 +170,8 @@ def test_backup_list_status_download(client: AsgiClient, signer: FileSigner, mem
     newest = listed["backups"][0]
     assert status == {"app": APP, "enabled": True, "retention_days": 7, "last_backup": newest,
                       "next_backup_at_unix_secs": newest["created_at_unix_secs"] + 86_400,
-                      "last_drill": None, "last_ok_drill": None, "overdue": False, "index_rebuilt": False}
+                      "last_drill": None, "last_ok_drill": None, "overdue": False,
+                      "overdue_after_seconds": 133_200, "index_rebuilt": False}
     url = call(client, signer, "backup_download_url", app=APP, backup_id=info["id"]).json()["data"]
     assert url == {"backup": info, "expires_in_seconds": 900,
                    "url": f"memory://{info['archive_key']}?expires_in=900"}
