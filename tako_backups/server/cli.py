@@ -189,7 +189,7 @@ def serve(data_dir: Path, host: str, port: int, log_level: str = "info", *, tls:
         cert_file, key_file = str(tls_identity.cert_path), str(tls_identity.key_path)
         log.info("serving HTTPS; TLS certificate %s", tls_identity.fingerprint)
     runtime = AppRuntime(paths.logs_dir, users=paths.users)
-    notifier = Notifier()
+    notifier = Notifier(run_as=None if paths.users is None else paths.users.identity)
     service = BackupService(paths, name, runtime=runtime, identity=identity, notifier=notifier)
     app = create_app(service, RequestAuth.from_file(paths.authorized_keys, paths.seen_nonces),
                      require_target=require_target)

@@ -52,9 +52,11 @@ from typing import IO
 import httpx
 
 from .. import __version__
+from ..errors import TakoError
 from ..models import BackupInfo
 from ..policy import NotifySettings
-from ..primitives.names import check_app_id
+from ..primitives.names import check_app_id, join_app_id
+from .app_users import AppIdentity
 
 __all__ = ["EVENTS", "Event", "Notifier", "is_overdue", "overdue_after", "sign", "verify_signature"]
 
@@ -167,7 +169,12 @@ class Notifier:
 
     def __init__(self, *, queue_limit: int = 256, attempts: int = 8, first_delay: float = 5.0,
                  max_delay: float = 600.0, timeout: float = 10.0, command_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 run_as: Callable[[str], AppIdentity] | None = None) -> None:
+        """``run_as`` gives the identity an app's notification command runs with (the app's own
+        uid and gid when the server runs as root, see :mod:`.app_users`): a command comes from
+        the project's settings, so it never gets the server's rights."""
+        self._run_as = run_as
         self.queue_limit, self.attempts = queue_limit, attempts
         self.first_delay, self.max_delay = first_delay, max_delay
         self.timeout, self.command_timeout = timeout, command_timeout
@@ -308,9 +315,16 @@ class Notifier:
     def _run(self, d: _Delivery) -> tuple[str, str]:
         env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ} | d.event.env_vars()
         try:
+            who = None if self._run_as is None else self._run_as(join_app_id(d.event.app, d.event.env))
             proc = subprocess.Popen(list(d.settings.command or ()), stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                                    start_new_session=True)
+                                    start_new_session=True, cwd="/",
+                                    user=None if who is None else who.uid,
+                                    group=None if who is None else who.gid,
+                                    extra_groups=None if who is None else list(who.groups),
+                                    umask=-1 if who is None else 0o027)
+        except TakoError as exc:
+            return GIVE_UP, f"cannot start: {exc}"
         except (OSError, ValueError) as exc:
             return GIVE_UP, f"cannot start: {getattr(exc, 'strerror', None) or exc.__class__.__name__}"
         if proc.stdin is None or proc.stderr is None:  # pragma: no cover -- both are pipes

@@ -296,3 +296,28 @@ def test_overdue_after_every_and_a_half_plus_an_hour() -> None:
     assert is_overdue(newest_regular([safety, good]), NOW + 1, 86_400, since=0)
     assert not is_overdue(None, NOW, 3_600, since=NOW - 5_400)  # enabled 1.5 h ago, limit 1.5 h + 1 h
     assert is_overdue(None, NOW, 3_600, since=NOW - 9_001)
+
+
+def test_a_command_runs_with_the_apps_identity_not_the_servers(caplog: pytest.LogCaptureFixture) -> None:
+    """The command comes from a project's settings: as root, the server runs it as the app's own
+    uid and gid (CI runs as root, so this runs for real)."""
+    from tako_backups.server.app_users import AppIdentity
+
+    assert os.geteuid() == 0, "tako-server drops rights only as root; CI runs the tests as root"
+    who = AppIdentity(1879048999, 1879048999, ())
+    asked: list[str] = []
+
+    def run_as(app: str) -> AppIdentity:
+        asked.append(app)
+        return who
+
+    sender = Notifier(attempts=1, clock=lambda: NOW, run_as=run_as)
+    caplog.set_level(logging.INFO, logger="tako_backups.server.notify")
+    script = "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) >&2; exit 3"
+    try:
+        sender.send(NotifySettings(command=("/bin/sh", "-c", script)), EVENT)
+        assert sender.wait_idle(10)
+    finally:
+        sender.close()
+    assert asked == [f"{EVENT.app}/{EVENT.env}"]
+    assert any("exit 3: uid=1879048999 gid=1879048999 groups=1879048999" in m for m in caplog.messages)
