@@ -202,13 +202,14 @@ class Demo:
     def damage(self) -> None:
         app = self.data_root / "app"
         self.out.line(f"$ rm -r {app / 'uploads'} && sqlite3 {app / 'notes.db'} 'DELETE FROM notes'")
+        uploads = len(list((app / "uploads").glob("*.txt"))) if (app / "uploads").exists() else 0
         shutil.rmtree(app / "uploads", ignore_errors=True)
         conn = sqlite3.connect(app / "notes.db", timeout=10)
-        conn.execute("DELETE FROM notes")
+        notes = conn.execute("DELETE FROM notes").rowcount
         conn.commit()
         conn.close()
-        notes, uploads = self.counts()
-        self.out.line(f"  now {notes} notes, {uploads} uploads")
+        # the app keeps writing: say what was deleted, not a count that is stale at once
+        self.out.line(f"  deleted {notes} notes and {uploads} uploads")
 
     # --- teardown ----------------------------------------------------------------------------
 

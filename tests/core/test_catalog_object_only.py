@@ -86,8 +86,8 @@ def test_a_backup_is_recorded_in_takos_order_and_shape(tree: Path, key: BackupKe
     assert (info.app, info.environment, info.server) == ("demo", "production", "la-1")
     assert info.archive_key == f"{PREFIX}{info.id}.tar.zst.enc"
     assert store.log[0] == "GET index.json"  # before anything is uploaded
-    assert store.log[1:3] == [f"PUT {info.archive_key.rsplit('-', 1)[-1]}",
-                              f"PUT {info.manifest_key.rsplit('-', 1)[-1]}"]
+    assert store.log[1:3] == [f"PUT {info.archive_key.rsplit('/', 1)[-1].split('-', 1)[-1]}",
+                              f"PUT {info.manifest_key.rsplit('/', 1)[-1].split('-', 1)[-1]}"]
     assert store.log[-2:] == ["PUT index.json", "GET index.json"]  # written, then found as wanted
     manifest = store.objects[info.manifest_key]
     assert manifest == json.dumps(info.to_dict(), separators=(",", ":")).encode()
