@@ -16,9 +16,9 @@ from tako_backups.models import BackupBinding, BackupKey, StorageBinding
 from tako_backups.remote.client import RpcClient
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.server.e2e_support import RunningServer, start_server
-from tests.server.helpers import make_key
-from tests.servers import SeaweedFS, start_seaweedfs
+from tests.support.keys import make_key
+from tests.support.s3_servers import SeaweedFS, start_seaweedfs
+from tests.support.tako_server import RunningServer, start_server
 
 BUCKET = "bench"
 RPC_TIMEOUT = 3600.0

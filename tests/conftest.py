@@ -4,7 +4,10 @@
 - ``seaweed_store`` / ``moto_store`` / ``memory_store``: a store on a fresh, empty bucket.
 - ``store``: the same, parametrized over memory, moto and SeaweedFS (the contract suite).
 - ``make_store``: a factory, ``make_store(kind, **s3_kwargs)``, for stores with tuned part sizes.
-- ``signer`` / ``stranger``: an authorized client SSH key and one never authorized (per session).
+- ``home`` / ``signer`` / ``stranger``: a developer's HOME holding the authorized client SSH key at
+  ~/.ssh/id_ed25519 (the one `tako` finds), that key, and a key never authorized (per session).
+- ``key``: a backup key (BackupKey). Fixture names mean the same thing in every suite
+  (tests/support/keys.py); what many suites share lives in tests/support/.
 
 Run as root, the session's temp folders live in a folder of their own (``pytest-tako-*`` in the
 temp dir, removed after a passing run): `tako-server` then runs apps as uids of their own, which
@@ -24,11 +27,13 @@ from typing import Any
 
 import pytest
 
+from tako_backups.models import BackupKey
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.memory import MemoryStore
 from tako_backups.storage.s3 import S3Store
-from tests.server.helpers import make_key
-from tests.servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
+from tests.support.developer import developer_home
+from tests.support.keys import make_key
+from tests.support.s3_servers import S3_KINDS, STORE_KINDS, MotoServer, SeaweedFS, start_moto, start_seaweedfs
 
 # Long commands print a plain progress line every few seconds when stderr is not a terminal; on a
 # loaded machine that would add lines to the exact output many tests assert. The tests that check
@@ -120,9 +125,21 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def signer(key_dir: Path) -> FileSigner:
-    """The authorized client key."""
-    return make_key(key_dir / "id_ed25519", "tester@laptop")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A developer's HOME with a new key at ~/.ssh/id_ed25519."""
+    return developer_home(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="session")
+def signer(home: Path) -> FileSigner:
+    """The authorized client key: the developer's ~/.ssh/id_ed25519."""
+    return FileSigner.load(home / ".ssh" / "id_ed25519")
+
+
+@pytest.fixture
+def key() -> BackupKey:
+    """A backup key (fixed id, random bytes)."""
+    return BackupKey("backup-key-0123456789abcdef", os.urandom(32))
 
 
 @pytest.fixture(scope="session")

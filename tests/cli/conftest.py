@@ -16,7 +16,6 @@ from tako_backups.cli import app
 from tako_backups.remote.signing import FileSigner
 from tests.app_setup import BASIC_TOML, make_app_dir, own_tako_home
 from tests.cli.remote_harness import Demo, Fleet, Tako, prepare
-from tests.server.helpers import make_key
 
 TOML = "# demo app\n" + BASIC_TOML
 
@@ -48,17 +47,11 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tako_backups.cli.prompts.stdin_is_terminal", lambda: True)
 
 
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    """The developer's SSH key (one a test module) that the ``demo`` servers authorize."""
-    return make_key(tmp_path_factory.mktemp("keys") / "id_ed25519", "dev@laptop")
-
-
 @pytest.fixture
-def demo(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako,
+def demo(tmp_path: Path, tako_home: Path, signer: FileSigner, tako: Tako,
          monkeypatch: pytest.MonkeyPatch) -> Demo:
     """``demo(*servers, **kw)``: the demo project on in-process servers (default: ``la``)."""
     def make(*servers: str, **kw: Any) -> Fleet:
-        return prepare(tmp_path, tako_home, key, tako, monkeypatch, servers or ("la",), **kw)
+        return prepare(tmp_path, tako_home, signer, tako, monkeypatch, servers or ("la",), **kw)
 
     return make

@@ -174,11 +174,11 @@ def set_credentials(tako: Callable[..., Result]) -> None:
     assert result.exit_code == 0, result.output
 
 
-def prepare(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako, monkeypatch: Any,
+def prepare(tmp_path: Path, tako_home: Path, signer: FileSigner, tako: Tako, monkeypatch: Any,
             servers: tuple[str, ...] = ("la",), *, backup: bool = True, start: str | None = None,
             key_path: Path | None = None) -> Fleet:
     """Write the demo project and config.toml, start in-process servers, route the CLI to them."""
-    fleet = Fleet(tmp_path / "servers", Path(f"{key.path}.pub"))
+    fleet = Fleet(tmp_path / "servers", Path(f"{signer.path}.pub"))
     for name in servers:
         fleet.add(name)
     monkeypatch.setattr(targets, "rpc_transport", fleet.transport)
@@ -186,7 +186,7 @@ def prepare(tmp_path: Path, tako_home: Path, key: FileSigner, tako: Tako, monkey
     folder = tmp_path / "demo"
     folder.mkdir()
     (folder / "tako.toml").write_text(project_toml(list(servers), backup=backup, start=start))
-    (tako_home / "config.toml").write_text(servers_toml(list(servers), key_path or key.path))
+    (tako_home / "config.toml").write_text(servers_toml(list(servers), key_path or signer.path))
     monkeypatch.chdir(folder)
     set_credentials(tako)
     return fleet

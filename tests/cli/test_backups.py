@@ -16,7 +16,7 @@ from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for
 from tako_backups.project.secrets import load_secrets
 from tests.cli.remote_harness import ACCESS_KEY, APP, NOW, SECRET_KEY, Demo, Fleet, Tako
-from tests.server.helpers import make_key
+from tests.support.keys import make_key
 
 HEAD = "Backups\ndemo (production)\n"
 NY_DOWN = "Server 'ny' (127.0.0.1:9845) is unreachable: connection refused."

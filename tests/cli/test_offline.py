@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from tako_backups.core.pipeline import backup
 from tako_backups.models import BackupKey
 from tako_backups.project.backup_keys import backup_keys_for, ensure_backup_keys
 from tako_backups.project.secrets import load_secrets
 from tako_backups.project.tako_toml import load_project
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 
 def _data_root(tmp_path: Path) -> Path:
@@ -38,8 +38,7 @@ def archive(app_dir: Path, tmp_path: Path) -> tuple[Path, str, BackupKey]:
     ensure_backup_keys(project, secrets, "production")
     key = backup_keys_for(load_secrets(project.secrets_path), "production")[-1]
     store = MemoryStore()
-    info = backup(store, data_root=_data_root(tmp_path), work_root=tmp_path / "w", app="demo",
-                  env="production", server="la-1", key=key, retention_days=30).info
+    info = take_backup(store, _data_root(tmp_path), key, work=tmp_path / "w", server="la-1").info
     path = tmp_path / f"{info.id}.tar.zst.enc"
     path.write_bytes(store.objects[info.archive_key])
     path.with_name(path.name + ".json").write_bytes(info.to_json())

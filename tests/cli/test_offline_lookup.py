@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tako_backups.core.pipeline import backup
 from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for, ensure_backup_keys
 from tako_backups.project.secrets import load_secrets
 from tako_backups.project.tako_toml import load_project
 from tako_backups.storage.s3 import S3Store
 from tests.cli.remote_harness import Tako
-from tests.servers import SeaweedFS
+from tests.support.backups import take_backup
+from tests.support.s3_servers import SeaweedFS
 
 ROOT = "_tako/backups/demo/production/"
 
@@ -52,8 +52,7 @@ def backups_under(folder: Path, seaweedfs: SeaweedFS, bucket: str, labels: list[
     (data / "app" / "notes.txt").write_text("kept\n")
     store = S3Store(bucket, seaweedfs.endpoint, "us-east-1", seaweedfs.access_key, seaweedfs.secret_key,
                     force_path_style=True)
-    return [backup(store, data_root=data, work_root=folder.parent / "w", app="demo", env="production",
-                   server=label, key=key, retention_days=30).info for label in labels]
+    return [take_backup(store, data, key, work=folder.parent / "w", server=label).info for label in labels]
 
 
 def test_a_backup_under_the_servers_own_name_is_found_and_placed(

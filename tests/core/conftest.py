@@ -18,10 +18,5 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def key() -> BackupKey:
-    return BackupKey("backup-key-0123456789abcdef", os.urandom(32))
-
-
-@pytest.fixture
 def other_key() -> BackupKey:
     return BackupKey("backup-key-fedcba9876543210", os.urandom(32))

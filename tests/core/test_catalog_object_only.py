@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from tako_backups.core import catalog, layout, reindex
-from tako_backups.core.pipeline import backup, restore_into
+from tako_backups.core.pipeline import restore_into
 from tako_backups.errors import FormatError, StorageAuthError, StorageError
 from tako_backups.models import BackupIndex, BackupKey
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 PREFIX = layout.backup_prefix("demo", "production", "la-1")
 DAY = 86_400
@@ -34,8 +35,7 @@ def tree(tmp_path: Path) -> Path:
 def run(store: Any, tree: Path, key: BackupKey, **kw: Any):  # type: ignore[no-untyped-def]
     kw.setdefault("retention_days", 30)
     kw.setdefault("server", "La.1")
-    return backup(store, data_root=tree, work_root=tree.parent / "work", app="demo", env="production",
-                  key=key, **kw)
+    return take_backup(store, tree, key, **kw)
 
 
 def unnamed(store: MemoryStore) -> set[str]:

@@ -21,11 +21,12 @@ from tako_backups.core.copies import (
     first_working,
     missing_backups,
 )
-from tako_backups.core.pipeline import backup, restore_into
+from tako_backups.core.pipeline import restore_into
 from tako_backups.errors import ConfigError, IntegrityError, NotFoundError, ObjectNotFound, StorageError
 from tako_backups.models import BackupInfo, BackupKey
 from tako_backups.policy import BackupPolicy
 from tako_backups.storage.memory import MemoryStore, MemoryWriter
+from tests.support.backups import take_backup
 
 from .treecmp import describe
 
@@ -35,8 +36,7 @@ NOW = 1_800_000_000
 
 def take(primary: MemoryStore, copy: Any, root: Path, work: Path, key: BackupKey, now: int = NOW,
          **kw: Any) -> Any:
-    return backup(primary, data_root=root, work_root=work, app="demo", env="production", server="la",
-                  key=key, now=now, copy_to=copy, **kw)
+    return take_backup(primary, root, key, work=work, now=now, copy_to=copy, **kw)
 
 
 class FailingWriter(MemoryWriter):

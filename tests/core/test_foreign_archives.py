@@ -27,7 +27,7 @@ from tako_backups.core.verify import verify_backup
 from tako_backups.errors import IntegrityError
 from tako_backups.models import BackupKey
 from tako_backups.storage.memory import MemoryStore
-from tests.servers import SeaweedFS
+from tests.support.s3_servers import SeaweedFS
 
 from .treecmp import describe
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tako_backups.core.lookup import locate_backup
-from tako_backups.core.pipeline import backup
 from tako_backups.errors import NotFoundError
 from tako_backups.models import BackupKey
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 ROOT = "_tako/backups/demo/production/"
 
@@ -22,8 +22,7 @@ def store(tmp_path: Path, key: BackupKey) -> MemoryStore:
     (data / "tako").mkdir()
     made = MemoryStore()
     for server in ("La.1", "ny", "zz"):
-        backup(made, data_root=data, work_root=tmp_path / "w", app="demo", env="production", server=server,
-               key=key, retention_days=30)
+        take_backup(made, data, key, work=tmp_path / "w", server=server)
     return made
 
 

@@ -13,10 +13,11 @@ import pytest
 from Crypto.Cipher import AES
 
 from tako_backups.core import catalog, layout
-from tako_backups.core.pipeline import backup, restore_into
+from tako_backups.core.pipeline import restore_into
 from tako_backups.errors import FormatError, KeyNotFoundError, ObjectNotFound, StorageError
 from tako_backups.models import BackupKey
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 from .treecmp import describe
 
@@ -24,9 +25,8 @@ PREFIX = layout.backup_prefix("demo", "production", "la.1")
 
 
 def _backup(store, root: Path, work: Path, key: BackupKey, **kw):  # type: ignore[no-untyped-def]
-    kw.setdefault("retention_days", 30)
-    return backup(store, data_root=root, work_root=work, app="demo", env="production",
-                  server="la.1", key=key, **kw)
+    kw.setdefault("server", "la.1")
+    return take_backup(store, root, key, work=work, **kw)
 
 
 @pytest.mark.parametrize("store_fixture", ["memory_store", "seaweed_store"])

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tako_backups.core import catalog, layout, pipeline
+from tako_backups.core import catalog, layout
 from tako_backups.core.retention import archive_intact, select, split_expired
 from tako_backups.models import (
     BackupExtras,
@@ -22,6 +22,7 @@ from tako_backups.models import (
 )
 from tako_backups.policy import BackupPolicy
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 DAY = 86_400
 NOW = 1_800_000_000
@@ -229,9 +230,8 @@ def test_restores_on_a_stalled_server_never_prune_its_last_good_backups(tmp_path
         (data / part / "file.txt").write_text(part)
 
     def take(age_days: float, reason: str) -> BackupInfo:
-        return pipeline.backup(store, data_root=data, work_root=tmp_path / "work", app="demo",
-                               env="production", server="la", key=key, retention_days=30,
-                               now=int(NOW - age_days * DAY), reason=reason).info
+        return take_backup(store, data, key, work=tmp_path / "work", now=int(NOW - age_days * DAY),
+                           reason=reason).info
 
     regular = [take(d, "scheduled") for d in (77, 76, 75, 40)][::-1]
     safety = [take(d, "pre-restore") for d in (0.003, 0.002, 0.001)][::-1]

@@ -5,17 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from tako_backups.core.pipeline import backup
 from tako_backups.core.verify import check_sqlite, verify_backup
 from tako_backups.errors import IntegrityError
 from tako_backups.models import BackupKey
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 
 def test_verify_reports_files_bytes_and_sqlite(memory_store: MemoryStore, dataset: Path,
                                                 tmp_path: Path, key: BackupKey) -> None:
-    info = backup(memory_store, data_root=dataset, work_root=tmp_path / "w", app="demo",
-                  env="production", server="s", key=key, retention_days=30).info
+    info = take_backup(memory_store, dataset, key, work=tmp_path / "w", server="s").info
     report = verify_backup(memory_store.open_read(info.archive_key), info, [key], tmp_path / "v")
     assert report.sqlite_files == ["app/app.db", "tako/workflows.sqlite"]
     uploads = [p for p in (dataset / "app" / "uploads").rglob("*") if p.is_file()]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tako_backups.demo.seaweed import free_ports, port_free
-from tests.server.e2e_support import let_apps_reach
+from tests.support.tako_server import let_apps_reach
 
 
 def _demo(*args: str, cwd: Path) -> subprocess.Popen[str]:

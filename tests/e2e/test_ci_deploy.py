@@ -29,9 +29,9 @@ import yaml
 from tako_backups.project.secrets import load_secrets, save_secrets
 from tako_backups.remote.client import RpcClient, ServerReplyError
 from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import Developer, developer_home, enter_developer
-from tests.server.e2e_support import ROOT, RunningServer, running_server
-from tests.servers import SeaweedFS
+from tests.support.developer import Developer, enter_developer
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import ROOT, RunningServer, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -107,16 +107,6 @@ def run_job(workspace: Path, runner_home: Path, secrets: dict[str, str]) -> Job:
         if "SSH_AGENT_PID" in env:  # the agent the workflow started
             os.kill(int(env["SSH_AGENT_PID"]), signal.SIGTERM)
     return job
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return developer_home(tmp_path_factory.mktemp("laptop"))
-
-
-@pytest.fixture(scope="module")
-def signer(home: Path) -> FileSigner:
-    return FileSigner.load(home / ".ssh" / "id_ed25519")
 
 
 @pytest.fixture(scope="module")

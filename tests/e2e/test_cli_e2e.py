@@ -22,32 +22,22 @@ from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for
 from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import Developer, developer_home, enter_developer
-from tests.server.e2e_support import (
+from tests.support.developer import Developer, enter_developer
+from tests.support.keys import make_key
+from tests.support.s3_servers import SeaweedFS
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import (
     APP_PYTHON,
     NOTES_APP,
     RunningServer,
     app_pids,
-    integrity,
     notes,
     running_server,
     start_server,
-    wait_for,
 )
-from tests.server.helpers import make_key
-from tests.servers import SeaweedFS
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return developer_home(tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture(scope="module")
-def signer(home: Path) -> FileSigner:
-    return FileSigner.load(home / ".ssh" / "id_ed25519")
 
 
 @pytest.fixture(scope="module")

@@ -33,22 +33,22 @@ from tako_backups.project.secrets import load_secrets
 from tako_backups.project.tako_toml import load_project
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.e2e.support import Developer, developer_home, enter_developer
 from tests.forward_proxy import ForwardProxy
 from tests.reliability.faultproxy import Fault, FaultProxy
-from tests.server.e2e_support import (
+from tests.support.developer import Developer, enter_developer
+from tests.support.s3_servers import SeaweedFS
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import (
     APP_PYTHON,
     NOTES_APP,
     RunningServer,
     authorize,
-    integrity,
     notes,
     restart_server,
     server_env,
     start_server,
-    wait_for,
 )
-from tests.servers import SeaweedFS
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,16 +60,6 @@ PREFIX = "_tako/backups/notes/production/la-1/"
 def note(bucket: str) -> str:
     return (f"! la: Self-healing is off for bucket '{bucket}': listing is denied to these "
             "credentials.\n")
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return developer_home(tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture(scope="module")
-def signer(home: Path) -> FileSigner:
-    return FileSigner.load(home / ".ssh" / "id_ed25519")
 
 
 @pytest.fixture

@@ -20,25 +20,15 @@ from typing import Any
 import pytest
 
 from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import ROOT, Developer, developer_home, enter_developer
 from tests.reliability.faultproxy import Fault, FaultProxy
-from tests.server.e2e_support import RunningServer, running_server
 from tests.server.helpers import binding, storage
-from tests.servers import SeaweedFS
+from tests.support.developer import ROOT, Developer, enter_developer
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer, running_server
 
 pytestmark = pytest.mark.slow
 
 BIG = 80 << 20  # five parts of 16 MiB, two at a time, each held 1.5 s by the proxy
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return developer_home(tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture(scope="module")
-def signer(home: Path) -> FileSigner:
-    return FileSigner.load(home / ".ssh" / "id_ed25519")
 
 
 @pytest.fixture(scope="module")

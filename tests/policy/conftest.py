@@ -12,8 +12,8 @@ import pytest
 
 from tako_backups.demo.seaweed import spawn_weed
 from tako_backups.remote.signing import FileSigner
-from tests.server.e2e_support import RunningServer, running_server
-from tests.servers import SeaweedFS, start_seaweedfs, wait_ready
+from tests.support.s3_servers import SeaweedFS, start_seaweedfs, wait_ready
+from tests.support.tako_server import RunningServer, running_server
 from tests.support.webhooks import Receiver
 
 

@@ -15,9 +15,9 @@ from tako_backups.models import BackupBinding, StorageBinding
 from tako_backups.policy import BackupPolicy, NotifySettings
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.paths import ServerPaths
-from tests.server.e2e_support import RunningServer
-from tests.server.helpers import new_backup_key
-from tests.servers import SeaweedFS
+from tests.support.keys import new_backup_key
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer
 
 SECRET = "whsec-e2e-0123456789abcdef"
 # Tako's manifest fields, in Tako's order; ours live under "extras" only.

@@ -35,8 +35,9 @@ from tests.policy.support import (
     storage_of,
     wipe,
 )
-from tests.server.e2e_support import RunningServer, wait_for
-from tests.servers import SeaweedFS
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer
+from tests.support.waiting import wait_for
 from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tako_backups.cli import app
-from tako_backups.core.pipeline import backup
 from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for, ensure_backup_keys
 from tako_backups.project.secrets import load_secrets
@@ -17,7 +16,8 @@ from tako_backups.project.tako_toml import load_project
 from tako_backups.storage.s3 import S3Store
 from tests.app_setup import make_app_dir, own_tako_home
 from tests.policy.support import put, wipe
-from tests.servers import SeaweedFS
+from tests.support.backups import take_backup
+from tests.support.s3_servers import SeaweedFS
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,7 @@ def test_verify_and_extract_read_the_copy_when_the_primary_fails(
                       seaweedfs.secret_key, force_path_style=True)
     spare = S3Store(copy_bucket, copy_weed.endpoint, "us-east-1", copy_weed.access_key, copy_weed.secret_key,
                     force_path_style=True)
-    result = backup(primary, data_root=data, work_root=tmp_path / "w", app="demo", env="production",
-                    server="la", key=key, copy_to=spare)
+    result = take_backup(primary, data, key, work=tmp_path / "w", copy_to=spare)
     assert result.copy is not None and result.copy.ok
     info: BackupInfo = result.info
 

@@ -29,8 +29,9 @@ from tests.policy.support import (
     settings_for,
     storage_of,
 )
-from tests.server.e2e_support import RunningServer, restart_server, start_server, wait_for
-from tests.servers import SeaweedFS
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer, restart_server, start_server
+from tests.support.waiting import wait_for
 from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.slow

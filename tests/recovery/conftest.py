@@ -46,10 +46,5 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def key() -> BackupKey:
-    return BackupKey("backup-key-0123456789abcdef", os.urandom(32))
-
-
-@pytest.fixture
 def new_key() -> BackupKey:
     return BackupKey("backup-key-fedcba9876543210", os.urandom(32))

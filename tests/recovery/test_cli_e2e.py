@@ -18,19 +18,15 @@ from tako_backups.models import BackupInfo
 from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.e2e.support import Developer, developer_home, enter_developer
 from tests.recovery.conftest import make_tree, sql
-from tests.server.e2e_support import RunningServer, running_server, wait_for
-from tests.servers import SeaweedFS
+from tests.support.developer import Developer, enter_developer
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer, running_server
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 HEAD = "Backups\n{app} (production)\n"
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return developer_home(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")

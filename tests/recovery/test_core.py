@@ -11,13 +11,14 @@ import pytest
 
 from tako_backups.core import catalog, layout, rekey
 from tako_backups.core.drill import DrillResult, run_drill
-from tako_backups.core.pipeline import backup, restore_into
+from tako_backups.core.pipeline import restore_into
 from tako_backups.core.reindex import read_or_rebuild, reindex
 from tako_backups.core.treediff import compare_trees
 from tako_backups.errors import FormatError, IntegrityError
 from tako_backups.models import BackupExtras, BackupIndex, BackupInfo, BackupKey
 from tako_backups.storage.memory import MemoryStore
 from tests.recovery.conftest import sql
+from tests.support.backups import take_backup
 
 PREFIX = layout.backup_prefix("demo", "production", "la")
 NOW = 1_800_000_000
@@ -25,8 +26,7 @@ NOW = 1_800_000_000
 
 def take(store: MemoryStore, tree: Path, work: Path, key: BackupKey, now: int = NOW,
          reason: str = "manual") -> BackupInfo:
-    return backup(store, data_root=tree, work_root=work, app="demo", env="production", server="la",
-                  key=key, retention_days=30, now=now, reason=reason).info
+    return take_backup(store, tree, key, work=work, now=now, reason=reason).info
 
 
 def test_backups_record_files_bytes_sqlite_files_and_reason(memory_store: MemoryStore, tree: Path,

@@ -4,7 +4,6 @@ and the drill record the server keeps."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,10 @@ from tako_backups.server.state import AppState
 from tako_backups.storage.s3 import S3Store
 from tests.recovery.conftest import make_tree
 from tests.server.helpers import APP, binding
+from tests.support.waiting import wait_for
 
 NOW = 1_800_000_000
 HOUR = 3_600
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_the_scheduler_drills_the_newest_backup_once_per_interval(tmp_path: Path,

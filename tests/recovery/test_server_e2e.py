@@ -20,17 +20,12 @@ from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.recovery.conftest import make_tree, sql
-from tests.server.e2e_support import (
-    NOTES_RUNTIME,
-    RunningServer,
-    app_pids,
-    integrity,
-    notes,
-    running_server,
-    wait_for,
-)
-from tests.server.helpers import binding, new_backup_key, storage
-from tests.servers import SeaweedFS
+from tests.server.helpers import binding, storage
+from tests.support.keys import new_backup_key
+from tests.support.s3_servers import SeaweedFS
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import NOTES_RUNTIME, RunningServer, app_pids, notes, running_server
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

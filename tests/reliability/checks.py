@@ -110,14 +110,6 @@ def sqlite_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.read_bytes()[:16] == SQLITE_HEADER)
 
 
-def integrity(db: Path) -> str:
-    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
-    try:
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def sqlite_rows(db: Path, table: str = "t") -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from tako_backups.models import BackupKey
 from tako_backups.storage.s3 import MIN_PART_SIZE, S3Store
 from tests.reliability.checks import (
     FAULTS,
@@ -24,7 +22,7 @@ from tests.reliability.checks import (
     make_tree,
 )
 from tests.reliability.faultproxy import FaultProxy
-from tests.servers import SeaweedFS
+from tests.support.s3_servers import SeaweedFS
 
 PART = MIN_PART_SIZE
 
@@ -75,11 +73,6 @@ def proxied_store(seaweedfs: SeaweedFS, proxy: FaultProxy, bucket: str) -> Calla
                        force_path_style=True, **kw)
 
     return make
-
-
-@pytest.fixture
-def key() -> BackupKey:
-    return BackupKey("backup-key-" + os.urandom(8).hex(), os.urandom(32))
 
 
 @pytest.fixture(scope="module")

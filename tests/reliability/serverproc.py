@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.server.e2e_support import RunningServer, restart_server, start_server
+from tests.support.tako_server import RunningServer, restart_server, start_server
 
 
 def kill_9(server: RunningServer) -> None:

@@ -29,7 +29,6 @@ from tests.reliability.checks import (
     archives_without_manifest,
     figures_so_far,
     file_digests,
-    integrity,
     make_tree,
     objects,
     pending_uploads,
@@ -37,19 +36,15 @@ from tests.reliability.checks import (
 )
 from tests.reliability.faultproxy import Fault, FaultProxy
 from tests.reliability.serverproc import RunningServer, kill_9, restart_server, start_server
-from tests.server.helpers import binding, make_key, storage
-from tests.servers import SeaweedFS
+from tests.server.helpers import binding, storage
+from tests.support.s3_servers import SeaweedFS
+from tests.support.sqlite_checks import integrity
 
 pytestmark = pytest.mark.slow
 
 APP = "demo/production"
 PREFIX = layout.backup_prefix("demo", "production", "la")
 BIG = 20 * 1024 * 1024  # more than one 16 MiB part, so the archive is a multipart upload
-
-
-@pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    return make_key(tmp_path_factory.mktemp("ssh") / "id_ed25519", "tester@laptop")
 
 
 def backup_now(server: RunningServer, signer: FileSigner,

@@ -10,17 +10,16 @@ import os
 from pathlib import Path
 
 from tako_backups.core import catalog, layout, leftovers
-from tako_backups.core.pipeline import backup
 from tako_backups.models import BackupIndex, BackupInfo, BackupKey
 from tako_backups.storage.memory import MemoryStore
+from tests.support.backups import take_backup
 
 PREFIX = layout.backup_prefix("demo", "production", "la")
 NOW = 1_800_000_000
 
 
 def take(store: MemoryStore, tree: Path, work: Path, key: BackupKey, now: int) -> BackupInfo:
-    return backup(store, data_root=tree, work_root=work, app="demo", env="production", server="la", key=key,
-                  retention_days=30, now=now).info
+    return take_backup(store, tree, key, work=work, now=now).info
 
 
 def test_cleanup_deletes_only_old_archives_that_nothing_names(small_tree: Path, tmp_path: Path,

@@ -27,21 +27,14 @@ from tests.reliability.checks import (
     RESTORED,
     VERIFIED,
     figures_so_far,
-    integrity,
     sound_index,
     sqlite_files,
 )
-from tests.server.e2e_support import (
-    APP_PYTHON,
-    NOTES_APP,
-    RunningServer,
-    app_pids,
-    notes,
-    running_server,
-    wait_for,
-)
-from tests.server.helpers import binding, make_key, storage
-from tests.servers import SeaweedFS
+from tests.server.helpers import binding, storage
+from tests.support.s3_servers import SeaweedFS
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import APP_PYTHON, NOTES_APP, RunningServer, app_pids, notes, running_server
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,11 +43,6 @@ PREFIX = layout.backup_prefix("notes", "production", "la")
 BODY = re.compile(r"note from instance [01] at \d+\.\d{3}")
 BACKUPS = 10
 RUNTIME = {"start": [APP_PYTHON, str(NOTES_APP)], "instances": 2, "env": {"NOTES_INTERVAL": "0.002"}}
-
-
-@pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    return make_key(tmp_path_factory.mktemp("ssh") / "id_ed25519", "tester@laptop")
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from tako_backups.core import catalog, layout
-from tako_backups.core.pipeline import backup
 from tako_backups.models import BackupInfo, BackupKey
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.app import create_app
@@ -35,19 +34,16 @@ from tests.reliability.checks import (
     sound_index,
 )
 from tests.reliability.faultproxy import Fault, FaultProxy
-from tests.server.helpers import APP, BUSY, AsgiClient, binding, body, make_key, signed, storage
-from tests.servers import SeaweedFS
+from tests.server.helpers import APP, BUSY, binding, body, signed, storage
+from tests.support.asgi import AsgiClient
+from tests.support.backups import take_backup
+from tests.support.s3_servers import SeaweedFS
 
 pytestmark = pytest.mark.slow
 
 PREFIX = layout.backup_prefix("demo", "production", "la")
 DAY = 86_400
 BUSY_REPLY = {"status": "error", "message": BUSY}
-
-
-@pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> FileSigner:
-    return make_key(tmp_path_factory.mktemp("ssh") / "id_ed25519", "tester@laptop")
 
 
 class Rig:
@@ -174,8 +170,7 @@ def test_restore_and_backup_while_a_backup_runs_are_refused(
 
 
 def run_core_backup(store: Any, tree: Path, work: Path, key: BackupKey, now: int) -> BackupInfo:
-    return backup(store, data_root=tree, work_root=work, app="demo", env="production", server="la", key=key,
-                  retention_days=30, now=now).info
+    return take_backup(store, tree, key, work=work, now=now).info
 
 
 def test_writers_sharing_a_prefix_without_a_lock_never_lose_an_entry(

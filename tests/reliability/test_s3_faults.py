@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tako_backups.core import layout, leftovers
-from tako_backups.core.pipeline import BackupResult, backup, restore_into
+from tako_backups.core.pipeline import BackupResult, restore_into
 from tako_backups.errors import StorageAuthError, StorageError
 from tako_backups.models import BackupKey
 from tests.reliability.checks import (
@@ -28,7 +28,6 @@ from tests.reliability.checks import (
     archives_without_manifest,
     figures_so_far,
     file_digests,
-    integrity,
     objects,
     pending_uploads,
     sound_index,
@@ -36,6 +35,8 @@ from tests.reliability.checks import (
     sqlite_rows,
 )
 from tests.reliability.faultproxy import Fault, FaultProxy
+from tests.support.backups import take_backup
+from tests.support.sqlite_checks import integrity
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +48,7 @@ DAY = 86_400
 
 
 def run_backup(store: Any, tree: Path, work: Path, key: BackupKey, **kw: Any) -> BackupResult:
-    kw.setdefault("retention_days", 30)
-    return backup(store, data_root=tree, work_root=work, app="demo", env="production", server="la",
-                  key=key, **kw)
+    return take_backup(store, tree, key, work=work, **kw)
 
 
 def restored_matches(store: Any, result: BackupResult, key: BackupKey, tree: Path, staging: Path) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-SSH_KEYGEN = "/usr/bin/ssh-keygen"
+from tako_backups.remote.signing import FileSigner
+from tests.support.keys import SSH_KEYGEN
+
 SSH_AGENT = "/usr/bin/ssh-agent"
 SSH_ADD = "/usr/bin/ssh-add"
 NAMESPACE = "tako-management-rpc-v0"
@@ -146,3 +148,10 @@ def make_key(tmp_path: Path):
         return path
 
     return make
+
+
+@pytest.fixture
+def signer(ssh_keys: dict[str, SshKey]) -> FileSigner:
+    """The authorized client key of this suite: the ed25519 key of ``ssh_keys`` (its
+    ``pub_line`` is what the suite's authorized-keys files hold)."""
+    return FileSigner.load(ssh_keys["ed25519"].path)

@@ -25,7 +25,8 @@ from tako_backups.server.identity_key import ensure_server_identity
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tests.server.helpers import APP, NO_SETTINGS, binding, make_key
+from tests.server.helpers import APP, NO_SETTINGS, binding
+from tests.support.keys import make_key
 
 
 @pytest.fixture(scope="module")

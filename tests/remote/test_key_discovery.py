@@ -15,16 +15,16 @@ from tako_backups.remote.signing import EncryptedKeyError, FileSigner
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
+def empty_home(tmp_path, monkeypatch):
+    empty_home = tmp_path / "empty_home"
+    (empty_home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(empty_home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    return home
+    return empty_home
 
 
-def install(home, ssh_keys, key_name, file_name):
-    target = home / ".ssh" / file_name
+def install(empty_home, ssh_keys, key_name, file_name):
+    target = empty_home / ".ssh" / file_name
     shutil.copy(ssh_keys[key_name].path, target)
     shutil.copy(f"{ssh_keys[key_name].path}.pub", f"{target}.pub")
     return target
@@ -40,10 +40,10 @@ def fingerprints(signers):
     return [(type(s).__name__, s.fingerprint) for s in signers]
 
 
-def test_files_in_tako_order_then_agent_keys_without_duplicates(home, ssh_keys, ssh_agent, monkeypatch):
-    install(home, ssh_keys, "ecdsa256", "id_ecdsa")
-    install(home, ssh_keys, "rsa2048", "id_rsa")
-    install(home, ssh_keys, "ed25519", "id_ed25519")
+def test_files_in_tako_order_then_agent_keys_without_duplicates(empty_home, ssh_keys, ssh_agent, monkeypatch):
+    install(empty_home, ssh_keys, "ecdsa256", "id_ecdsa")
+    install(empty_home, ssh_keys, "rsa2048", "id_rsa")
+    install(empty_home, ssh_keys, "ed25519", "id_ed25519")
     ssh_agent.add(ssh_keys["other"])
     ssh_agent.add(ssh_keys["ed25519"])
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent.socket_path)
@@ -55,32 +55,32 @@ def test_files_in_tako_order_then_agent_keys_without_duplicates(home, ssh_keys, 
     ]
 
 
-def test_only_existing_default_keys_are_used(home, ssh_keys):
-    install(home, ssh_keys, "rsa3072", "id_rsa")
-    install(home, ssh_keys, "ed25519", "id_ed25519.old")
+def test_only_existing_default_keys_are_used(empty_home, ssh_keys):
+    install(empty_home, ssh_keys, "rsa3072", "id_rsa")
+    install(empty_home, ssh_keys, "ed25519", "id_ed25519.old")
     assert fingerprints(discover_signers(None)) == [("FileSigner", ssh_keys["rsa3072"].fingerprint)]
 
 
-def test_key_path_means_only_that_key(home, ssh_keys, ssh_agent, monkeypatch):
-    install(home, ssh_keys, "ed25519", "id_ed25519")
+def test_key_path_means_only_that_key(empty_home, ssh_keys, ssh_agent, monkeypatch):
+    install(empty_home, ssh_keys, "ed25519", "id_ed25519")
     ssh_agent.add(ssh_keys["rsa2048"])
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent.socket_path)
-    (home / "deploy").mkdir()
-    shutil.copy(ssh_keys["ecdsa521"].path, home / "deploy" / "key")
+    (empty_home / "deploy").mkdir()
+    shutil.copy(ssh_keys["ecdsa521"].path, empty_home / "deploy" / "key")
     (signer,) = discover_signers("~/deploy/key")
     assert isinstance(signer, FileSigner)
-    assert signer.path == home / "deploy" / "key"
+    assert signer.path == empty_home / "deploy" / "key"
     assert signer.fingerprint == ssh_keys["ecdsa521"].fingerprint
 
 
-def test_missing_key_path_is_a_config_error(home):
+def test_missing_key_path_is_a_config_error(empty_home):
     with pytest.raises(ConfigError) as caught:
-        discover_signers(str(home / "missing"))
-    assert str(caught.value) == f"SSH key {home / 'missing'} does not exist."
+        discover_signers(str(empty_home / "missing"))
+    assert str(caught.value) == f"SSH key {empty_home / 'missing'} does not exist."
 
 
-def test_encrypted_key_path_signs_through_the_agent_holding_it(home, ssh_keys, ssh_agent, monkeypatch):
-    path = install(home, ssh_keys, "ecdsa384", "deploy_key")
+def test_encrypted_key_path_signs_through_the_agent_holding_it(empty_home, ssh_keys, ssh_agent, monkeypatch):
+    path = install(empty_home, ssh_keys, "ecdsa384", "deploy_key")
     ssh_agent.add(ssh_keys["other"])
     ssh_agent.add(path)
     encrypt(path)
@@ -92,8 +92,9 @@ def test_encrypted_key_path_signs_through_the_agent_holding_it(home, ssh_keys, s
     assert signer.fingerprint == ssh_keys["ecdsa384"].fingerprint
 
 
-def test_encrypted_pem_key_path_finds_its_public_key_in_the_pub_file(home, ssh_keys, ssh_agent, monkeypatch):
-    path = install(home, ssh_keys, "rsa2048", "deploy_rsa")
+def test_encrypted_pem_key_path_finds_its_public_key_in_the_pub_file(empty_home, ssh_keys, ssh_agent,
+                                                                      monkeypatch):
+    path = install(empty_home, ssh_keys, "rsa2048", "deploy_rsa")
     ssh_agent.add(path)
     subprocess.run(
         ["/usr/bin/ssh-keygen", "-q", "-p", "-P", "", "-N", "pass-phrase", "-m", "PEM", "-f", str(path)],
@@ -105,8 +106,8 @@ def test_encrypted_pem_key_path_finds_its_public_key_in_the_pub_file(home, ssh_k
     assert isinstance(signer, AgentSigner) and signer.fingerprint == ssh_keys["rsa2048"].fingerprint
 
 
-def test_encrypted_key_path_not_in_agent_says_to_add_it(home, ssh_keys, ssh_agent, monkeypatch):
-    path = install(home, ssh_keys, "ed25519", "id_ed25519")
+def test_encrypted_key_path_not_in_agent_says_to_add_it(empty_home, ssh_keys, ssh_agent, monkeypatch):
+    path = install(empty_home, ssh_keys, "ed25519", "id_ed25519")
     encrypt(path)
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent.socket_path)
     with pytest.raises(EncryptedKeyError) as caught:
@@ -117,11 +118,11 @@ def test_encrypted_key_path_not_in_agent_says_to_add_it(home, ssh_keys, ssh_agen
     )
 
 
-def test_encrypted_default_key_is_skipped_for_the_agent(home, ssh_keys, ssh_agent, monkeypatch):
-    path = install(home, ssh_keys, "ed25519", "id_ed25519")
+def test_encrypted_default_key_is_skipped_for_the_agent(empty_home, ssh_keys, ssh_agent, monkeypatch):
+    path = install(empty_home, ssh_keys, "ed25519", "id_ed25519")
     ssh_agent.add(path)
     encrypt(path)
-    install(home, ssh_keys, "rsa2048", "id_rsa")
+    install(empty_home, ssh_keys, "rsa2048", "id_rsa")
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent.socket_path)
     assert fingerprints(discover_signers(None)) == [
         ("FileSigner", ssh_keys["rsa2048"].fingerprint),
@@ -129,29 +130,29 @@ def test_encrypted_default_key_is_skipped_for_the_agent(home, ssh_keys, ssh_agen
     ]
 
 
-def test_missing_agent_is_no_error(home, ssh_keys, monkeypatch, tmp_path):
-    install(home, ssh_keys, "ecdsa256", "id_ecdsa")
+def test_missing_agent_is_no_error(empty_home, ssh_keys, monkeypatch, tmp_path):
+    install(empty_home, ssh_keys, "ecdsa256", "id_ecdsa")
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "dead.sock"))
     assert fingerprints(discover_signers(None)) == [("FileSigner", ssh_keys["ecdsa256"].fingerprint)]
 
 
-def test_no_key_anywhere_explains_what_was_tried(home):
+def test_no_key_anywhere_explains_what_was_tried(empty_home):
     with pytest.raises(ConfigError) as caught:
         discover_signers(None)
-    ssh = home / ".ssh"
+    ssh = empty_home / ".ssh"
     assert str(caught.value) == (
         f"No usable SSH key: tried {ssh}/id_ed25519, {ssh}/id_rsa, {ssh}/id_ecdsa and ssh-agent "
         "(SSH_AUTH_SOCK is not set); create one with ssh-keygen -t ed25519 or set key_path for the server."
     )
 
 
-def test_no_usable_key_lists_skipped_files(home, ssh_keys, ssh_agent, monkeypatch):
-    path = install(home, ssh_keys, "ed25519", "id_ed25519")
+def test_no_usable_key_lists_skipped_files(empty_home, ssh_keys, ssh_agent, monkeypatch):
+    path = install(empty_home, ssh_keys, "ed25519", "id_ed25519")
     encrypt(path)
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent.socket_path)
     with pytest.raises(ConfigError) as caught:
         discover_signers(None)
-    ssh = home / ".ssh"
+    ssh = empty_home / ".ssh"
     assert str(caught.value) == (
         f"No usable SSH key: tried {ssh}/id_ed25519, {ssh}/id_rsa, {ssh}/id_ecdsa and ssh-agent "
         f"(SSH key {path} is encrypted with a passphrase; add it to ssh-agent (ssh-add {path}) and tako "
@@ -159,8 +160,8 @@ def test_no_usable_key_lists_skipped_files(home, ssh_keys, ssh_agent, monkeypatc
     )
 
 
-def test_agent_is_asked_only_after_the_key_files(home, ssh_keys, monkeypatch):
-    install(home, ssh_keys, "ed25519", "id_ed25519")
+def test_agent_is_asked_only_after_the_key_files(empty_home, ssh_keys, monkeypatch):
+    install(empty_home, ssh_keys, "ed25519", "id_ed25519")
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/unused.sock")
     calls = []
     monkeypatch.setattr(keys, "agent_signers", lambda path: calls.append(path) or [])

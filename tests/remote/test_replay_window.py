@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tako_backups.errors import AuthError
-from tako_backups.remote.signing import FileSigner, RequestVerifier, sign_request
+from tako_backups.remote.signing import RequestVerifier, sign_request
 
 NOW = 1_710_000_000
 BODY = b'{"command":"list_backups","app":"demo/production"}'
@@ -20,11 +20,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def signer(ssh_keys) -> FileSigner:
-    return FileSigner.load(ssh_keys["ed25519"].path)
 
 
 @pytest.fixture

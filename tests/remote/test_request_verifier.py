@@ -40,11 +40,6 @@ def verifier(keys_file):
 
 
 @pytest.fixture
-def signer(ssh_keys):
-    return FileSigner.load(ssh_keys["ed25519"].path)
-
-
-@pytest.fixture
 def other(ssh_keys):
     return FileSigner.load(ssh_keys["other"].path)
 

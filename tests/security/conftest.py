@@ -13,7 +13,7 @@ from tako_backups.models import BackupBinding
 from tako_backups.remote.signing import FileSigner
 from tests.security.restore_server import ServerSide, make_server_side
 from tests.server.helpers import binding, storage
-from tests.servers import MotoServer
+from tests.support.s3_servers import MotoServer
 
 
 @pytest.fixture

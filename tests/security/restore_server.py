@@ -14,7 +14,8 @@ from tako_backups.server.cli import authorize_key
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tests.server.helpers import APP, AsgiClient, body, signed
+from tests.server.helpers import APP, body, signed
+from tests.support.asgi import AsgiClient
 
 ServerSide = tuple[AsgiClient, ServerPaths, MemoryStore, Path]
 

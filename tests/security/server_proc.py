@@ -14,14 +14,8 @@ from tako_backups.core.verify import extract_verified
 from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
-from tests.server.e2e_support import (
-    RunningServer,
-    app_pids,
-    authorize,
-    restart_server,
-    server_env,
-    wait_for,
-)
+from tests.support.tako_server import RunningServer, app_pids, authorize, restart_server, server_env
+from tests.support.waiting import wait_for
 
 APP = "notes/production"
 

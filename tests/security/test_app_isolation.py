@@ -20,7 +20,7 @@ from tako_backups.models import BackupBinding
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.app_users import APP_IDS, APP_PATH, DEFAULT_APP_USER
 from tako_backups.server.tls import ensure_identity
-from tests.server.e2e_support import (
+from tests.support.tako_server import (
     APP_PYTHON,
     NOTES_RUNTIME,
     RunningServer,
@@ -29,8 +29,8 @@ from tests.server.e2e_support import (
     notes,
     restart_server,
     server_env,
-    wait_for,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

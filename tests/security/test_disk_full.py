@@ -23,7 +23,9 @@ from tako_backups.models import BackupBinding
 from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
 from tests.security.server_proc import APP, launch
-from tests.server.e2e_support import NOTES_RUNTIME, RunningServer, app_pids, integrity, notes, wait_for
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import NOTES_RUNTIME, RunningServer, app_pids, notes
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

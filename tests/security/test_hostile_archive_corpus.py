@@ -142,11 +142,6 @@ CORPUS: list[tuple[str, Callable[[tarfile.TarFile], None], bool, str]] = [
 IDS = [case[0] for case in CORPUS]
 
 
-@pytest.fixture
-def key() -> BackupKey:
-    return BackupKey("backup-key-0123456789abcdef", os.urandom(32))
-
-
 def compressed(build: Callable[[tarfile.TarFile], None], with_tops: bool) -> bytes:
     return zstandard.ZstdCompressor(level=3).compress(tar_bytes(build, with_tops=with_tops))
 
@@ -241,7 +236,6 @@ def test_setgid_folder_is_allowed(tmp_path: Path, key: BackupKey) -> None:
                                            True), key)
     tree = restore_into(store, info, [key], tmp_path / "staging").tree
     assert (tree / "app" / "shared").stat().st_mode & 0o7777 == 0o2770
-
 
 
 # ----- what Tako writes and restores, which looks hostile but is not -----

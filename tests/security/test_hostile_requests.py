@@ -33,8 +33,8 @@ from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import AppState
 from tako_backups.storage.memory import MemoryStore
-from tests.security.inprocess import InProcessClient
 from tests.server.helpers import APP, binding
+from tests.support.asgi import AsgiClient
 
 EXAMPLES = 300
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -45,7 +45,7 @@ SIDE_EFFECT_COMMANDS = ["backup_now", "restore_backup", "deploy"]
 
 @dataclass
 class Server:
-    client: InProcessClient
+    client: AsgiClient
     paths: ServerPaths
     store: MemoryStore
     verifier: RequestVerifier
@@ -78,7 +78,7 @@ def running_server(root: Path, signer: FileSigner, max_nonces: int = 100_000) ->
     (live / "app" / "notes.txt").write_text("changed since the backup\n")
     verifier = RequestVerifier(paths.authorized_keys, max_nonces=max_nonces)
     app = create_app(service, RequestAuth(verifier))
-    with InProcessClient(app) as client:
+    with AsgiClient(app) as client:
         yield Server(client, paths, store, verifier, info["id"])
 
 

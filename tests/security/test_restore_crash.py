@@ -28,7 +28,9 @@ from tests.security.server_proc import (
     live_dir,
     wait_exit,
 )
-from tests.server.e2e_support import NOTES_RUNTIME, RunningServer, app_pids, integrity, notes, wait_for
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import NOTES_RUNTIME, RunningServer, app_pids, notes
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

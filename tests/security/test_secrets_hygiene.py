@@ -26,9 +26,9 @@ from tako_backups.remote.protocol import RuntimeSettings
 from tako_backups.server.state import AppState
 from tako_backups.storage.s3 import S3Store
 from tests.security.server_proc import launch
-from tests.server.e2e_support import APP_PYTHON, NOTES_APP, ROOT, RunningServer, free_port
-from tests.server.helpers import make_key
-from tests.servers import MotoServer
+from tests.support.keys import make_key
+from tests.support.s3_servers import MotoServer
+from tests.support.tako_server import APP_PYTHON, NOTES_APP, ROOT, RunningServer, free_port
 
 pytestmark = pytest.mark.slow
 

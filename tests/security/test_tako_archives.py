@@ -10,8 +10,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from tako_backups.core import catalog, layout
 from tako_backups.core.pipeline import restore_into
 from tako_backups.core.verify import verify_backup
@@ -101,11 +99,6 @@ def assert_tako_tree(tree: Path) -> None:
     assert (tree / "tako").stat().st_mode & 0o7777 == 0o700
     assert (tree / "app" / "bin" / "tool").stat().st_mtime == MTIME
     assert (tree / "app" / "current").lstat().st_mtime == MTIME
-
-
-@pytest.fixture
-def key() -> BackupKey:
-    return BackupKey("backup-key-0123456789abcdef", os.urandom(32))
 
 
 def test_the_manifest_and_index_are_tako_s_compact_json(key: BackupKey) -> None:

@@ -13,7 +13,7 @@ from tako_backups.server.cli import authorize_key
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tests.server.helpers import AsgiClient
+from tests.support.asgi import AsgiClient
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from tako_backups.server.auth import RequestAuth
 from tako_backups.server.notify import Notifier
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
-from tests.server.helpers import APP, AsgiClient, body, signed
+from tests.server.helpers import APP, body, signed
 from tests.server.policy_support import HOUR, NOW, SECRET, Bucket, Clock, extended, make_service, seed
+from tests.support.asgi import AsgiClient
 from tests.support.webhooks import Receiver
 
 EVERY = BackupPolicy(every=HOUR, keep_last=10)

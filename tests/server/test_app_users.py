@@ -27,7 +27,7 @@ from tako_backups.server.app_users import (
     check_reachable,
 )
 from tako_backups.server.paths import ServerPaths
-from tests.server.e2e_support import let_apps_reach
+from tests.support.tako_server import let_apps_reach
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ from tako_backups.server.cli import main
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.recovery import recover_interrupted_restores
 from tako_backups.server.state import AppState, StateStore
-from tests.server.e2e_support import SERVER, server_env
 from tests.server.helpers import APP, binding
+from tests.support.tako_server import SERVER, server_env
 
 
 def test_authorize_key_appends_once(tmp_path: Path, signer: FileSigner, stranger: FileSigner,
@@ -27,7 +27,7 @@ def test_authorize_key_appends_once(tmp_path: Path, signer: FileSigner, stranger
     assert main(["authorize-key", str(pub), "--data-dir", str(data_dir)]) == 0
     keys_file = data_dir / "management-authorized-keys"
     assert capsys.readouterr().out == (
-        f"Authorized ssh-ed25519 key {signer.fingerprint} (tester@laptop) in {keys_file}.\n")
+        f"Authorized ssh-ed25519 key {signer.fingerprint} (dev@laptop) in {keys_file}.\n")
     assert keys_file.read_text() == pub.read_text().strip() + "\n"
     assert keys_file.stat().st_mode & 0o777 == 0o600
     assert main(["authorize-key", str(pub), "--data-dir", str(data_dir)]) == 0

@@ -21,19 +21,19 @@ from tako_backups.core.verify import extract_verified
 from tako_backups.models import BackupBinding, BackupInfo
 from tako_backups.remote.client import ServerReplyError
 from tako_backups.remote.signing import FileSigner
-from tests.server.e2e_support import (
+from tests.server.helpers import binding, storage
+from tests.support.s3_servers import SeaweedFS
+from tests.support.sqlite_checks import integrity
+from tests.support.tako_server import (
     APP_PYTHON,
     NOTES_RUNTIME,
     RunningServer,
     app_pids,
-    integrity,
     notes,
     running_server,
     start_server,
-    wait_for,
 )
-from tests.server.helpers import binding, storage
-from tests.servers import SeaweedFS
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -25,6 +25,7 @@ from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
 from tests.server.helpers import APP, binding, signed
+from tests.support.asgi import AsgiClient
 
 NOT_FOUND = b'{"message":"not found","status":"error"}'
 TOO_LARGE = b'{"message":"request body too large","status":"error"}'
@@ -49,12 +50,8 @@ def app(service: BackupService, paths: ServerPaths, identity: str) -> Any:
 
 def request(app: Any, method: str, path: str, content: bytes = b"", headers: dict[str, Any] | None = None,
             ) -> httpx.Response:
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return await client.request(method, path, content=content, headers=headers)
-
-    return asyncio.run(send())
+    with AsgiClient(app) as client:
+        return client.request(method, path, content, headers)
 
 
 def post(app: Any, content: bytes, headers: dict[str, Any] | None = None) -> httpx.Response:

@@ -13,8 +13,9 @@ from tako_backups.remote.signing import FileSigner
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.memory import MemoryStore
-from tests.server.helpers import APP, AsgiClient, binding
+from tests.server.helpers import APP, binding
 from tests.server.test_rpc_inprocess import call, seed_live_data
+from tests.support.asgi import AsgiClient
 
 PREFIX = backup_prefix("demo", "production", "la")
 NOTE = "Self-healing is off for bucket 'backups': listing is denied to these credentials."

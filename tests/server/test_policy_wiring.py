@@ -17,8 +17,10 @@ from tako_backups.server.app import create_app
 from tako_backups.server.auth import RequestAuth
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.scheduler import Scheduler
-from tests.server.helpers import APP, AsgiClient, body, new_backup_key, signed
+from tests.server.helpers import APP, body, signed
 from tests.server.policy_support import HOUR, NOW, Bucket, Clock, extended, make_service, seed
+from tests.support.asgi import AsgiClient
+from tests.support.keys import new_backup_key
 
 PREFIX = layout.backup_prefix("demo", "production", "la")
 DAY = 24 * HOUR

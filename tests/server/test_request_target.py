@@ -10,7 +10,8 @@ from tako_backups.server.app import create_app
 from tako_backups.server.auth import RequestAuth
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
-from tests.server.helpers import APP, AsgiClient, body, signed
+from tests.server.helpers import APP, body, signed
+from tests.support.asgi import AsgiClient
 
 
 def app_client(service: BackupService, paths: ServerPaths, *, require_target: bool = False) -> AsgiClient:

@@ -19,7 +19,8 @@ from tako_backups.server.recovery import recover_interrupted_restores
 from tako_backups.server.service import BackupService
 from tako_backups.server.state import StateStore
 from tako_backups.storage.memory import MemoryStore
-from tests.server.helpers import APP, BUSY, NO_SETTINGS, AsgiClient, binding, body, signed
+from tests.server.helpers import APP, BUSY, NO_SETTINGS, binding, body, signed
+from tests.support.asgi import AsgiClient
 
 PREFIX = backup_prefix("demo", "production", "la")
 

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +17,12 @@ from tako_backups.errors import ConfigError
 from tako_backups.server.app_users import APP_IDS, AppAccount
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.runtime import AppRuntime, AppStatus, RestartPolicy
-from tests.server.e2e_support import APP_PYTHON, let_apps_reach
+from tests.support.tako_server import APP_PYTHON, let_apps_reach
+from tests.support.waiting import wait_for
 
 NOTES_APP = Path(__file__).resolve().parents[2] / "examples" / "notes-app" / "app.py"
 NOTES_ARGV = [sys.executable, str(NOTES_APP)]
 FAST = {"NOTES_INTERVAL": "0.02"}
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:

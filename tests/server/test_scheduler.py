@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from tako_backups.server.service import BackupService
 from tako_backups.server.state import AppState
 from tako_backups.storage.memory import MemoryStore, MemoryWriter
 from tests.server.helpers import APP, BUSY, binding
+from tests.support.waiting import wait_for
 
 NOW = 1_800_000_000
 HOUR = 3_600
@@ -145,13 +144,6 @@ class GatedStore(MemoryStore):
 def backups_of(store: MemoryStore, prefix: str = PREFIX) -> list[dict[str, Any]]:
     key = f"{prefix}index.json"
     return json.loads(store.objects[key])["backups"] if key in store.objects else []
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_the_scheduler_checks_at_least_once_a_minute() -> None:

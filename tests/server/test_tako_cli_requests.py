@@ -24,9 +24,9 @@ import pytest
 
 from tako_backups import __version__
 from tako_backups.remote.signing import FileSigner
-from tests.server.e2e_support import RunningServer, running_server
-from tests.server.helpers import SSH_KEYGEN, new_backup_key
-from tests.servers import SeaweedFS
+from tests.support.keys import SSH_KEYGEN, new_backup_key
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer, running_server
 
 pytestmark = pytest.mark.slow
 

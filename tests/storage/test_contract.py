@@ -14,7 +14,7 @@ import pytest
 from tako_backups.errors import ObjectNotFound, StorageError
 from tako_backups.storage.base import ObjectInfo
 from tako_backups.storage.s3 import S3Store
-from tests.servers import STORE_KINDS
+from tests.support.s3_servers import STORE_KINDS
 
 MIB = 1024 * 1024
 PART = 5 * MIB

@@ -18,7 +18,7 @@ from botocore.exceptions import EndpointConnectionError
 from tako_backups.errors import BucketNotFound, ConfigError, ObjectNotFound, StorageAuthError, StorageError
 from tako_backups.models import StorageBinding
 from tako_backups.storage.s3 import S3Store
-from tests.servers import MotoServer, SeaweedFS
+from tests.support.s3_servers import MotoServer, SeaweedFS
 
 MIB = 1024 * 1024
 WRONG_SECRET = "wrong-secret-" + "Zq8" * 10

@@ -14,7 +14,7 @@ from tako_backups.errors import ConfigError, ListDenied, ObjectNotFound, Storage
 from tako_backups.storage.memory import MemoryStore
 from tako_backups.storage.s3 import S3Store
 from tests.forward_proxy import ForwardProxy
-from tests.servers import SeaweedFS
+from tests.support.s3_servers import SeaweedFS
 
 MIB = 1024 * 1024
 KEY = "_tako/backups/demo/production/la/index.json"

@@ -8,19 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import Developer, developer_home, enter_developer
-from tests.servers import SeaweedFS
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return developer_home(tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture(scope="module")
-def dev_key(home: Path) -> FileSigner:
-    return FileSigner.load(home / ".ssh" / "id_ed25519")
+from tests.support.developer import Developer, enter_developer
+from tests.support.s3_servers import SeaweedFS
 
 
 @pytest.fixture

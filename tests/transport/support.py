@@ -14,7 +14,8 @@ from tako_backups.errors import ConfigError, RemoteError
 from tako_backups.remote.client import RpcClient
 from tako_backups.remote.signing import FileSigner
 from tako_backups.server.tls import load_identity
-from tests.server.e2e_support import SERVER, RunningServer, authorize, free_port, server_env, wait_for
+from tests.support.tako_server import SERVER, RunningServer, authorize, free_port, server_env
+from tests.support.waiting import wait_for
 
 LOOPBACK = "127.0.0.1"
 

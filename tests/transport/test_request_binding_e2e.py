@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import Developer
-from tests.server.e2e_support import RunningServer
-from tests.servers import SeaweedFS
+from tests.support.developer import Developer
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import RunningServer
 from tests.transport.conftest import set_credentials
 from tests.transport.support import RecordingProxy, launch
 
@@ -29,15 +29,15 @@ def logged_refusal(server: RunningServer, command: str, reason: str) -> bool:
 
 
 @pytest.fixture
-def la(tmp_path: Path, dev_key: FileSigner) -> Iterator[RunningServer]:
-    server = launch(tmp_path / "la" / "tako", dev_key, "la")
+def la(tmp_path: Path, signer: FileSigner) -> Iterator[RunningServer]:
+    server = launch(tmp_path / "la" / "tako", signer, "la")
     yield server
     server.terminate()
 
 
 @pytest.fixture
-def ny(tmp_path: Path, dev_key: FileSigner) -> Iterator[RunningServer]:
-    server = launch(tmp_path / "ny" / "tako", dev_key, "ny")
+def ny(tmp_path: Path, signer: FileSigner) -> Iterator[RunningServer]:
+    server = launch(tmp_path / "ny" / "tako", signer, "ny")
     yield server
     assert server.terminate() == 0, server.log_tail()
 
@@ -50,7 +50,7 @@ def replay(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
 
 
 def test_a_recorded_request_runs_once_and_only_on_its_server(dev: Developer, la: RunningServer,
-                                                             ny: RunningServer, dev_key: FileSigner,
+                                                             ny: RunningServer, signer: FileSigner,
                                                              seaweedfs: SeaweedFS, bucket: str) -> None:
     proxy = RecordingProxy(la.port).start()
     try:
@@ -84,7 +84,7 @@ def test_a_recorded_request_runs_once_and_only_on_its_server(dev: Developer, la:
     assert logged_refusal(la, "backup_now", "Nonce was already used (replayed request)."), la.log_tail()
     assert seaweedfs.secret_key not in la.log_path.read_text()
     assert la.terminate() == 0, la.log_tail()
-    restarted = launch(la.data_dir, dev_key, "la")
+    restarted = launch(la.data_dir, signer, "la")
     try:
         assert replay(restarted.port, recorded.body, recorded.headers) == (401, REPLAYED)
         (dev.tako_home / "config.toml").write_text(
@@ -96,7 +96,7 @@ def test_a_recorded_request_runs_once_and_only_on_its_server(dev: Developer, la:
 
 
 def test_a_request_seen_before_a_restart_is_refused_after_it(dev: Developer, la: RunningServer,
-                                                             dev_key: FileSigner, seaweedfs: SeaweedFS,
+                                                             signer: FileSigner, seaweedfs: SeaweedFS,
                                                              bucket: str) -> None:
     """The nonce memory survives the restart (state/seen-nonces), whatever the body says."""
     proxy = RecordingProxy(la.port).start()
@@ -110,7 +110,7 @@ def test_a_request_seen_before_a_restart_is_refused_after_it(dev: Developer, la:
         proxy.stop()
     [recorded] = [r for r in proxy.requests() if json.loads(r.body)["command"] == "backup_status"]
     assert la.terminate() == 0, la.log_tail()
-    restarted = launch(la.data_dir, dev_key, "la")
+    restarted = launch(la.data_dir, signer, "la")
     try:
         assert replay(restarted.port, recorded.body, recorded.headers) == (401, REPLAYED)
         (dev.tako_home / "config.toml").write_text(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tako_backups.server.cli import refuse_public_plain_http
-from tests.server.e2e_support import server_env
+from tests.support.tako_server import server_env
 
 # Runs `tako-server` with an audit hook that reports every socket bind and listen on stderr.
 AUDITED = ("import sys\n"

@@ -11,9 +11,9 @@ import pytest
 
 from tako_backups.models import BackupInfo
 from tako_backups.remote.signing import FileSigner
-from tests.e2e.support import Developer
-from tests.server.e2e_support import SERVER, RunningServer, server_env
-from tests.servers import SeaweedFS
+from tests.support.developer import Developer
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import SERVER, RunningServer, server_env
 from tests.transport.conftest import set_credentials
 from tests.transport.support import RecordingProxy, launch
 
@@ -23,8 +23,8 @@ TLS_HANDSHAKE = 0x16  # the first byte of every TLS record that opens a connecti
 
 
 @pytest.fixture
-def la(tmp_path: Path, dev_key: FileSigner) -> Iterator[RunningServer]:
-    server = launch(tmp_path / "la" / "tako", dev_key, "la", "--tls")
+def la(tmp_path: Path, signer: FileSigner) -> Iterator[RunningServer]:
+    server = launch(tmp_path / "la" / "tako", signer, "la", "--tls")
     yield server
     assert server.terminate() == 0, server.log_tail()
 

@@ -15,7 +15,7 @@ from cryptography import x509
 
 from tako_backups.errors import ConfigError
 from tako_backups.server.tls import ensure_identity
-from tests.server.e2e_support import server_env
+from tests.support.tako_server import server_env
 
 
 def identity_cli(data_dir: Path) -> subprocess.CompletedProcess[str]:

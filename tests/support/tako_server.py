@@ -12,8 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from tako_backups.errors import RemoteError
 from tako_backups.remote.client import RpcClient
 from tako_backups.remote.signing import FileSigner
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES_APP = ROOT / "examples" / "notes-app" / "app.py"
@@ -61,14 +61,6 @@ def let_apps_reach(data_dir: Path) -> None:
         mode = folder.stat().st_mode
         if folder.stat().st_uid == os.geteuid() and not mode & stat.S_IXOTH:
             folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -188,9 +180,3 @@ def notes(db: Path, limit: int | None = None) -> list[tuple[int, str]]:
         conn.close()
 
 
-def integrity(db: Path) -> str:
-    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
-    try:
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-    finally:
-        conn.close()

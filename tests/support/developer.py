@@ -1,7 +1,7 @@
 """The developer's side of the end-to-end tests: a home with an SSH key, TAKO_HOME, an app folder
 with tako.toml, and `tako` run in-process (Typer's CliRunner) or as `python -m tako_backups`.
 
-Servers are real `tako-server serve` subprocesses (``start_server`` of tests/server/e2e_support.py,
+Servers are real `tako-server serve` subprocesses (``start_server`` of tests/support/tako_server.py,
 with a server name of their own, so two servers of one env keep separate bucket prefixes).
 """
 
@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tako_backups.cli import app
-from tests.server.e2e_support import ROOT, RunningServer
-from tests.server.helpers import make_key
-from tests.servers import SeaweedFS
+from tests.support.keys import make_key
+from tests.support.s3_servers import SeaweedFS
+from tests.support.tako_server import ROOT, RunningServer
 
 
 @dataclass
