@@ -3,7 +3,7 @@
 Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.notify_commands`,
 :mod:`.copy_commands` and :mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` /
 ``--no-safety-backup``, ``keys rotate | reencrypt | retire``, ``notify secret | test``, ``sync``,
-``list --why``, ``verify`` and ``extract``.
+``list --why``, ``verify``, ``extract`` (``--path``), ``files`` and ``restore --path``.
 
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
@@ -290,10 +290,11 @@ def _confirm_restore(target: Target, server: str, backup_id: str) -> None:
 
 
 def _register_offline() -> None:
-    from .offline import extract, verify
+    from .offline import extract, files, verify
 
     backups_app.command("verify")(verify)
     backups_app.command("extract")(extract)
+    backups_app.command("files")(files)
 
 
 def _register_extensions() -> None:

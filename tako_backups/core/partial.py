@@ -47,8 +47,8 @@ from .staging_tree import StagingTree
 from .swap import COMPANIONS
 from .tar_headers import open_tar
 
-__all__ = ["ArchiveAccess", "FileEntry", "Listing", "PathSelection", "extract_paths", "list_files",
-           "place_paths"]
+__all__ = ["ArchiveAccess", "FileEntry", "Listing", "PathSelection", "check_free", "extract_paths",
+           "list_files", "place_paths"]
 
 ReadRange = Callable[[int, int], bytes]
 SQLITE_COMPANIONS = (*COMPANIONS, "-journal")
@@ -280,9 +280,7 @@ def place_paths(picked: Path, dest: Path, selection: PathSelection, trash: Path,
     moves when an entry exists. Raises OSError from renaming.
     """
     if not replace:
-        for path in selection.paths:
-            if os.path.lexists(dest / path):
-                raise ConfigError(f"{dest / path} already exists; pass --force to replace it.")
+        check_free(dest, selection)
     moved = []
     with StagingTree(picked) as source, StagingTree(dest) as target:
         for n, path in enumerate(selection.paths):
@@ -302,6 +300,13 @@ def place_paths(picked: Path, dest: Path, selection: PathSelection, trash: Path,
             os.rename(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             moved.append(path)
     return moved
+
+
+def check_free(dest: Path, selection: PathSelection) -> None:
+    """Raise ConfigError when one of the selected paths already exists under ``dest``."""
+    for path in selection.paths:
+        if os.path.lexists(dest / path):
+            raise ConfigError(f"{dest / path} already exists; pass --force to replace it.")
 
 
 def _exists(folder: int, name: str) -> bool:
