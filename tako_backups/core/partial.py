@@ -38,6 +38,7 @@ from typing import BinaryIO
 from ..errors import ConfigError, IntegrityError, NotFoundError
 from ..models import BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
+from ..storage.base import ObjectStore
 from .extract import ExtractResult, TreeWriter, extract_stream, tar_members
 from .format_v2 import ALGORITHM_V2, Expected
 from .member_checks import TOP_LEVEL, name_parts, shown
@@ -48,7 +49,7 @@ from .swap import COMPANIONS
 from .tar_headers import open_tar
 
 __all__ = ["ArchiveAccess", "FileEntry", "Listing", "PathSelection", "check_free", "extract_paths",
-           "list_files", "place_paths"]
+           "list_files", "place_paths", "store_access"]
 
 ReadRange = Callable[[int, int], bytes]
 SQLITE_COMPANIONS = (*COMPANIONS, "-journal")
@@ -62,6 +63,12 @@ class ArchiveAccess:
 
     open: Callable[[], contextlib.AbstractContextManager[BinaryIO]]
     read_range: ReadRange
+
+
+def store_access(store: ObjectStore, info: BackupInfo) -> ArchiveAccess:
+    """Both ways of reading ``info``'s archive on ``store``."""
+    return ArchiveAccess(lambda: store.open_read(info.archive_key),
+                         lambda offset, length: store.read_range(info.archive_key, offset, length))
 
 
 class PathSelection:
