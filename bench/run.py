@@ -32,7 +32,7 @@ from _dataset import ensure_dataset, link_tree, tree_bytes  # noqa: E402
 from _report import machine, markdown, text_table  # noqa: E402
 from _services import Probe, running_services  # noqa: E402
 
-PARTS = ("archive", "backup", "restore", "cli")
+PARTS = ("archive", "backup", "restore", "cli", "partial")
 BIG_MB = 4096
 
 
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         if "archive" in parts:
             print("archive stage ...", flush=True)
             results["archive"] = _measure.archive_stage(dataset, scratch, args.repeat)
+        if "partial" in parts:  # one file back from format 2 (bench/partial_extract.py)
+            import partial_extract
+            print("partial extract ...", flush=True)
+            results["partial_extract"] = partial_extract.run(dataset, scratch, args.repeat)
+            notes.extend(partial_extract.report(results["partial_extract"]))
         if parts & {"backup", "restore"} or args.big:
             run_server_parts(args, parts, dataset, scratch, results, notes)
         elif "cli" in parts:

@@ -7,16 +7,17 @@ _tako_complete() {
         word="${COMP_WORDS[i]}"
         case "$word" in -c|--config) ((i++)); continue ;; -*) continue ;; esac
         candidate="${path:+$path }$word"
-        for known in "backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list"; do
+        for known in "backups" "backups download" "backups drill" "backups extract" "backups files" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list"; do
             if [[ "$known" == "$candidate" ]]; then path="$candidate"; break; fi
         done
     done
     case "$path" in
         "") words="backups demo deploy secrets storages --ci --config --dry-run --help --json --verbose --version -c -v" ;;
-        "backups") words="now list status download restore verify extract drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose" ;;
+        "backups") words="now list status download restore verify extract files drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose" ;;
         "backups download") words="--env --help --output --server -c --config --json --dry-run -v --verbose" ;;
         "backups drill") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
-        "backups extract") words="--env --force --help --into --manifest --server -c --config --json --dry-run -v --verbose" ;;
+        "backups extract") words="--env --force --help --into --manifest --path --server -c --config --json --dry-run -v --verbose" ;;
+        "backups files") words="--env --help --manifest --path --server -c --config --json --dry-run -v --verbose" ;;
         "backups keys") words="rotate reencrypt retire --help -c --config --json --dry-run -v --verbose" ;;
         "backups keys reencrypt") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups keys retire") words="--env --help -c --config --json --dry-run -v --verbose" ;;
@@ -27,7 +28,7 @@ _tako_complete() {
         "backups notify test") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups now") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups reindex") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
-        "backups restore") words="--env --help --keep-previous --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose" ;;
+        "backups restore") words="--env --help --keep-previous --no-safety-backup --path --preview --server --yes -y -c --config --json --dry-run -v --verbose" ;;
         "backups status") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups sync") words="--env --help --server -c --config --json --dry-run -v --verbose" ;;
         "backups undo") words="--env --help --keep-previous --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose" ;;

@@ -11,7 +11,7 @@ function __tako_path
             case '-*'; continue
         end
         set -l candidate (string trim -- "$path $t")
-        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify secret' 'backups notify test' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups sync' 'backups undo' 'backups verify' 'demo' 'deploy' 'secrets' 'secrets key' 'secrets key export' 'secrets key import' 'storages' 'storages add' 'storages credentials' 'storages list'
+        if contains -- $candidate 'backups' 'backups download' 'backups drill' 'backups extract' 'backups files' 'backups keys' 'backups keys reencrypt' 'backups keys retire' 'backups keys rotate' 'backups list' 'backups notify' 'backups notify secret' 'backups notify test' 'backups now' 'backups reindex' 'backups restore' 'backups status' 'backups sync' 'backups undo' 'backups verify' 'demo' 'deploy' 'secrets' 'secrets key' 'secrets key export' 'secrets key import' 'storages' 'storages add' 'storages credentials' 'storages list'
             set path $candidate
         end
     end
@@ -28,7 +28,7 @@ complete -c tako -n "test (__tako_path) = ''" -l verbose
 complete -c tako -n "test (__tako_path) = ''" -l version
 complete -c tako -n "test (__tako_path) = ''" -s c
 complete -c tako -n "test (__tako_path) = ''" -s v
-complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract drill undo reindex sync keys notify'
+complete -c tako -n "test (__tako_path) = 'backups'" -a 'now list status download restore verify extract files drill undo reindex sync keys notify'
 complete -c tako -n "test (__tako_path) = 'backups'" -l help
 complete -c tako -n "test (__tako_path) = 'backups'" -s c
 complete -c tako -n "test (__tako_path) = 'backups'" -l config
@@ -60,6 +60,7 @@ complete -c tako -n "test (__tako_path) = 'backups extract'" -l force
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l help
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l into
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l manifest
+complete -c tako -n "test (__tako_path) = 'backups extract'" -l path
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l server
 complete -c tako -n "test (__tako_path) = 'backups extract'" -s c
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l config
@@ -67,6 +68,17 @@ complete -c tako -n "test (__tako_path) = 'backups extract'" -l json
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l dry-run
 complete -c tako -n "test (__tako_path) = 'backups extract'" -s v
 complete -c tako -n "test (__tako_path) = 'backups extract'" -l verbose
+complete -c tako -n "test (__tako_path) = 'backups files'" -l env
+complete -c tako -n "test (__tako_path) = 'backups files'" -l help
+complete -c tako -n "test (__tako_path) = 'backups files'" -l manifest
+complete -c tako -n "test (__tako_path) = 'backups files'" -l path
+complete -c tako -n "test (__tako_path) = 'backups files'" -l server
+complete -c tako -n "test (__tako_path) = 'backups files'" -s c
+complete -c tako -n "test (__tako_path) = 'backups files'" -l config
+complete -c tako -n "test (__tako_path) = 'backups files'" -l json
+complete -c tako -n "test (__tako_path) = 'backups files'" -l dry-run
+complete -c tako -n "test (__tako_path) = 'backups files'" -s v
+complete -c tako -n "test (__tako_path) = 'backups files'" -l verbose
 complete -c tako -n "test (__tako_path) = 'backups keys'" -a 'rotate reencrypt retire'
 complete -c tako -n "test (__tako_path) = 'backups keys'" -l help
 complete -c tako -n "test (__tako_path) = 'backups keys'" -s c
@@ -157,6 +169,7 @@ complete -c tako -n "test (__tako_path) = 'backups restore'" -l env
 complete -c tako -n "test (__tako_path) = 'backups restore'" -l help
 complete -c tako -n "test (__tako_path) = 'backups restore'" -l keep-previous
 complete -c tako -n "test (__tako_path) = 'backups restore'" -l no-safety-backup
+complete -c tako -n "test (__tako_path) = 'backups restore'" -l path
 complete -c tako -n "test (__tako_path) = 'backups restore'" -l preview
 complete -c tako -n "test (__tako_path) = 'backups restore'" -l server
 complete -c tako -n "test (__tako_path) = 'backups restore'" -l yes

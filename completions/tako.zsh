@@ -3,7 +3,7 @@
 _tako() {
     local path="" word candidate i
     local -a candidates known
-    known=("backups" "backups download" "backups drill" "backups extract" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list")
+    known=("backups" "backups download" "backups drill" "backups extract" "backups files" "backups keys" "backups keys reencrypt" "backups keys retire" "backups keys rotate" "backups list" "backups notify" "backups notify secret" "backups notify test" "backups now" "backups reindex" "backups restore" "backups status" "backups sync" "backups undo" "backups verify" "demo" "deploy" "secrets" "secrets key" "secrets key export" "secrets key import" "storages" "storages add" "storages credentials" "storages list")
     for ((i = 2; i < CURRENT; i++)); do
         word="${words[i]}"
         case "$word" in -c|--config) ((i++)); continue ;; -*) continue ;; esac
@@ -12,10 +12,11 @@ _tako() {
     done
     case "$path" in
         "") candidates=(backups demo deploy secrets storages --ci --config --dry-run --help --json --verbose --version -c -v) ;;
-        "backups") candidates=(now list status download restore verify extract drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose) ;;
+        "backups") candidates=(now list status download restore verify extract files drill undo reindex sync keys notify --help -c --config --json --dry-run -v --verbose) ;;
         "backups download") candidates=(--env --help --output --server -c --config --json --dry-run -v --verbose) ;;
         "backups drill") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
-        "backups extract") candidates=(--env --force --help --into --manifest --server -c --config --json --dry-run -v --verbose) ;;
+        "backups extract") candidates=(--env --force --help --into --manifest --path --server -c --config --json --dry-run -v --verbose) ;;
+        "backups files") candidates=(--env --help --manifest --path --server -c --config --json --dry-run -v --verbose) ;;
         "backups keys") candidates=(rotate reencrypt retire --help -c --config --json --dry-run -v --verbose) ;;
         "backups keys reencrypt") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups keys retire") candidates=(--env --help -c --config --json --dry-run -v --verbose) ;;
@@ -26,7 +27,7 @@ _tako() {
         "backups notify test") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups now") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups reindex") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
-        "backups restore") candidates=(--env --help --keep-previous --no-safety-backup --preview --server --yes -y -c --config --json --dry-run -v --verbose) ;;
+        "backups restore") candidates=(--env --help --keep-previous --no-safety-backup --path --preview --server --yes -y -c --config --json --dry-run -v --verbose) ;;
         "backups status") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups sync") candidates=(--env --help --server -c --config --json --dry-run -v --verbose) ;;
         "backups undo") candidates=(--env --help --keep-previous --no-safety-backup --server --yes -y -c --config --json --dry-run -v --verbose) ;;

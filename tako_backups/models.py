@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 INDEX_VERSION = 1
 ALGORITHM = "aes-256-gcm"
+ALGORITHM_V2 = "tako-chunked-v2-aes-256-gcm"  # our chunked format 2 (docs/FORMAT-V2.md)
+ALGORITHMS = (ALGORITHM, ALGORITHM_V2)
 DEFAULT_RETENTION_DAYS = 30
 BACKUP_KEY_PREFIX = "backup-key-"
 MAX_RETENTION_DAYS = 65535  # Tako's u16
@@ -62,9 +64,10 @@ class EncryptionInfo:
     def from_dict(cls, obj: Any) -> EncryptionInfo:
         d = check_fields(obj, "Backup manifest encryption",
                     {"algorithm": str, "key_id": str, "nonce_base64": str, "tag_base64": str})
-        if d["algorithm"] != ALGORITHM:
+        if d["algorithm"] not in ALGORITHMS:
             raise FormatError(f"Backup manifest uses unsupported algorithm '{d['algorithm']}'.")
-        return cls(key_id=d["key_id"], nonce_base64=d["nonce_base64"], tag_base64=d["tag_base64"])
+        return cls(key_id=d["key_id"], nonce_base64=d["nonce_base64"], tag_base64=d["tag_base64"],
+                   algorithm=d["algorithm"])
 
     def to_dict(self) -> dict[str, Any]:
         return {"algorithm": self.algorithm, "key_id": self.key_id,

@@ -3,7 +3,7 @@
 Our extensions (see :mod:`.recovery_commands`, :mod:`.key_commands`, :mod:`.notify_commands`,
 :mod:`.copy_commands` and :mod:`.offline`): ``drill``, ``undo``, ``reindex``, ``restore --preview`` /
 ``--no-safety-backup``, ``keys rotate | reencrypt | retire``, ``notify secret | test``, ``sync``,
-``list --why``, ``verify`` and ``extract``.
+``list --why``, ``verify``, ``extract`` (``--path``), ``files`` and ``restore --path``.
 
 Every command prints a "Backups" heading and ``{app} ({env})``, then asks the env's servers (all of
 them at once, or only ``--server``). ``now`` sends the env's decrypted backup settings inside the
@@ -34,6 +34,7 @@ from .backups_common import (
 from .context import get_globals
 
 if TYPE_CHECKING:
+    from ..core.partial import PathSelection
     from .targets import Target
 
 backups_app = typer.Typer(name="backups", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
@@ -240,11 +241,18 @@ def restore(
     no_safety_backup: bool = typer.Option(False, "--no-safety-backup",
                                           help="Do not keep or upload the current data (undo needs it)."),
     keep_previous: float | None = KEEP_PREVIOUS_OPTION,
+    paths: list[str] | None = typer.Option(
+        None, "--path", metavar="PATH",
+        help="Restore only this file or folder inside the archive, e.g. app/uploads/2026/11/x.png "
+             "(repeatable; our server)."),
 ) -> None:
     """Restore app data from a backup: stops the app, replaces its data, starts it again.
 
     The server keeps the data it replaces on disk and uploads it as a pre-restore backup in the
-    background (`tako backups undo` swaps it back)."""
+    background (`tako backups undo` swaps it back). With --path only those paths are replaced;
+    the safety copy and undo are the same (the whole previous data is kept)."""
+    from ..core.partial import PathSelection
+    from ..errors import ConfigError
     from ..remote import protocol
     from .recovery_commands import run_preview
     from .render import restore_notes, restored_line, source_note
@@ -255,11 +263,15 @@ def restore(
     target = resolve_target(opts, env, server)
     entry = require_single(target, "Pass --server to choose where to restore.")
     check_id(backup_id)
+    selection = PathSelection.parse(paths) if paths else None
+    if preview and selection is not None:
+        raise ConfigError("--preview compares the whole backup; drop --path to preview, or --preview to "
+                          "restore the paths.")
     if preview:
         run_preview(opts, target, entry, backup_id)
         return
     if not opts.dry_run and not yes:
-        _confirm_restore(target, entry.name, backup_id)
+        _confirm_restore(target, entry.name, backup_id, selection)
     heading(opts, f"{target.title} on {entry.name}")
     summary = {**target_summary(target), "server": entry.name}
     if opts.dry_run:
@@ -269,7 +281,10 @@ def restore(
         return
     payload: dict[str, object] = {"app": target.app_id, "backup_id": backup_id,
                                   **safety_fields(no_safety_backup, keep_previous)}
-    outcomes = call_servers([entry], protocol.RESTORE_BACKUP, payload,
+    command = protocol.RESTORE_BACKUP
+    if selection is not None:
+        command, payload["paths"] = protocol.RESTORE_PATHS, list(selection.paths)
+    outcomes = call_servers([entry], command, payload,
                             lambda reply: (parse_restored(reply), parse_source(reply)), out=opts.out,
                             spinner="Restoring backup", whole_reply=True, watch=target.app_id)
     raise_failures(outcomes, f"Failed to restore {backup_id}.")
@@ -277,23 +292,28 @@ def restore(
     assert restored.backup is not None
     source_note(opts.out, "Read the backup", source)
     opts.out.line(restored_line(target.app, restored.backup))
+    if selection is not None:
+        opts.out.line(f"Restored only {', '.join(selection.paths)}; the rest of the data is as it was.")
     restore_notes(opts.out, restored)
     opts.out.result("backups restore", {**summary, "backup": restored.backup.to_dict(), **restored.to_dict(),
+                                        **({} if selection is None else {"paths": list(selection.paths)}),
                                         **({} if source is None else source.to_dict())})
 
 
-def _confirm_restore(target: Target, server: str, backup_id: str) -> None:
+def _confirm_restore(target: Target, server: str, backup_id: str, selection: PathSelection | None) -> None:
     """Ask on a terminal. Raises ConfigError without one, Interrupted when declined."""
-    confirm_replace(f"Restore {target.app} in {target.env} on {server} from {backup_id}?",
-                    f"Restoring {target.app} ({target.env}) on {server} replaces its live data; "
+    what = "" if selection is None else f" {', '.join(selection.paths)} of"
+    confirm_replace(f"Restore{what} {target.app} in {target.env} on {server} from {backup_id}?",
+                    f"Restoring{what} {target.app} ({target.env}) on {server} replaces its live data; "
                     "pass --yes to confirm (there is no terminal to ask on).", "Restore cancelled.")
 
 
 def _register_offline() -> None:
-    from .offline import extract, verify
+    from .offline import extract, files, verify
 
     backups_app.command("verify")(verify)
     backups_app.command("extract")(extract)
+    backups_app.command("files")(files)
 
 
 def _register_extensions() -> None:

@@ -17,7 +17,7 @@ import errno
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -25,11 +25,11 @@ from typing import BinaryIO, cast
 from ..errors import FormatError
 from ..progress import NO_PROGRESS, Progress
 from .chunk_reader import ChunkReader
-from .member_checks import TOP_LEVEL, check_member, refused, shown
+from .member_checks import TOP_LEVEL, check_member, name_parts, refused, shown
 from .staging_tree import StagingTree
 from .tar_headers import open_tar
 
-__all__ = ["ExtractResult", "SpaceGuard", "extract_stream", "free_bytes", "setid_note"]
+__all__ = ["ExtractResult", "SpaceGuard", "TreeWriter", "extract_stream", "free_bytes", "setid_note"]
 
 COPY_BUFFER = 1 << 20
 RESERVE_MAX_BYTES = 64 << 20
@@ -103,51 +103,95 @@ def free_bytes(path: Path) -> int:
 Folder = tuple[int, float, tuple[int, int] | None]  # mode, mtime, owner
 
 
-def extract_stream(source: BinaryIO, dest: Path, progress: Progress = NO_PROGRESS) -> ExtractResult:
+def extract_stream(source: BinaryIO, dest: Path, progress: Progress = NO_PROGRESS,
+                   wanted: Callable[[str], bool] | None = None) -> ExtractResult:
     """Extract the tar stream ``source`` into the existing empty directory ``dest``.
+
+    With ``wanted`` (given a member's normalized name), only the members it accepts are
+    written; the others are read past (their data skipped), but a symlink among them still
+    stops any wanted member from being written through it, as in a full extraction, and the
+    archive need not hold both ``app/`` and ``tako/``.
 
     Raises UnsafeArchiveError for a refused member or header, FormatError when the stream is not
     a tar archive or lacks ``app/`` or ``tako/``, and OSError from writing (ENOSPC when a file
     does not fit). The caller discards ``dest`` on any error.
     """
-    symlinks: set[str] = set()
-    seen: set[str] = set()
-    folders: dict[tuple[str, ...], Folder] = {}
-    cleared: list[str] = []
-    tops: set[str] = set()
-    count = 0
-    space = SpaceGuard(dest)
-    as_root = os.geteuid() == 0
     stream = source if isinstance(source, ChunkReader) else ChunkReader.over(source, COPY_BUFFER)
     try:
-        with StagingTree(dest) as tree, open_tar(stream) as tar:
-            for member in _members(tar):
-                parts = check_member(member, symlinks)
-                norm = "/".join(parts)
-                if norm in seen and not member.isdir():
-                    raise refused(member, "appears twice")
-                seen.add(norm)
-                tops.add(parts[0])
-                label = shown(member.name)
-                owner = (member.uid, member.gid) if as_root else None
-                if member.isdir():
-                    tree.make_folder(parts, label)
-                    folders[parts] = (member.mode & 0o7777, _mtime(member), owner)
-                elif member.issym():
-                    symlinks.add(norm)
-                    tree.make_symlink(parts, member.linkname, label, mtime=_mtime(member), owner=owner)
+        with TreeWriter(dest, progress) as writer, open_tar(stream) as tar:
+            for member in tar_members(tar):
+                if wanted is None or wanted("/".join(name_parts(member.name))):
+                    writer.add(tar, member)
                 else:
-                    space.take(member, sum(length for _, length in data_segments(member)))
-                    if member.mode & SETID:
-                        cleared.append(norm)
-                    _write_file(tar, member, tree.create_file(parts, label), progress, owner)
-                count += 1
-            if not tops.issuperset(TOP_LEVEL):
+                    writer.skip(member.name, member.issym())
+            if wanted is None and not writer.tops.issuperset(TOP_LEVEL):
                 raise FormatError(MISSING_TOPS)
-            _finish_folders(tree, folders)
+            return writer.finish()
     except tarfile.TarError as exc:
         raise FormatError(f"Backup archive is not a valid tar stream ({exc}).") from None
-    return ExtractResult(count, tuple(cleared))
+
+
+class TreeWriter:
+    """Writes tar members into the existing empty directory ``dest``, one :meth:`add` at a time
+    and in archive order, with every rule of this module; :meth:`finish` sets the folders' modes
+    and times and says what was done. Use as a context manager (it closes the tree's descriptors).
+
+    A reader that hands over only some members (a partial extraction) calls :meth:`skip` for
+    each member it passes over, so a symlink among them still guards the members after it.
+    """
+
+    def __init__(self, dest: Path, progress: Progress = NO_PROGRESS) -> None:
+        self.tops: set[str] = set()
+        self._symlinks: set[str] = set()
+        self._seen: set[str] = set()
+        self._folders: dict[tuple[str, ...], Folder] = {}
+        self._cleared: list[str] = []
+        self._count = 0
+        self._space = SpaceGuard(dest)
+        self._as_root = os.geteuid() == 0
+        self._progress = progress
+        self._tree = StagingTree(dest)
+
+    def __enter__(self) -> TreeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tree.close()
+
+    def skip(self, name: str, is_symlink: bool) -> None:
+        """A member passed over: only remembered when it is a symlink."""
+        if is_symlink:
+            self._symlinks.add("/".join(name_parts(name)))
+
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """Check ``member`` and write it (its data read from ``tar``, whose file object is a
+        :class:`ChunkReader`). Raises UnsafeArchiveError and OSError."""
+        parts = check_member(member, self._symlinks)
+        norm = "/".join(parts)
+        if norm in self._seen and not member.isdir():
+            raise refused(member, "appears twice")
+        self._seen.add(norm)
+        self.tops.add(parts[0])
+        label = shown(member.name)
+        owner = (member.uid, member.gid) if self._as_root else None
+        tree = self._tree
+        if member.isdir():
+            tree.make_folder(parts, label)
+            self._folders[parts] = (member.mode & 0o7777, _mtime(member), owner)
+        elif member.issym():
+            self._symlinks.add(norm)
+            tree.make_symlink(parts, member.linkname, label, mtime=_mtime(member), owner=owner)
+        else:
+            self._space.take(member, sum(length for _, length in data_segments(member)))
+            if member.mode & SETID:
+                self._cleared.append(norm)
+            _write_file(tar, member, tree.create_file(parts, label), self._progress, owner)
+        self._count += 1
+
+    def finish(self) -> ExtractResult:
+        """Folders' owners, modes and times (deepest first); what was written."""
+        _finish_folders(self._tree, self._folders)
+        return ExtractResult(self._count, tuple(self._cleared))
 
 
 def _mtime(member: tarfile.TarInfo) -> float:
@@ -166,7 +210,7 @@ def _finish_folders(tree: StagingTree, folders: dict[tuple[str, ...], Folder]) -
         os.utime(fd, (mtime, mtime))
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+def tar_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     """The members one by one, without tarfile's list of every member read so far (which grows
     with the archive's file count)."""
     while (member := tar.next()) is not None:

@@ -20,7 +20,7 @@ import tarfile
 from ..errors import UnsafeArchiveError
 from ..primitives.text import printable
 
-__all__ = ["TOP_LEVEL", "check_member", "shown"]
+__all__ = ["TOP_LEVEL", "check_member", "name_parts", "shown"]
 
 TOP_LEVEL = ("app", "tako")
 NAME_MAX_BYTES = 255
@@ -42,6 +42,12 @@ def refused(member: tarfile.TarInfo, problem: str) -> UnsafeArchiveError:
     return UnsafeArchiveError(f"Archive entry '{shown(member.name)}' {problem}{REFUSE}")
 
 
+def name_parts(name: str) -> tuple[str, ...]:
+    """A member name's path components, ``.`` and empty ones dropped (``./app//a`` is
+    ``("app", "a")``): how every member name is compared and placed."""
+    return tuple(p for p in name.split("/") if p not in ("", "."))
+
+
 def check_member(member: tarfile.TarInfo, symlinks: set[str]) -> tuple[str, ...]:
     """The member's path components (``.`` and empty ones dropped), or UnsafeArchiveError.
 
@@ -52,7 +58,7 @@ def check_member(member: tarfile.TarInfo, symlinks: set[str]) -> tuple[str, ...]
         raise refused(member, "has an absolute path")
     if "\0" in name:
         raise refused(member, "has a NUL character in its name")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    parts = name_parts(name)
     if ".." in parts:
         raise refused(member, "contains '..'")
     if not parts or parts[0] not in TOP_LEVEL:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from ..errors import FormatError, KeyNotFoundError
 from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
@@ -202,12 +202,30 @@ def restore_into(
 
 
 def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  # type: ignore[no-untyped-def]
-                        progress: Progress = NO_PROGRESS) -> ExtractResult:
+                        progress: Progress = NO_PROGRESS,
+                        wanted: Callable[[str], bool] | None = None) -> ExtractResult:
     """Stream ciphertext from ``source`` into ``tree``; verify everything at the end.
 
+    Returns what :func:`extract_stream` reports (``wanted``: only the members it accepts are
+    written). The caller must discard ``tree`` on any error.
+    """
+    return read_verified_tar(source, info, key, lambda tar: extract_stream(tar, tree, wanted=wanted),
+                             progress)
+
+
+T = TypeVar("T")
+
+
+def read_verified_tar(source, info: BackupInfo, key: BackupKey,  # type: ignore[no-untyped-def]
+                      consume: Callable[[BinaryIO], T], progress: Progress = NO_PROGRESS) -> T:
+    """Hand the tar stream of the format-1 archive ``source`` to ``consume``, then read what it
+    left and verify size, SHA-256 and the GCM tag; returns what ``consume`` returned, only once
+    all of it verified.
+
     Reading ``source``, SHA-256, AES-GCM and zstd (window at most 128 MiB) run on a helper
-    thread; tar extraction runs on this one, fed through a queue of at most 4 chunks of 1 MiB.
-    Returns what :func:`extract_stream` reports. The caller must discard ``tree`` on any error.
+    thread; ``consume`` runs on this one, fed through a queue of at most 4 chunks of 1 MiB.
+    Whatever ``consume`` did is unverified until this returns: on any error the caller discards
+    it. Raises IntegrityError, FormatError, and what ``consume`` raises.
     """
     import zstandard
 
@@ -232,7 +250,7 @@ def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  #
             return chunk
 
         try:
-            result = extract_stream(cast(BinaryIO, ChunkReader(next_chunk)), tree)
+            result = consume(cast(BinaryIO, ChunkReader(next_chunk)))
             while next_chunk():
                 pass
         except zstandard.ZstdError:

@@ -61,6 +61,7 @@ DEPLOY = "deploy"
 # (list), ``source`` (download link: ``primary`` or ``copy``) and ``keep_previous_hours``.
 DRILL_BACKUP = "drill_backup"
 RESTORE_PREVIEW = "restore_preview"
+RESTORE_PATHS = "restore_paths"  # restore --path: a command of its own, so Tako's server refuses it
 UNDO_RESTORE = "undo_restore"
 REINDEX = "reindex"
 REENCRYPT_BACKUPS = "reencrypt_backups"
@@ -97,6 +98,8 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     DEPLOY: ({"app": str}, {"backup": _OBJ_OR_NULL, "runtime": _OBJ_OR_NULL}),
     DRILL_BACKUP: ({"app": str}, {"backup_id": (str, type(None))}),
     RESTORE_PREVIEW: ({"app": str, "backup_id": str}, {}),
+    RESTORE_PATHS: ({"app": str, "backup_id": str, "paths": list},
+                    {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     UNDO_RESTORE: ({"app": str}, {"safety_backup": bool, KEEP_PREVIOUS: _HOURS}),
     REINDEX: ({"app": str}, {}),
     REENCRYPT_BACKUPS: ({"app": str}, {"backup": _OBJ_OR_NULL}),
@@ -106,7 +109,7 @@ COMMANDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 PUBLIC_COMMANDS = frozenset({HELLO, SERVER_INFO})
 LONG_COMMANDS = frozenset({BACKUP_NOW, RESTORE_BACKUP, DEPLOY, DRILL_BACKUP, RESTORE_PREVIEW, UNDO_RESTORE,
-                           REINDEX, REENCRYPT_BACKUPS, SYNC_COPIES, NOTIFY_TEST})
+                           REINDEX, REENCRYPT_BACKUPS, SYNC_COPIES, NOTIFY_TEST, RESTORE_PATHS})
 
 
 @dataclass(frozen=True)

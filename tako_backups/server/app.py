@@ -194,6 +194,11 @@ def _dispatch_extension(service: BackupService, command: str, app: str, fields: 
         return service.restore_preview(app, fields["backup_id"])
     if command == protocol.UNDO_RESTORE:
         return service.undo_restore(app, fields.get("safety_backup", True), _keep_hours(command, fields))
+    if command == protocol.RESTORE_PATHS:
+        if not all(isinstance(p, str) for p in fields["paths"]):
+            raise FormatError("Command 'restore_paths' field 'paths' must be a list of strings.")
+        return service.restore_paths(app, fields["backup_id"], fields["paths"],
+                                     fields.get("safety_backup", True), _keep_hours(command, fields))
     if command == protocol.REINDEX:
         return service.reindex(app)
     if command == protocol.REENCRYPT_BACKUPS:

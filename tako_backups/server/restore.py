@@ -22,8 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.member_checks import TOP_LEVEL
+from ..core.partial import PathSelection, extract_paths, place_paths, store_access
 from ..core.pipeline import restore_into
 from ..core.swap import clean_restored_tree, remove_tree, swap_tree, sync_filesystem
+from ..core.tree_copy import copy_tree
 from ..errors import NotFoundError, RestoreError, TakoError
 from ..models import PRE_RESTORE, BackupInfo, BackupKey
 from ..primitives.names import check_app_id
@@ -34,7 +37,8 @@ from .paths import ServerPaths
 from .recovery import recover_interrupted_restores
 from .runtime import AppRuntime
 
-__all__ = ["PRE_RESTORE", "Swapped", "recover_interrupted_restores", "restore_over_live", "swap_kept_back"]
+__all__ = ["PRE_RESTORE", "Swapped", "recover_interrupted_restores", "restore_over_live",
+           "restore_paths_over_live", "swap_kept_back"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,76 @@ def restore_over_live(
     swap = _Swap(app, paths.data_dir(name, env), tree, staging, runtime, start_after,
                  f"Restored app '{app}' from {info.id}", "restored data", moved)
     return _swap_and_start(swap, kept, keep, progress, before_swap, clean=True)
+
+
+def restore_paths_over_live(
+    *, app: str, info: BackupInfo, store: ObjectStore, keys: Iterable[BackupKey], paths: ServerPaths,
+    selection: PathSelection, runtime: AppRuntime | None, start_after: bool, keep: KeptRecord | None = None,
+    kept: KeptTrees | None = None, before_swap: Callable[[], None] | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> Swapped:
+    """Restore only the paths of ``selection`` from backup ``info`` into ``app``'s live data, with
+    the same safety copy and undo as :func:`restore_over_live` (same arguments, same errors;
+    NotFoundError when a path matches nothing, the live tree untouched).
+
+    The design, so that nothing new is needed for the safety copy, the undo or crash recovery:
+
+    1. While the app runs, the wanted members alone are fetched, verified and extracted into
+       ``staging/picked`` (:func:`~..core.partial.extract_paths`: format 2 reads only their
+       chunks, format 1 streams the whole archive and keeps them once its tag verified). The
+       live tree is not touched; any failure removes the staging folder.
+    2. Once the app is stopped, ``staging/tree`` is made a copy of the live tree
+       (:func:`~..core.tree_copy.copy_tree`) and the picked paths are moved into it, replacing
+       what was there (with the ``-wal``/``-shm``/``-journal`` files of a replaced SQLite file,
+       which belong to the old database), never through a symlink. When the replaced tree is
+       kept (``keep``), the copy is a real one -- reflinks where the filesystem has them, else
+       a full copy, which costs downtime and disk as large as the live tree -- because the kept
+       tree must stay exactly as it was while the app writes to the new one. Without ``keep``
+       (no safety copy on disk: none asked, or the safety backup was uploaded before the swap
+       because the disk is short), the replaced tree is removed after the swap, so the copy is
+       hard links: instant, and no space.
+    3. The trees are swapped with the same two renames as a full restore; the replaced tree --
+       the whole previous live tree -- becomes the kept tree, so ``tako backups undo`` brings
+       back exactly the data as it was before this restore. A crash at any point is settled by
+       :func:`~.recovery.recover_interrupted_restores` like a full restore's.
+    """
+    name, env = check_app_id(app)
+    paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = paths.restore_work / f"{name}.{env}.{info.id}.{secrets.token_hex(4)}"
+    picked, tree = staging / "picked", staging / "tree"
+    try:
+        staging.mkdir(mode=0o700)
+        picked.mkdir()
+        enter_phase(progress, DOWNLOAD_EXTRACT, info.size_bytes)
+        extract_paths(store_access(store, info), info, keys, picked, selection, progress)
+        clean_restored_tree(picked)
+        if keep is not None:
+            write_record(staging, keep)
+    except OSError as exc:
+        remove_tree(staging)
+        raise _write_error(exc, info, paths) from None
+    except BaseException:
+        remove_tree(staging)
+        raise
+    live = paths.data_dir(name, env)
+
+    def build_after_stop() -> None:
+        if before_swap is not None:
+            before_swap()
+        copy_tree(live, tree, link=keep is None)
+        for top in TOP_LEVEL:
+            (tree / top).mkdir(exist_ok=True)
+        trash = staging / "trash"
+        trash.mkdir()
+        place_paths(picked, tree, selection, trash, replace=True)
+        remove_tree(trash)
+        remove_tree(picked)
+        paths.own_restored_tree(tree, name, env)
+        sync_filesystem(tree)
+
+    swap = _Swap(app, live, tree, staging, runtime, start_after,
+                 f"Restored {', '.join(selection.paths)} of app '{app}' from {info.id}", "restored data")
+    return _swap_and_start(swap, kept, keep, progress, build_after_stop, clean=False)
 
 
 def swap_kept_back(*, app: str, paths: ServerPaths, runtime: AppRuntime | None, start_after: bool,

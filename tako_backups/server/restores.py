@@ -22,6 +22,8 @@ from typing import Any
 
 from ..core import catalog
 from ..core.copies import PRIMARY, Place, first_working
+from ..core.partial import PathSelection
+from ..core.tree_copy import tree_bytes
 from ..errors import NotFoundError, RestoreError, TakoError
 from ..models import PRE_RESTORE, BackupBinding, BackupInfo
 from ..primitives.names import check_app_id
@@ -32,7 +34,7 @@ from .copies import Places
 from .index_repair import IndexRepair
 from .kept import DEFAULT_KEEP_HOURS, KeptRecord
 from .operations import OperationRegistry, Tracker
-from .restore import Swapped, restore_over_live, swap_kept_back
+from .restore import Swapped, restore_over_live, restore_paths_over_live, swap_kept_back
 from .runtime import AppRuntime
 from .safety import SafetyCopies
 
@@ -71,6 +73,22 @@ class Restores:
             info, extra = self._restore_locked(app, backup_id, safety_backup, keep_hours, tracker)
         return Reply(info.to_dict(), extra)
 
+    def restore_paths(self, app: str, backup_id: str, paths: list[str], safety_backup: bool = True,
+                      keep_hours: float | None = None) -> Reply:
+        """Restore only ``paths`` (files or folders inside the archive) of ``backup_id`` into the
+        app's live data, with the same safety copy and undo as :meth:`restore_backup` (see
+        :func:`~.restore.restore_paths_over_live`); the reply's data is the BackupInfo, and
+        ``paths`` (the normalized paths restored) is among our fields.
+
+        Raises ConfigError for a path outside the archive, NotFoundError for one that matches
+        nothing (the live data untouched), and what :meth:`restore_backup` raises.
+        """
+        check_app_id(app)
+        selection = PathSelection.parse(paths)
+        with self._hold(app), self._operations.running(app, "restore") as tracker:
+            info, extra = self._restore_locked(app, backup_id, safety_backup, keep_hours, tracker, selection)
+        return Reply(info.to_dict(), {**extra, "paths": list(selection.paths)})
+
     def undo_restore(self, app: str, safety_backup: bool = True, keep_hours: float | None = None) -> Reply:
         """Take the last restore back. The reply's data: ``{"source": "kept", "kept_at_unix_secs",
         "replaced_by", "backup_id"}`` when the kept tree was swapped back, ``{"source":
@@ -100,20 +118,22 @@ class Restores:
                       "replaced_by": old.replaced_by, "backup_id": old.backup_id}, extra)
 
     def _restore_locked(self, app: str, backup_id: str, safety_backup: bool, keep_hours: float | None,
-                        tracker: Tracker) -> tuple[BackupInfo, dict[str, Any]]:
+                        tracker: Tracker,
+                        selection: PathSelection | None = None) -> tuple[BackupInfo, dict[str, Any]]:
         """Restore from the primary, or from the copy when the primary fails before anything
         was touched (unreachable, missing, checksum: :func:`~..core.copies.first_working`)."""
         settings = self._backups.settings(app)
         found = first_working(self._places(app, settings),
                               lambda place: self._restore_from(app, place, backup_id, safety_backup,
-                                                               keep_hours, tracker))
+                                                               keep_hours, tracker, selection))
         info, extra = found.value
         if settings.copy is not None:
             extra.update(found.source_fields())
         return info, extra
 
     def _restore_from(self, app: str, place: Place, backup_id: str, safety_backup: bool,
-                      keep_hours: float | None, tracker: Tracker) -> tuple[BackupInfo, dict[str, Any]]:
+                      keep_hours: float | None, tracker: Tracker,
+                      selection: PathSelection | None) -> tuple[BackupInfo, dict[str, Any]]:
         settings = self._backups.settings(app)
         store = place.store
         _, prefix = self._backups.location(app, settings)
@@ -122,6 +142,9 @@ class Restores:
         keep, short = None, None
         if safety_backup:
             estimate = info.extras.bytes if info.extras is not None else info.size_bytes
+            if selection is not None:  # a partial restore keeps the old tree by copying the live one
+                name, env = check_app_id(app)
+                estimate += tree_bytes(self._backups.paths.data_dir(name, env))
             short = self._safety.room_to_keep(estimate)
             keep = self._record(app, info.id, keep_hours) if short is None else None
         taken: list[BackupInfo] = []
@@ -136,10 +159,16 @@ class Restores:
                     "without one.") from None
 
         before: Callable[[], None] | None = take_safety_backup if short is not None else None
-        swapped = restore_over_live(
-            app=app, info=info, store=store, keys=settings.backup_keys, paths=self._backups.paths,
-            runtime=self._runtime, start_after=self._start_after(app), keep=keep, kept=self._safety.kept,
-            before_swap=before, progress=tracker)
+        if selection is None:
+            swapped = restore_over_live(
+                app=app, info=info, store=store, keys=settings.backup_keys, paths=self._backups.paths,
+                runtime=self._runtime, start_after=self._start_after(app), keep=keep,
+                kept=self._safety.kept, before_swap=before, progress=tracker)
+        else:
+            swapped = restore_paths_over_live(
+                app=app, info=info, store=store, keys=settings.backup_keys, paths=self._backups.paths,
+                selection=selection, runtime=self._runtime, start_after=self._start_after(app), keep=keep,
+                kept=self._safety.kept, before_swap=before, progress=tracker)
         safety_id = taken[0].id if taken else None
         log.info("restored %s from %s (%.3f s down; safety copy: %s)", app, info.id,
                  swapped.downtime_seconds, "kept" if keep else safety_id or "none")

@@ -188,6 +188,11 @@ class BackupService:
         """See :meth:`Restores.restore_backup`."""
         return self.restores.restore_backup(app, backup_id, safety_backup, keep_hours)
 
+    def restore_paths(self, app: str, backup_id: str, paths: list[str], safety_backup: bool = True,
+                      keep_hours: float | None = None) -> Reply:
+        """See :meth:`Restores.restore_paths`."""
+        return self.restores.restore_paths(app, backup_id, paths, safety_backup, keep_hours)
+
     # ----- deploy -----
 
     def deploy(self, app: str, backup: BackupBinding | None,

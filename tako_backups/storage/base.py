@@ -73,6 +73,12 @@ class ObjectStore(Protocol):
     def get_bytes(self, key: str) -> bytes:
         """Read a small object whole. Raises ObjectNotFound when it is missing."""
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """The object's bytes ``[offset, offset + length)`` in one request (a ranged GET):
+        fewer when the object ends before, none when ``offset`` is at or past its end or
+        ``length`` is 0. Raises ObjectNotFound when it is missing, ValueError for a negative
+        ``offset`` or ``length``."""
+
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, or None when it is missing."""
 

@@ -85,6 +85,11 @@ class MemoryStore:
                 raise ObjectNotFound(f"Object '{key}' does not exist.")
             return self.objects[key]
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError("A ranged read needs an offset and a length of at least 0.")
+        return self.get_bytes(key)[offset:offset + length]
+
     def head(self, key: str) -> ObjectInfo | None:
         with self._lock:
             data = self.objects.get(key)

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from ..errors import ConfigError, ObjectNotFound
+from ..errors import ConfigError, ObjectNotFound, StorageError
 from .base import ObjectInfo, PendingUpload
 from .endpoints import check_endpoint, is_ip_host
 from .s3_multipart import MIN_PART_SIZE, S3Writer
@@ -173,6 +173,24 @@ class S3Store:
         with self.open_read(key) as reader:
             return reader.read()
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """One GET with ``Range: bytes=offset-(offset+length-1)``. A range that starts at or past
+        the end (HTTP 416) is no bytes, as the protocol says. Raises as :meth:`open_read`."""
+        if offset < 0 or length < 0:
+            raise ValueError("A ranged read needs an offset and a length of at least 0.")
+        if length == 0:
+            return b""
+        action = f"read '{key}' (bytes {offset}-{offset + length - 1})"
+        try:
+            resp = self.requests.call("get_object", action, key, Key=key,
+                                      Range=f"bytes={offset}-{offset + length - 1}")
+        except StorageError as exc:
+            if _unsatisfiable(exc) and self.head(key) is not None:
+                return b""
+            raise
+        with _S3Reader(resp["Body"], self.requests, key) as body:
+            return body.read()[:length]
+
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, or None when it (or, as S3 cannot tell apart, its bucket) is missing.
 
@@ -255,6 +273,11 @@ class S3Store:
         return cast(str, self.requests.run(f"sign a download link for '{key}'", key, lambda: (
             self.requests.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in))))
+
+def _unsatisfiable(exc: StorageError) -> bool:
+    """Whether the store refused a range for starting past the object's end (HTTP 416)."""
+    return "InvalidRange" in str(exc) or "416" in str(exc)
+
 
 class _S3Reader(io.RawIOBase):
     """A GET response body as a readable stream whose failures are StorageErrors."""

@@ -132,3 +132,77 @@ def test_extract_of_a_corrupt_archive_leaves_the_folder_alone(
     result = tako("backups", "extract", str(path), "--into", str(into), "--env", "production")
     assert result.exit_code == 1
     assert not into.exists() or list(into.iterdir()) == []
+
+
+# ----- one file back: extract --path and files, on format 1 and format 2 -----
+
+
+@pytest.fixture(params=[1, 2])
+def any_format(request: pytest.FixtureRequest, archive, tmp_path: Path) -> tuple[Path, str, int]:
+    """The archive fixture (format 1), or the same data as a downloaded format-2 archive."""
+    path, backup_id, key = archive
+    if request.param == 1:
+        return path, backup_id, 1
+    from tests.support.v2_backups import put_v2_backup
+
+    store = MemoryStore()
+    info = put_v2_backup(store, _data_root(tmp_path / "v2"), key)
+    out = tmp_path / f"{info.id}.tar.zst.enc"
+    out.write_bytes(store.objects[info.archive_key])
+    out.with_name(out.name + ".json").write_bytes(info.to_json())
+    return out, info.id, 2
+
+
+def test_extract_path_places_only_that_file(any_format, tako: Callable[..., Result], tmp_path: Path) -> None:
+    path, backup_id, _ = any_format
+    into = tmp_path / "one"
+    (into / "app").mkdir(parents=True)
+    (into / "app" / "mine.txt").write_text("untouched")
+    result = tako("backups", "extract", str(path), "--into", str(into), "--env", "production",
+                  "--path", "app/uploads/a.txt")
+    assert result.exit_code == 0, result.output
+    assert f"Extracted app/uploads/a.txt of {backup_id} into {into}: 1 entries" in result.output
+    assert sorted(str(p.relative_to(into)) for p in into.rglob("*") if p.is_file()) == [
+        "app/mine.txt", "app/uploads/a.txt"]
+    assert (into / "app" / "uploads" / "a.txt").read_text() == "hello"
+    again = tako("backups", "extract", str(path), "--into", str(into), "--env", "production",
+                 "--path", "app/uploads/a.txt")
+    assert again.exit_code == 1
+    assert f"{into / 'app/uploads/a.txt'} already exists; pass --force to replace it." in again.output
+
+
+def test_extract_path_that_matches_nothing_writes_nothing(any_format, tako: Callable[..., Result],
+                                                          tmp_path: Path) -> None:
+    path, backup_id, _ = any_format
+    into = tmp_path / "none"
+    result = tako("backups", "extract", str(path), "--into", str(into), "--env", "production",
+                  "--path", "app/uploads/a.txt", "--path", "app/uploads/missing.png")
+    assert result.exit_code == 1
+    assert (f"error: Backup {backup_id} has no file or folder 'app/uploads/missing.png'; list its files "
+            f"with `tako backups files {backup_id}`.") in result.output
+    assert not into.exists() or not any(into.iterdir())
+    assert not list(tmp_path.glob(".tako-extract-*"))
+
+
+def test_files_lists_paths_sizes_and_says_what_verified(any_format, tako: Callable[..., Result]) -> None:
+    path, backup_id, fmt = any_format
+    result = tako("backups", "files", str(path), "--env", "production")
+    assert result.exit_code == 0, result.output
+    assert "app/uploads/a.txt" in result.output and "app/app.db" in result.output
+    verified = ("footer authenticated" if fmt == 2 else "size, SHA-256 and AES-GCM tag verified")
+    assert f"2 files in {backup_id} (format {fmt}; verified: " in result.output and verified in result.output
+    data = json.loads(tako("--json", "backups", "files", str(path), "--env", "production", "--path",
+                           "app/uploads").stdout.strip().splitlines()[-1])
+    assert data["format"] == fmt
+    assert [(f["path"], f["type"], f["size"]) for f in data["files"]] == [
+        ("app/uploads", "dir", 0), ("app/uploads/a.txt", "file", 5)]
+
+
+def test_files_of_a_tampered_v1_archive_lists_nothing(archive, tako: Callable[..., Result]) -> None:
+    path, _, _ = archive
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    result = tako("backups", "files", str(path), "--env", "production")
+    assert result.exit_code == 1
+    assert "app/uploads/a.txt" not in result.output

@@ -160,6 +160,20 @@ def test_open_read_streams_in_chunks(store: Any) -> None:
     assert b"".join(pieces) == data
 
 
+def test_read_range_returns_exactly_the_range_and_less_at_the_end(store: Any) -> None:
+    data = os.urandom(100_000)
+    store.put_bytes("_tako/backups/app/x.enc", data)
+    assert store.read_range("_tako/backups/app/x.enc", 0, 10) == data[:10]
+    assert store.read_range("_tako/backups/app/x.enc", 65_537, 1000) == data[65_537:66_537]
+    assert store.read_range("_tako/backups/app/x.enc", 99_990, 100) == data[99_990:]
+    assert store.read_range("_tako/backups/app/x.enc", 100_000, 16) == b""
+    assert store.read_range("_tako/backups/app/x.enc", 5, 0) == b""
+    with pytest.raises(ObjectNotFound):
+        store.read_range("_tako/backups/app/missing.enc", 0, 10)
+    with pytest.raises(ValueError):
+        store.read_range("_tako/backups/app/x.enc", -1, 10)
+
+
 def test_list_by_prefix_in_key_order_without_siblings(store: Any) -> None:
     keys = {"a/2": b"22", "a/10": b"1010", "a/1": b"1", "a/b/c": b"", "ab/x": b"x", "a": b"aa",
             "a/\u00fcber": b"u", "b/1": b"b"}
