@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import IntegrityError, TakoError
+from ..models import ALGORITHM_V2 as ALGORITHM_V2  # re-exported; its home is the models
 from ..models import BackupInfo
 from .crypto import Sink
 
-ALGORITHM_V2 = "tako-chunked-v2-aes-256-gcm"
 FORMAT_V1, FORMAT_V2 = 1, 2
 
 HEADER_MAGIC = b"TAKOCHK2"
