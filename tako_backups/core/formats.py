@@ -27,7 +27,7 @@ from ..progress import NO_PROGRESS, Progress
 from . import format_v2
 from .archive import ArchiveStats, write_archive
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
-from .format_v2 import DEFAULT_CHUNK_SIZE, FORMAT_V1, FORMAT_V2, CeilingGuard, Expected
+from .format_v2 import FORMAT_V1, FORMAT_V2, CeilingGuard, Expected
 from .member_checks import TOP_LEVEL
 from .pipes import ThreadedWriter
 from .seal_v2 import ChunkedSeal, ChunkedSealer
@@ -116,12 +116,12 @@ def write_v1(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
 
 
 def write_v2(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
-             progress: Progress = NO_PROGRESS, *,
-             chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[ArchiveStats, ChunkedSeal]:
+             progress: Progress = NO_PROGRESS) -> tuple[ArchiveStats, ChunkedSeal]:
     """Archive ``data_root`` as a format-2 object into ``sink``: the tar stream (this thread)
-    is cut into chunks compressed and sealed on the sealer's threads. Raises what
-    :func:`write_v1` raises (never V1CeilingReached)."""
-    with ChunkedSealer(sink, key, chunk_size=chunk_size) as sealer:
+    is cut into chunks (``format_v2.DEFAULT_CHUNK_SIZE``, read at each call: tests lower it)
+    compressed and sealed on the sealer's threads. Raises what :func:`write_v1` raises (never
+    V1CeilingReached)."""
+    with ChunkedSealer(sink, key, chunk_size=format_v2.DEFAULT_CHUNK_SIZE) as sealer:
         stats = write_archive(data_root, sealer, scratch, progress, members=sealer.tar_member)
         return stats, sealer.finish()
 
@@ -242,7 +242,7 @@ def reseal(source: BinaryIO, info: BackupInfo, old_key: BackupKey, sink: Sink, n
     if algorithm != ALGORITHM_V2:
         raise unsupported(info)
     stream = _V2Stream(source, info, old_key)
-    with ChunkedSealer(sink, new_key) as sealer:
+    with ChunkedSealer(sink, new_key, chunk_size=format_v2.DEFAULT_CHUNK_SIZE) as sealer:
         done = 0
         for piece in stream.chunks():
             sealer.write(piece)

@@ -48,6 +48,12 @@ def part_size_for(expected_size: int | None, base: int) -> int:
     return min(MAX_PART_SIZE, max(base, _mib_ceil(-(-expected_size // PLANNED_PARTS))))
 
 
+def next_part_size(current: int, sent: int, next_part: int, bound: int) -> int:
+    """The part size after ``sent`` bytes went up in ``next_part - 1`` parts of an upload
+    bounded by ``bound``: ``current`` until the bound is passed, then :func:`grown_part_size`."""
+    return current if sent < bound else grown_part_size(current, sent, next_part)
+
+
 def grown_part_size(current: int, sent: int, next_part: int) -> int:
     """The part size for part ``next_part`` onwards once ``sent`` bytes passed the upload's
     bound: large enough that the parts left hold up to :data:`MAX_OBJECT_SIZE` in all (never
@@ -203,8 +209,7 @@ class S3Writer:
         assert self._pool is not None
         self._in_flight.add(self._pool.submit(self._upload_part, number, part))
         self._sent += len(part)
-        if self._sent >= self._bound:
-            self._part_size = grown_part_size(self._part_size, self._sent, self._next_part)
+        self._part_size = next_part_size(self._part_size, self._sent, self._next_part, self._bound)
 
     @property
     def part_size(self) -> int:
