@@ -27,14 +27,14 @@ from ..progress import NO_PROGRESS, Progress
 from . import format_v2
 from .archive import ArchiveStats, write_archive
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
-from .format_v2 import FORMAT_V1, FORMAT_V2, CeilingGuard, Expected
+from .format_v2 import CeilingGuard, Expected
 from .member_checks import TOP_LEVEL
 from .pipes import ThreadedWriter
 from .seal_v2 import ChunkedSeal, ChunkedSealer
 from .unseal_v2 import ChunkedStreamReader
 
-__all__ = ["FormatPlan", "TarStream", "measure_tree", "open_tar_stream", "plan_format", "reseal",
-           "unsupported", "write_v1", "write_v2"]
+__all__ = ["FormatPlan", "Resealed", "TarStream", "measure_tree", "open_tar_stream", "plan_format",
+           "reseal", "unsupported", "write_v1", "write_v2"]
 
 CHUNK = 1 << 20
 QUEUE_DEPTH = 4
@@ -67,7 +67,7 @@ def measure_tree(data_root: Path) -> tuple[int, int]:
     Entries that vanish meanwhile are skipped.
     """
     data, members = 0, 0
-    folders = [str(data_root / top) for top in TOP_LEVEL]
+    folders = [str(data_root / top) for top in TOP_LEVEL if _is_real_dir(data_root / top)]
     while folders:
         try:
             with os.scandir(folders.pop()) as listing:
@@ -87,6 +87,13 @@ def measure_tree(data_root: Path) -> tuple[int, int]:
                 if stat.S_ISREG(st.st_mode):
                     data += st.st_size
     return data, members
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def plan_format(data_root: Path, requested: int | None = None) -> FormatPlan:
@@ -257,12 +264,3 @@ def reseal(source: BinaryIO, info: BackupInfo, old_key: BackupKey, sink: Sink, n
         result = sealer.finish()
     return Resealed(result.sealed, result.extras())
 
-
-def archive_format(info: BackupInfo) -> int:
-    """1 or 2: the format of the archive ``info`` names. Raises FormatError for another
-    algorithm."""
-    if info.encryption.algorithm == ALGORITHM:
-        return FORMAT_V1
-    if info.encryption.algorithm == ALGORITHM_V2:
-        return FORMAT_V2
-    raise unsupported(info)

@@ -226,3 +226,24 @@ def test_a_format_1_manifest_with_a_format_2_algorithm_is_refused(
         enc.key_id, enc.nonce_base64, enc.tag_base64, ALGORITHM_V2)})
     with pytest.raises(IntegrityError, match="malformed nonce or tag"):
         restore_into(memory_store, claimed, [key], tmp_path / "staging")
+
+
+def test_the_walk_bounds_what_the_backup_archives(memory_store: MemoryStore, dataset: Path,
+                                                  tmp_path: Path, key: BackupKey) -> None:
+    data, members = formats.measure_tree(dataset)
+    result = _backup(memory_store, dataset, tmp_path / "work", key, archive_format=2)
+    assert data >= result.stats.bytes and members >= result.stats.files
+    assert format_v2.archive_size_bound(data, members) >= result.info.size_bytes
+
+
+def test_the_walk_follows_no_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big").write_bytes(b"x" * 100_000)
+    root = tmp_path / "data"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "a").write_bytes(b"y" * 10)
+    (root / "app" / "link").symlink_to(outside / "big")
+    (root / "app" / "dirlink").symlink_to(outside)
+    (root / "tako").symlink_to(outside)  # a top folder that is a link is not walked
+    assert formats.measure_tree(root) == (10, 4)  # app/, a, link, dirlink
