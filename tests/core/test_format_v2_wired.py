@@ -247,3 +247,17 @@ def test_the_walk_follows_no_link(tmp_path: Path) -> None:
     (root / "app" / "dirlink").symlink_to(outside)
     (root / "tako").symlink_to(outside)  # a top folder that is a link is not walked
     assert formats.measure_tree(root) == (10, 4)  # app/, a, link, dirlink
+
+
+def test_manifest_extras_take_the_format_2_layout_and_nothing_else(
+        memory_store: MemoryStore, dataset: Path, tmp_path: Path, key: BackupKey) -> None:
+    info = _backup(memory_store, dataset, tmp_path / "work", key, archive_format=2).info
+    stored = json.loads(memory_store.get_bytes(info.manifest_key))
+    assert list(stored["extras"]) == ["files", "bytes", "sqlite_files", "reason", "format", "chunk_size",
+                                      "chunk_count", "footer_offset", "footer_length"]
+    with pytest.raises(FormatError, match="^Backup manifest extras field 'format' must be 1 or 2.$"):
+        BackupInfo.from_dict({**stored, "extras": {**stored["extras"], "format": 3}})
+    with pytest.raises(FormatError, match="field 'chunk_size' has the wrong type"):
+        BackupInfo.from_dict({**stored, "extras": {**stored["extras"], "chunk_size": "4096"}})
+    with pytest.raises(FormatError, match="unknown field 'salt'"):
+        BackupInfo.from_dict({**stored, "extras": {**stored["extras"], "salt": 1}})
