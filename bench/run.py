@@ -2,7 +2,7 @@
 """Benchmark tako-backups against `tar | zstd`, `zstd -d | tar -x` and restic, best of N.
 
     .venv/bin/python bench/run.py [--mb 1024] [--repeat 3] [--big] [--json OUT] [--cache DIR]
-                                  [--only archive,backup,restore,cli] [--no-latest]
+                                  [--only archive,backup,restore,cli] [--no-latest] [--v2]
 
 Builds (once, cached by size) the dataset of tests/support/dataset.py, starts SeaweedFS and a
 real `tako-server serve` on 127.0.0.1, and measures in one run: the archive stage alone, backup and
@@ -28,6 +28,7 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import _measure  # noqa: E402
+import format_v2_measure  # noqa: E402
 from _dataset import ensure_dataset, link_tree, tree_bytes  # noqa: E402
 from _report import machine, markdown, text_table  # noqa: E402
 from _services import Probe, running_services  # noqa: E402
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="datasets and scratch space (default $TAKO_BENCH_CACHE or /tmp/tako-bench)")
     ap.add_argument("--only", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
     ap.add_argument("--no-latest", action="store_true", help="do not rewrite bench/LATEST.md")
+    ap.add_argument("--v2", action="store_true",
+                    help="also back up and restore in format 2 against format 1 (PASS/FAIL lines)")
     args = ap.parse_args(argv)
     args.cache = args.cache.resolve()  # the reference commands run in the dataset folder
     return args
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             print("partial extract ...", flush=True)
             results["partial_extract"] = partial_extract.run(dataset, scratch, args.repeat)
             notes.extend(partial_extract.report(results["partial_extract"]))
-        if parts & {"backup", "restore"} or args.big:
+        if parts & {"backup", "restore"} or args.big or args.v2:
             run_server_parts(args, parts, dataset, scratch, results, notes)
         elif "cli" in parts:
             print("cli ...", flush=True)
@@ -112,6 +115,10 @@ def run_server_parts(args: argparse.Namespace, parts: set[str], dataset: Path, s
                      "reference. By default a restore first backs up the live tree: its own row.")
     with running_services(scratch / "services") as services:
         _warm_up(services)
+        if args.v2:
+            print("format 2 against format 1 ...", flush=True)
+            results["format_v2"] = format_v2_measure.v2_against_v1(services, dataset, args.repeat)
+            notes.extend(results["format_v2"]["verdicts"])
         app = "bench/production"
         link_tree(dataset, services.app_data(app))
         print("backup ...", flush=True)

@@ -133,26 +133,44 @@ class BackupExtras:
     """Our additions to a manifest, under one ``extras`` key; Tako's fields stay as they are.
 
     ``files``/``bytes`` count regular files in the archive (SQLite snapshots included) so a
-    drill can compare what it extracted; ``reason`` says why the backup was taken.
+    drill can compare what it extracted; ``reason`` says why the backup was taken. A format-2
+    archive adds ``format`` (2), ``chunk_size``, ``chunk_count``, ``footer_offset`` and
+    ``footer_length`` (docs/FORMAT-V2.md, "The manifest"); they are left out when None.
     """
 
     files: int
     bytes: int
     sqlite_files: list[str] = field(default_factory=list)
     reason: str = "manual"
+    format: int | None = None
+    chunk_size: int | None = None
+    chunk_count: int | None = None
+    footer_offset: int | None = None
+    footer_length: int | None = None
 
     @classmethod
     def from_dict(cls, obj: Any) -> BackupExtras:
         d = check_fields(obj, "Backup manifest extras",
-                    {"files": int, "bytes": int, "sqlite_files": list, "reason": str})
+                    {"files": int, "bytes": int, "sqlite_files": list, "reason": str},
+                    dict.fromkeys(LAYOUT_EXTRAS, int))
         if not all(isinstance(n, str) for n in d["sqlite_files"]):
             raise FormatError("Backup manifest extras field 'sqlite_files' has the wrong type.")
+        if "format" in d and d["format"] not in ARCHIVE_FORMATS:
+            raise FormatError("Backup manifest extras field 'format' must be 1 or 2.")
         return cls(files=d["files"], bytes=d["bytes"], sqlite_files=list(d["sqlite_files"]),
-                   reason=d["reason"])
+                   reason=d["reason"], **{name: d[name] for name in LAYOUT_EXTRAS if name in d})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "bytes": self.bytes, "sqlite_files": list(self.sqlite_files),
-                "reason": self.reason}
+        out: dict[str, Any] = {"files": self.files, "bytes": self.bytes,
+                               "sqlite_files": list(self.sqlite_files), "reason": self.reason}
+        for name in LAYOUT_EXTRAS:
+            if (value := getattr(self, name)) is not None:
+                out[name] = value
+        return out
+
+
+LAYOUT_EXTRAS = ("format", "chunk_size", "chunk_count", "footer_offset", "footer_length")
+"""The extras a format-2 archive adds (its layout); absent in a format-1 manifest."""
 
 
 def sort_newest_first(backups: list[BackupInfo]) -> list[BackupInfo]:

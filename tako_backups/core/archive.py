@@ -17,6 +17,7 @@ import os
 import stat
 import tarfile
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ COPY_BUFFER = 1 << 20
 BLOCK = 512
 RECORD = 20 * BLOCK
 _ZEROS = bytes(COPY_BUFFER)
+
+MemberMarks = Callable[[tarfile.TarInfo, int], None]
+"""Told each member's TarInfo and the tar offset its first header block starts at (format 2)."""
 
 
 @dataclass
@@ -55,7 +59,8 @@ def compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
 
 
 def write_archive(
-    data_root: Path, sink: Sink, scratch: Path, progress: Progress = NO_PROGRESS
+    data_root: Path, sink: Sink, scratch: Path, progress: Progress = NO_PROGRESS, *,
+    members: MemberMarks | None = None,
 ) -> ArchiveStats:
     """Stream ``data_root``'s ``app/`` and ``tako/`` into ``sink`` as tar (PAX) + zstd.
 
@@ -65,10 +70,15 @@ def write_archive(
     database swapped for one while the archive is written is left out. Raises SnapshotError
     when a database cannot be copied, and whatever ``sink.write`` or reading a file raises
     (OSError).
+
+    With ``members`` (format 2: :meth:`.seal_v2.ChunkedSealer.tar_member`), the tar stream goes
+    to ``sink`` uncompressed (the sealer compresses chunk by chunk) and ``members`` is told where
+    each member starts, before its bytes are written.
     """
     stats = ArchiveStats()
-    zw = compressor().stream_writer(cast(IO[bytes], sink), closefd=False, write_size=COPY_BUFFER)
-    tar = TarWriter(zw)
+    zw = None if members is not None else compressor().stream_writer(
+        cast(IO[bytes], sink), closefd=False, write_size=COPY_BUFFER)
+    tar = TarWriter(sink if zw is None else zw, members=members)
     snapshots = _SnapshotAhead(scratch, os.path.realpath(data_root))
     try:
         seen_top = set()
@@ -93,7 +103,8 @@ def write_archive(
         tar.close()
     finally:
         snapshots.close()
-    zw.close()
+    if zw is not None:
+        zw.close()
     return stats
 
 
@@ -103,8 +114,10 @@ class TarWriter:
     The stream ends like tarfile's: two zero blocks, then zeros up to a 10240-byte record.
     """
 
-    def __init__(self, out: Sink, buffer_size: int = COPY_BUFFER) -> None:
+    def __init__(self, out: Sink, buffer_size: int = COPY_BUFFER, *,
+                 members: MemberMarks | None = None) -> None:
         self._out = out
+        self._members = members
         self._buf = bytearray(buffer_size)
         self._view = memoryview(self._buf)
         self._fill = 0
@@ -112,6 +125,8 @@ class TarWriter:
 
     def add_header(self, info: tarfile.TarInfo) -> None:
         """Write ``info``'s PAX header (extended records included when needed)."""
+        if self._members is not None:
+            self._members(info, self.offset)
         self._put(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
 
     def add_body(self, fd: int, size: int, progress: Progress = NO_PROGRESS) -> None:

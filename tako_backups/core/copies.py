@@ -68,8 +68,9 @@ class CopyFeed:
     a :meth:`tee` hands over (see the module docstring). Its methods never raise."""
 
     def __init__(self, store: ObjectStore, key: str, *, depth: int = QUEUE_DEPTH,
-                 stall_timeout: float | None = None) -> None:
+                 stall_timeout: float | None = None, expected_size: int | None = None) -> None:
         self.store, self.key = store, key
+        self.expected_size = expected_size
         self.stall_timeout = STALL_TIMEOUT if stall_timeout is None else stall_timeout
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: str | None = None
@@ -147,7 +148,7 @@ class CopyFeed:
     def _run(self) -> None:
         writer: ObjectWriter | None = None
         try:
-            writer = self.store.open_writer(self.key)
+            writer = self.store.open_writer(self.key, self.expected_size)
             while not self._cancelled.is_set():
                 try:
                     chunk = self._queue.get(timeout=0.5)
@@ -239,7 +240,8 @@ def copy_backup(source: ObjectStore, target: ObjectStore, prefix: str, info: Bac
     dropped. Raises IntegrityError (the source object does not match its manifest),
     StorageError (ObjectNotFound when the source lacks it)."""
     digest, size = hashlib.sha256(), 0
-    with source.open_read(info.archive_key) as body, target.open_writer(info.archive_key) as upload:
+    with (source.open_read(info.archive_key) as body,
+          target.open_writer(info.archive_key, info.size_bytes) as upload):
         while chunk := body.read(CHUNK):
             size += len(chunk)
             if size > info.size_bytes:

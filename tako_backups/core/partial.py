@@ -6,7 +6,7 @@ everything under it. :class:`PathSelection` checks the paths the user gave and r
 of them matched; a path that matches nothing fails the whole operation with one line naming it,
 before anything leaves the staging folder.
 
-How each format is read (the one v1/v2 dispatch of this module is :func:`_is_v2`):
+How each format is read (the format is told by :func:`.formats.is_format_2`):
 
 - **Format 2** (:mod:`.ranges_v2`): the footer is fetched and authenticated first (one or two
   ranged reads); the wanted members, and a path that matches nothing, are known from it before
@@ -40,7 +40,8 @@ from ..models import BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from .extract import ExtractResult, TreeWriter, extract_stream, tar_members
-from .format_v2 import ALGORITHM_V2, Expected
+from .format_v2 import Expected
+from .formats import is_format_2
 from .member_checks import TOP_LEVEL, name_parts, shown
 from .pipeline import pick_key, read_verified_tar
 from .ranges_v2 import ChunkedRangeReader
@@ -147,10 +148,6 @@ class Listing:
     bytes_read: int
 
 
-def _is_v2(info: BackupInfo) -> bool:
-    return info.encryption.algorithm == ALGORITHM_V2
-
-
 def _range_reader(access: ArchiveAccess, info: BackupInfo, key: BackupKey) -> ChunkedRangeReader:
     return ChunkedRangeReader.open(access.read_range, info.size_bytes, key,
                                    expect=Expected.from_manifest(info), name=f"Backup {info.id}")
@@ -171,7 +168,7 @@ def list_files(access: ArchiveAccess, info: BackupInfo, keys: Iterable[BackupKey
     """
     key = pick_key(info, keys)
     keep = (lambda name: True) if selection is None else selection.wants
-    if _is_v2(info):
+    if is_format_2(info):
         reader = _range_reader(access, info, key)
         entries = [e for m in reader.members()
                    if keep((e := _entry(m.name, m.kind, m.size, m.mtime)).path)]
@@ -206,7 +203,7 @@ def extract_paths(access: ArchiveAccess, info: BackupInfo, keys: Iterable[Backup
     discards ``dest`` on any error.
     """
     key = pick_key(info, keys)
-    if _is_v2(info):
+    if is_format_2(info):
         reader = _range_reader(access, info, key)
         result = _extract_ranges(reader, dest, selection, info.id, progress)
         return result, reader.bytes_fetched

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from ..errors import FormatError, KeyNotFoundError
 from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
@@ -19,19 +19,19 @@ from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout
-from .archive import ArchiveStats, write_archive
+from .archive import ArchiveStats
 from .chunk_reader import ChunkReader
 from .copies import CopyFeed
-from .crypto import DecryptingReader, EncryptingWriter, Sealed
+from .crypto import Sealed
 from .extract import ExtractResult, extract_stream
-from .pipes import Prefetcher, ThreadedWriter
+from .format_v2 import FORMAT_V2, V1CeilingReached
+from .formats import FormatPlan, open_tar_stream, plan_format, write_v1, write_v2
+from .pipes import Prefetcher
 
 if TYPE_CHECKING:
     from .copies import CopyOutcome
 
-CHUNK = 1 << 20
 QUEUE_DEPTH = 4
-MAX_WINDOW = 128 << 20  # zstd frames needing a larger window are refused (Tako writes 2 MiB)
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ def backup(
     clock: Callable[[], float] | None = None, progress: Progress = NO_PROGRESS, reason: str = "manual",
     record_guard: Callable[[], AbstractContextManager[object]] | None = None,
     policy: BackupPolicy | None = None, copy_to: ObjectStore | None = None,
+    archive_format: int | None = None,
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket, in Tako's order.
 
@@ -79,8 +80,14 @@ def backup(
     the index names the backup. ``reason`` (one of :data:`REASONS`) goes into the manifest's
     extras with the file count, bytes and SQLite files. ``record_guard``, when given, is held
     while the backup is recorded (the server's app lock, for an upload that ran without it); if
-    entering it raises, the uploaded archive is deleted again and the error raised. Raises
-    SnapshotError, StorageError (``read backup index: ...`` before the upload) or FormatError.
+    entering it raises, the uploaded archive is deleted again and the error raised.
+
+    The archive is format 1 (Tako's) unless ``archive_format`` is 2 (the settings' ``format``)
+    or the data could pass format 1's ceiling (:func:`.formats.plan_format`, from one walk of the
+    tree before the upload). A format-1 upload that passes the ceiling anyway (files grew) is
+    aborted -- its upload, the copy's, its snapshots -- and the backup starts over in format 2,
+    under the same id. Raises SnapshotError, StorageError (``read backup index: ...`` before the
+    upload) or FormatError.
     """
     if reason not in REASONS:
         raise FormatError(f"Unknown backup reason '{reason}' (known: {', '.join(REASONS)}).")
@@ -90,20 +97,26 @@ def backup(
     prefix = layout.backup_prefix(app, env, server)
     catalog.check_index(store, prefix)
     scratch = work_root / backup_id
-    scratch.mkdir(parents=True, mode=0o700)
-    feed = None if copy_to is None else CopyFeed(copy_to, layout.archive_key(prefix, backup_id))
+    plan = plan_format(data_root, archive_format)
+    archive_key = layout.archive_key(prefix, backup_id)
+    feed: CopyFeed | None = None
     try:
         progress.start(f"Backing up {app}/{env}")
-        with store.open_writer(layout.archive_key(prefix, backup_id)) as upload:
-            sink = upload if feed is None else feed.tee(upload)
-            stats, sealed = write_sealed_archive(data_root, sink, scratch, key, progress)
-            created = started if finish_clock is None else max(started, int(finish_clock()))
-            upload.commit()
+        try:
+            feed = _copy_feed(copy_to, archive_key, plan)
+            stats, sealed, layout_extras = _upload(store, archive_key, feed, plan.format, plan,
+                                                   data_root, scratch, key, progress)
+        except V1CeilingReached:
+            _discard_attempt(store, prefix, backup_id, feed, scratch)
+            progress.start(f"Backing up {app}/{env} again, in format 2 (the archive passed "
+                           "format 1's size limit)")
+            feed = _copy_feed(copy_to, archive_key, plan)
+            stats, sealed, layout_extras = _upload(store, archive_key, feed, FORMAT_V2, plan,
+                                                   data_root, scratch, key, progress)
+        created = started if finish_clock is None else max(started, int(finish_clock()))
         progress.finish()
     except BaseException:
-        if feed is not None:
-            feed.cancel()
-        catalog.discard_unrecorded(store, prefix, backup_id)
+        _discard_attempt(store, prefix, backup_id, feed, scratch)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -113,7 +126,7 @@ def backup(
         archive_key=layout.archive_key(prefix, backup_id),
         manifest_key=layout.manifest_key(prefix, backup_id), encryption=sealed.encryption,
         extras=BackupExtras(files=stats.files, bytes=stats.bytes,
-                            sqlite_files=sorted(stats.sqlite_names), reason=reason),
+                            sqlite_files=sorted(stats.sqlite_names), reason=reason, **layout_extras),
     )
     try:
         with _entered(record_guard, store, prefix, backup_id):
@@ -147,18 +160,44 @@ def _entered(guard: Callable[[], AbstractContextManager[object]] | None, store: 
         yield
 
 
+def _copy_feed(copy_to: ObjectStore | None, archive_key: str, plan: FormatPlan) -> CopyFeed | None:
+    return None if copy_to is None else CopyFeed(copy_to, archive_key, expected_size=plan.bound)
+
+
+def _upload(store: ObjectStore, archive_key: str, feed: CopyFeed | None, fmt: int, plan: FormatPlan,
+            data_root: Path, scratch: Path, key: BackupKey,
+            progress: Progress) -> tuple[ArchiveStats, Sealed, dict[str, int]]:
+    """One attempt: archive ``data_root`` in format ``fmt`` up to ``archive_key`` (and the copy),
+    committed. Returns the stats, the manifest's crypto fields and the format-2 layout extras
+    (empty for format 1). Raises V1CeilingReached (format 1 only) and what the writers raise; the
+    upload is aborted then, and the caller discards the rest (:func:`_discard_attempt`)."""
+    scratch.mkdir(parents=True, mode=0o700)
+    with store.open_writer(archive_key, plan.bound) as upload:
+        sink = upload if feed is None else feed.tee(upload)
+        if fmt == FORMAT_V2:
+            stats, chunked = write_v2(data_root, sink, scratch, key, progress)
+            sealed, layout_extras = chunked.sealed, chunked.extras()
+        else:
+            stats, sealed = write_v1(data_root, sink, scratch, key, progress, ceiling=plan.ceiling)
+            layout_extras = {}
+        upload.commit()
+    return stats, sealed, layout_extras
+
+
+def _discard_attempt(store: ObjectStore, prefix: str, backup_id: str, feed: CopyFeed | None,
+                     scratch: Path) -> None:
+    """After a failed attempt: drop the copy's upload, delete what the bucket holds of the
+    backup unless the index names it, and remove the snapshots."""
+    if feed is not None:
+        feed.cancel()
+    catalog.discard_unrecorded(store, prefix, backup_id)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
                          progress: Progress = NO_PROGRESS) -> tuple[ArchiveStats, Sealed]:
-    """Archive ``data_root`` (tar + zstd), encrypt and hash it into ``sink``; the upload's stage.
-
-    Reading files and tar run on this thread, zstd on its own workers, and AES-GCM + SHA-256 +
-    ``sink.write`` on one more thread, joined by a queue of at most 4 chunks of 1 MiB. Raises
-    SnapshotError, OSError, or what ``sink.write`` raises (StorageError).
-    """
-    enc = EncryptingWriter(sink, key)
-    with ThreadedWriter(enc, depth=QUEUE_DEPTH, name="tako-seal") as sealer:
-        stats = write_archive(data_root, sealer, scratch, progress)
-    return stats, enc.finish()
+    """Archive ``data_root`` in format 1 into ``sink``; see :func:`.formats.write_v1`."""
+    return write_v1(data_root, sink, scratch, key, progress)
 
 
 def pick_key(info: BackupInfo, keys: Iterable[BackupKey]) -> BackupKey:
@@ -204,10 +243,11 @@ def restore_into(
 def decrypt_and_extract(source, info: BackupInfo, key: BackupKey, tree: Path,  # type: ignore[no-untyped-def]
                         progress: Progress = NO_PROGRESS,
                         wanted: Callable[[str], bool] | None = None) -> ExtractResult:
-    """Stream ciphertext from ``source`` into ``tree``; verify everything at the end.
+    """Stream the archive from ``source`` (either format) into ``tree``; verify everything at the end.
 
     Returns what :func:`extract_stream` reports (``wanted``: only the members it accepts are
-    written). The caller must discard ``tree`` on any error.
+    written). A tampered archive raises IntegrityError even where extraction failed first. The
+    caller must discard ``tree`` on any error.
     """
     return read_verified_tar(source, info, key, lambda tar: extract_stream(tar, tree, wanted=wanted),
                              progress)
@@ -218,24 +258,20 @@ T = TypeVar("T")
 
 def read_verified_tar(source, info: BackupInfo, key: BackupKey,  # type: ignore[no-untyped-def]
                       consume: Callable[[BinaryIO], T], progress: Progress = NO_PROGRESS) -> T:
-    """Hand the tar stream of the format-1 archive ``source`` to ``consume``, then read what it
-    left and verify size, SHA-256 and the GCM tag; returns what ``consume`` returned, only once
-    all of it verified.
+    """Hand the tar stream of the archive ``source`` (either format) to ``consume``, then read
+    what it left and verify everything (size, SHA-256 and the GCM tag; in format 2 every chunk
+    and the footer); returns what ``consume`` returned, only once all of it verified.
 
-    Reading ``source``, SHA-256, AES-GCM and zstd (window at most 128 MiB) run on a helper
-    thread; ``consume`` runs on this one, fed through a queue of at most 4 chunks of 1 MiB.
-    Whatever ``consume`` did is unverified until this returns: on any error the caller discards
-    it. Raises IntegrityError, FormatError, and what ``consume`` raises.
+    Reading ``source``, SHA-256, AES-GCM and zstd run on a helper thread
+    (:func:`.formats.open_tar_stream`); ``consume`` runs on this one, fed through a queue of at
+    most 4 pieces. Whatever ``consume`` did is unverified until this returns: on any error the
+    caller discards it. Raises IntegrityError, FormatError, and what ``consume`` raises.
     """
-    import zstandard
-
-    reader = DecryptingReader(source, info, key)
+    stream = open_tar_stream(source, info, key)
 
     def produce(put: Callable[[bytes], None]) -> None:
-        dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
-        with dctx.stream_reader(cast(IO[bytes], reader), read_size=CHUNK, closefd=False) as plain:
-            while chunk := plain.read(CHUNK):
-                put(chunk)
+        for chunk in stream.chunks():
+            put(chunk)
 
     with Prefetcher(produce, depth=QUEUE_DEPTH, name="tako-unseal") as chunks:
         reported = 0
@@ -243,7 +279,7 @@ def read_verified_tar(source, info: BackupInfo, key: BackupKey,  # type: ignore[
         def next_chunk() -> bytes | None:
             nonlocal reported
             chunk = chunks.get()
-            done = reader.bytes_read
+            done = stream.bytes_read
             if done > reported:
                 progress.advance(done - reported)
                 reported = done
@@ -253,14 +289,10 @@ def read_verified_tar(source, info: BackupInfo, key: BackupKey,  # type: ignore[
             result = consume(cast(BinaryIO, ChunkReader(next_chunk)))
             while next_chunk():
                 pass
-        except zstandard.ZstdError:
-            chunks.stop()
-            reader.verify()
-            raise FormatError(f"Backup {info.id} is not a valid zstd stream.") from None
         except FormatError:
             chunks.stop()
-            reader.verify()
+            stream.verify()
             raise
-    reader.verify()
-    progress.advance(reader.bytes_read - reported)
+    stream.verify()
+    progress.advance(stream.bytes_read - reported)
     return result

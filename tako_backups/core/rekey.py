@@ -1,27 +1,29 @@
 """Re-encrypt a backup under another key: a new archive object and manifest, same plaintext.
 
-The ciphertext is streamed: download → SHA-256 + AES-GCM decrypt (old key) → AES-GCM encrypt
-(new key) + SHA-256 → multipart upload. The new upload is committed only after the old archive's
-size, SHA-256 and tag verified, so a damaged archive is never copied under a new name. The
-backup keeps its ``created_at_unix_secs`` (retention is unchanged) and gets a new id.
+The archive is streamed, in its own format (:func:`.formats.reseal`): format 1 is download →
+SHA-256 + AES-GCM decrypt (old key) → AES-GCM encrypt (new key) + SHA-256 → multipart upload;
+format 2 is read chunk by chunk (each verified) and sealed again as a new format-2 object under
+the new key, with the old footer's member table. The new upload is committed only after the old
+archive's size, SHA-256 and tags verified, so a damaged archive is never copied under a new
+name. The backup keeps its ``created_at_unix_secs`` (retention is unchanged) and gets a new id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from ..errors import StorageError
-from ..models import PRE_RESTORE, BackupExtras, BackupInfo, BackupKey
+from ..models import PRE_RESTORE, BackupInfo, BackupKey
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout, reindex
-from .crypto import DecryptingReader, EncryptingWriter
+from .formats import reseal
 from .pipeline import pick_key
 
 __all__ = ["REENCRYPT_REASON", "reencrypt_backup", "retire_backup", "swap_backup"]
 
-CHUNK = 1 << 20
 REENCRYPT_REASON = "reencrypt"
 KEPT_REASONS = (PRE_RESTORE,)
 
@@ -42,19 +44,17 @@ def reencrypt_backup(
     new_id = layout.new_backup_id(info.created_at_unix_secs)
     archive = layout.archive_key(prefix, new_id)
     progress.start(f"Re-encrypting {info.id}", info.size_bytes)
-    with store.open_read(info.archive_key) as body, store.open_writer(archive) as upload:
-        reader = DecryptingReader(body, info, old_key)
-        sealer = EncryptingWriter(upload, target)
-        while chunk := reader.read(CHUNK):
-            sealer.write(chunk)
-            progress.advance(len(chunk))
-        reader.verify()
-        sealed = sealer.finish()
+    with store.open_read(info.archive_key) as body, store.open_writer(archive, info.size_bytes) as upload:
+        resealed = reseal(body, info, old_key, upload, target, progress)
         upload.commit()
     progress.finish()
     extras = info.extras
-    if extras is not None and extras.reason not in KEPT_REASONS:
-        extras = BackupExtras(extras.files, extras.bytes, list(extras.sqlite_files), REENCRYPT_REASON)
+    if extras is not None:
+        changes: dict[str, Any] = dict(resealed.layout or {})
+        if extras.reason not in KEPT_REASONS:
+            changes["reason"] = REENCRYPT_REASON
+        extras = replace(extras, **changes)
+    sealed = resealed.sealed
     new = replace(info, id=new_id, size_bytes=sealed.size_bytes, sha256_hex=sealed.sha256_hex,
                   archive_key=archive, manifest_key=layout.manifest_key(prefix, new_id),
                   encryption=sealed.encryption, extras=extras)

@@ -69,6 +69,7 @@ class BackupRuns:
                     server=self._backups.server_name, key=settings.active_key,
                     retention_days=settings.retention_days, now=now, clock=clock, reason=reason,
                     progress=progress, policy=policy_of(settings), copy_to=copy_to,
+                    archive_format=settings.format,
                 )
             except OSError as exc:
                 raise _disk_error(app, exc) from None
@@ -94,6 +95,7 @@ class BackupRuns:
                 server=self._backups.server_name, key=settings.active_key,
                 retention_days=settings.retention_days, now=int(self._backups.clock()), reason=reason,
                 progress=progress, record_guard=record_guard, policy=policy_of(settings), copy_to=copy_to,
+                archive_format=settings.format,
             )
         except OSError as exc:
             raise _disk_error(app, exc) from None

@@ -60,8 +60,10 @@ class ObjectWriter(Protocol):
 class ObjectStore(Protocol):
     """A bucket (or a part of one) that holds objects by key."""
 
-    def open_writer(self, key: str) -> ObjectWriter:
-        """Start a streaming (multipart) upload to ``key``."""
+    def open_writer(self, key: str, expected_size: int | None = None) -> ObjectWriter:
+        """Start a streaming (multipart) upload to ``key``. ``expected_size`` is what the object
+        should not exceed (a bound, not a promise): the S3 upload sizes its parts from it so that
+        S3's 10 000 parts suffice (see :func:`.s3_multipart.part_size_for`)."""
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """Store a small object (manifest, index) in one request, replacing any old one; sent

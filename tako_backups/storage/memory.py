@@ -65,8 +65,10 @@ class MemoryStore:
         self.deny_list = deny_list
         self.deny_list_uploads = deny_list_uploads
         self._writers: dict[str, MemoryWriter] = {}
+        self.expected_sizes: dict[str, int | None] = {}  # what each upload was told to expect
 
-    def open_writer(self, key: str) -> MemoryWriter:
+    def open_writer(self, key: str, expected_size: int | None = None) -> MemoryWriter:
+        self.expected_sizes[key] = expected_size
         return MemoryWriter(self, key)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:

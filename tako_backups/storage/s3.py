@@ -148,13 +148,14 @@ class S3Store:
 
     # ----- the ObjectStore protocol -----
 
-    def open_writer(self, key: str) -> S3Writer:
-        """Start a streaming upload: parts of ``part_size`` go up ``max_concurrency`` at a time.
+    def open_writer(self, key: str, expected_size: int | None = None) -> S3Writer:
+        """Start a streaming upload: parts of ``part_size`` (larger for a large
+        ``expected_size``: see :mod:`.s3_multipart`) go up ``max_concurrency`` at a time.
 
         Memory stays under ``part_size * (max_concurrency + 1)``. Raises StorageError (or a
         subclass) from write/commit when a request fails.
         """
-        return S3Writer(self.requests, key, self.part_size, self.max_concurrency)
+        return S3Writer(self.requests, key, self.part_size, self.max_concurrency, expected_size)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """One PUT of ``data`` to ``key`` (with a ``Content-Type`` header when ``content_type`` is

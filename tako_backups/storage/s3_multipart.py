@@ -2,6 +2,21 @@
 
 No botocore here: requests go through :class:`~.s3_requests.S3Requests`, which maps failures to
 StorageErrors. Memory is bounded by one buffered part plus ``max_concurrency`` parts in flight.
+
+Part sizes (S3 and R2: at most 10 000 parts, each 5 MiB to 5 GiB but the last, objects up to
+5 TiB; parts of one upload may differ in size). A stream's size is not known in advance, so the
+writer is told a bound (``expected_size``: the backup's :func:`~..core.format_v2.archive_size_bound`,
+or the source's size for a copy or re-encryption) and:
+
+1. starts with :func:`part_size_for`: the configured size (16 MiB), or larger so that
+   :data:`PLANNED_PARTS` (8 900) parts hold the bound, rounded up to a MiB;
+2. if the bytes sent ever pass the bound (files that grew while archived; without a bound, once
+   :data:`PLANNED_PARTS` parts of the first size are sent), grows the parts still to come so
+   that the parts left (at least :data:`RESERVE_PARTS`, 1 100) hold up to 5 TiB in all
+   (:func:`grown_part_size`, at most 5 GiB each).
+
+So 10 000 parts always reach 5 TiB, and memory follows the bound: 16 MiB parts up to 139 GiB,
+590 MiB at 5 TiB (times ``max_concurrency + 1``). docs/FORMAT-V2.md, "Limits", has the figures.
 """
 
 from __future__ import annotations
@@ -11,17 +26,54 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from ..errors import ObjectNotFound, StorageError
 from .s3_requests import S3Requests
 
-MIN_PART_SIZE = 5 * 1024 * 1024
+MIB = 1 << 20
+MIN_PART_SIZE = 5 * MIB
+MAX_PART_SIZE = 5 << 30
 MAX_PARTS = 10_000
+MAX_OBJECT_SIZE = 5 << 40
+RESERVE_PARTS = 1_100  # enough parts of at most 5 GiB to reach 5 TiB from wherever the bound was passed
+PLANNED_PARTS = MAX_PARTS - RESERVE_PARTS
+
+
+def _mib_ceil(n: int) -> int:
+    return -(-n // MIB) * MIB
+
+
+def part_size_for(expected_size: int | None, base: int) -> int:
+    """The first part size of an upload of at most ``expected_size`` bytes (None: unknown):
+    ``base``, or the MiB-rounded size that lets :data:`PLANNED_PARTS` parts hold it; at most
+    :data:`MAX_PART_SIZE`."""
+    if expected_size is None:
+        return base
+    return min(MAX_PART_SIZE, max(base, _mib_ceil(-(-expected_size // PLANNED_PARTS))))
+
+
+def next_part_size(current: int, sent: int, next_part: int, bound: int) -> int:
+    """The part size after ``sent`` bytes went up in ``next_part - 1`` parts of an upload
+    bounded by ``bound``: ``current`` until the bound is passed, then :func:`grown_part_size`."""
+    return current if sent < bound else grown_part_size(current, sent, next_part)
+
+
+def grown_part_size(current: int, sent: int, next_part: int) -> int:
+    """The part size for part ``next_part`` onwards once ``sent`` bytes passed the upload's
+    bound: large enough that the parts left hold up to :data:`MAX_OBJECT_SIZE` in all (never
+    smaller than ``current``, at most :data:`MAX_PART_SIZE`)."""
+    left = MAX_PARTS - next_part + 1
+    if left <= 0:
+        return current
+    return min(MAX_PART_SIZE, max(current, _mib_ceil(-(-(MAX_OBJECT_SIZE - sent) // left))))
 
 
 class S3Writer:
     """An :class:`~.base.ObjectWriter` for S3. Small objects go up in one PUT at commit; larger
     ones as a multipart upload whose parts upload while the caller keeps writing."""
 
-    def __init__(self, requests: S3Requests, key: str, part_size: int, max_concurrency: int) -> None:
+    def __init__(self, requests: S3Requests, key: str, part_size: int, max_concurrency: int,
+                 expected_size: int | None = None) -> None:
         self._requests, self._key = requests, key
-        self._part_size = part_size
+        self._part_size = part_size_for(expected_size, part_size)
+        self._bound = expected_size if expected_size is not None else self._part_size * PLANNED_PARTS
+        self._sent = 0
         self._max_concurrency = max_concurrency
         self._buf: bytearray | None = None  # the part being filled, allocated whole
         self._fill = 0
@@ -43,9 +95,10 @@ class S3Writer:
         """
         self._check_open()
         view = memoryview(data).cast("B")
-        total, pos, size = len(view), 0, self._part_size
+        total, pos = len(view), 0
         try:
             while pos < total:
+                size = self._part_size  # grows only between parts (see _send)
                 if self._fill == 0 and total - pos >= size:
                     self._send(bytes(view[pos:pos + size]))
                     pos += size
@@ -155,6 +208,13 @@ class S3Writer:
         number, self._next_part = self._next_part, self._next_part + 1
         assert self._pool is not None
         self._in_flight.add(self._pool.submit(self._upload_part, number, part))
+        self._sent += len(part)
+        self._part_size = next_part_size(self._part_size, self._sent, self._next_part, self._bound)
+
+    @property
+    def part_size(self) -> int:
+        """The size of the parts now being cut (see the module docstring)."""
+        return self._part_size
 
     def _upload_part(self, number: int, part: bytes | bytearray) -> None:
         resp = self._requests.call(

@@ -52,10 +52,10 @@ class LinkedStore(MemoryStore):
     def presigned_get_url(self, key: str, expires_in: int) -> str:
         return f"{self.url}{quote(key)}?X-Amz-Credential={ACCESS_KEY}&X-Amz-Expires={expires_in}"
 
-    def open_writer(self, key: str) -> Any:
+    def open_writer(self, key: str, expected_size: int | None = None) -> Any:
         if self.fail_writes:
             raise StorageError("Upload failed: the bucket is read-only.")
-        return super().open_writer(key)
+        return super().open_writer(key, expected_size)
 
     def transport(self) -> httpx.MockTransport:
         def serve(request: httpx.Request) -> httpx.Response:

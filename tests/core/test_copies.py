@@ -58,7 +58,7 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.limit = limit
 
-    def open_writer(self, key: str) -> MemoryWriter:
+    def open_writer(self, key: str, expected_size: int | None = None) -> MemoryWriter:
         return FailingWriter(self, key, self.limit)
 
 
@@ -79,7 +79,7 @@ class StuckStore(MemoryStore):
         super().__init__()
         self.release = threading.Event()
 
-    def open_writer(self, key: str) -> MemoryWriter:
+    def open_writer(self, key: str, expected_size: int | None = None) -> MemoryWriter:
         return StuckWriter(self, key, self.release)
 
 

@@ -34,7 +34,7 @@ class Bucket(MemoryStore):
         if self.down:
             raise StorageError("Could not connect to the endpoint URL (connection refused).")
 
-    def open_writer(self, key: str) -> MemoryWriter:
+    def open_writer(self, key: str, expected_size: int | None = None) -> MemoryWriter:
         return _Writer(self, key)
 
     def put_bytes(self, key: str, data: bytes, *args: Any, **kw: Any) -> None:

@@ -36,8 +36,8 @@ class GatedStore(MemoryStore):
         self.release = threading.Event()
         self.fail: str | None = None
 
-    def open_writer(self, key: str) -> MemoryWriter:
-        writer = super().open_writer(key)
+    def open_writer(self, key: str, expected_size: int | None = None) -> MemoryWriter:
+        writer = super().open_writer(key, expected_size)
         if not key.endswith(".tar.zst.enc") or not self.armed.is_set():
             return writer
         store, real_write = self, writer.write

@@ -134,11 +134,11 @@ class GatedStore(MemoryStore):
         self.waiting = threading.Event()
         self.release = threading.Event()
 
-    def open_writer(self, key: str) -> MemoryWriter:
+    def open_writer(self, key: str, expected_size: int | None = None) -> MemoryWriter:
         if key.endswith(".tar.zst.enc") and any(key.startswith(p) for p in self.gated):
             self.waiting.set()
             assert self.release.wait(20), "never released"
-        return super().open_writer(key)
+        return super().open_writer(key, expected_size)
 
 
 def backups_of(store: MemoryStore, prefix: str = PREFIX) -> list[dict[str, Any]]:
