@@ -149,8 +149,14 @@ class Listing:
 
 
 def _range_reader(access: ArchiveAccess, info: BackupInfo, key: BackupKey) -> ChunkedRangeReader:
+    """The archive's footer, checked: one ranged read where the manifest says where it lies."""
+    extras = info.extras
+    footer_at = None
+    if extras is not None and extras.footer_offset is not None and extras.footer_length is not None:
+        footer_at = (extras.footer_offset, extras.footer_length)
     return ChunkedRangeReader.open(access.read_range, info.size_bytes, key,
-                                   expect=Expected.from_manifest(info), name=f"Backup {info.id}")
+                                   expect=Expected.from_manifest(info), name=f"Backup {info.id}",
+                                   footer_at=footer_at)
 
 
 def _entry(name: str, kind: str, size: int, mtime: float) -> FileEntry:
