@@ -219,3 +219,33 @@ def test_spinner_shows_elapsed_time_on_a_terminal(monkeypatch: pytest.MonkeyPatc
     with Output(json_mode=True).spinner("Restoring backup"):
         pass
     assert quiet.getvalue() == ""
+
+
+def test_restore_of_one_path_replaces_only_it_and_undo_brings_the_rest_back(demo: Demo, tako: Tako) -> None:
+    fleet = demo()
+    info = backed_up(fleet, tako)
+    live = fleet.live_dir("la")
+    (live / "uploads" / "a.txt").write_text("damaged\n")
+    (live / "stray.txt").write_text("written after the backup\n")
+    result = tako("backups", "restore", info.id, "--path", "app/uploads/a.txt", "--env", "production", "--yes")
+    assert result.exit_code == 0, result.output
+    assert (live / "uploads" / "a.txt").read_text() == "first upload\n"
+    assert (live / "stray.txt").read_text() == "written after the backup\n"  # outside the path: kept
+    sent = [body for _server, body in fleet.requests if body["command"] in ("restore_backup", "restore_paths")]
+    assert sent == [{"command": "restore_paths", "app": APP, "backup_id": info.id, "paths": ["app/uploads/a.txt"]}]
+    undone = tako("backups", "undo", "--env", "production", "--yes")
+    assert undone.exit_code == 0, undone.output
+    assert (live / "uploads" / "a.txt").read_text() == "damaged\n"
+    assert (live / "stray.txt").read_text() == "written after the backup\n"
+
+
+def test_restore_of_a_path_the_backup_lacks_changes_nothing(demo: Demo, tako: Tako) -> None:
+    fleet = demo()
+    info = backed_up(fleet, tako)
+    live = fleet.live_dir("la")
+    (live / "uploads" / "a.txt").write_text("damaged\n")
+    result = tako("backups", "restore", info.id, "--path", "app/uploads/missing.txt", "--env", "production",
+                  "--yes")
+    assert result.exit_code == 1
+    assert "app/uploads/missing.txt" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert (live / "uploads" / "a.txt").read_text() == "damaged\n"
