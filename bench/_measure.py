@@ -81,7 +81,24 @@ def deploy_answering_app(services: Services, app: str, dataset: Path) -> int:
     services.call("deploy", {"app": app, "backup": services.settings.to_dict(),
                              "runtime": _app.runtime(port)})
     _app.wait_answering(port)
+    settle_schedule(services, app)
     return port
+
+
+def settle_schedule(services: Services, app: str) -> None:
+    """One untimed backup and one drill of ``app``, so that neither the server's scheduled backup
+    (due when an app has none) nor its weekly restore drill (due when none ran) starts in the
+    middle of a measurement. A scheduled job already running makes the backup wait for it."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            services.call("backup_now", {"app": app, "backup": None})
+            break
+        except Exception as exc:  # ServerReplyError: the scheduler's own first backup is running
+            if "already running" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    services.call("drill_backup", {"app": app})
 
 
 def backups(services: Services, app: str, restic_source: Path | None, scratch: Path,
@@ -162,7 +179,7 @@ def restores(services: Services, app: str, info_dict: dict[str, Any], scratch: P
         down_server.append(reply["downtime_seconds"])
         if seen is not None:
             down_seen.append(seen.longest_gap)
-        if restic_s3 is not None and restic_s3.last_bucket is not None:
+        if restic_s3 is not None and restic_s3.last_repo is not None:
             alone, synced = restic_s3.restore(target)
             restic_alone.append(alone)
             restic_sync.append(synced)
