@@ -163,11 +163,13 @@ def restores(services: Services, app: str, info_dict: dict[str, Any], scratch: P
     target = scratch / "restore-ref"
     pid = services.server.process.pid
     for _ in range(repeat):
+        subprocess.run(["sync"], check=True)  # as before restic's: nobody pays for earlier dirty pages
         with Probe(pid, None) as probe:
             started = time.perf_counter()
             services.call("restore_backup", {"app": app, "backup_id": info.id, "safety_backup": False})
             ours.append(time.perf_counter() - started)
         rss.append(probe.peak_rss_kb)
+        subprocess.run(["sync"], check=True)
         with Probe(pid, None) as probe:
             with _app.AnswerProbe(port) if port is not None else contextlib.nullcontext() as seen:
                 started = time.perf_counter()
