@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -13,9 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _app
+from _dataset import link_tree
+from _restic import ResticS3
 from _services import Probe, Services
 
 from tako_backups.models import BackupInfo
+from tests.support.tako_server import let_apps_reach
 
 ROOT = Path(__file__).resolve().parents[1]
 TAKO = Path(sys.executable).parent / "tako"
@@ -66,11 +71,41 @@ def archive_stage(root: Path, scratch: Path, repeat: int) -> dict[str, Any]:
             "tar_zstd_cpu_seconds": min(ref_cpu), "archive_bytes": size}
 
 
+def deploy_answering_app(services: Services, app: str, dataset: Path) -> int:
+    """Deploy ``app`` over a hard-linked copy of ``dataset`` with the answering app of
+    :mod:`_app` as its runtime (so restores stop and start a real process); returns its port."""
+    services.call("deploy", {"app": app, "backup": None, "runtime": None})
+    link_tree(dataset, services.app_data(app))
+    let_apps_reach(services.app_data(app))  # the app runs as a uid of its own when we are root
+    port = _app.free_port()
+    services.call("deploy", {"app": app, "backup": services.settings.to_dict(),
+                             "runtime": _app.runtime(port)})
+    _app.wait_answering(port)
+    settle_schedule(services, app)
+    return port
+
+
+def settle_schedule(services: Services, app: str) -> None:
+    """One untimed backup and one drill of ``app``, so that neither the server's scheduled backup
+    (due when an app has none) nor its weekly restore drill (due when none ran) starts in the
+    middle of a measurement. A scheduled job already running makes the backup wait for it."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            services.call("backup_now", {"app": app, "backup": None})
+            break
+        except Exception as exc:  # ServerReplyError: the scheduler's own first backup is running
+            if "already running" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    services.call("drill_backup", {"app": app})
+
+
 def backups(services: Services, app: str, restic_source: Path | None, scratch: Path,
-            repeat: int) -> dict[str, Any]:
+            repeat: int, restic_s3: ResticS3 | None = None) -> dict[str, Any]:
     """`backup_now` through the server (peak RSS, peak tmp/ disk) against `restic backup` into a
-    fresh local repository, interleaved."""
-    ours, restic, rss, disk = [], [], [], []
+    fresh local repository and into a fresh repository on the same SeaweedFS, interleaved."""
+    ours, restic, restic_s3_runs, rss, disk = [], [], [], [], []
     info: dict[str, Any] = {}
     payload: dict[str, Any] = {"app": app, "backup": services.settings.to_dict()}
     for _ in range(repeat):
@@ -82,12 +117,16 @@ def backups(services: Services, app: str, restic_source: Path | None, scratch: P
         disk.append(probe.peak_disk)
         if restic_source is not None:
             restic.append(restic_backup(restic_source, scratch))
+            if restic_s3 is not None:
+                restic_s3_runs.append(restic_s3.backup(restic_source))
     result: dict[str, Any] = {
         "ours": summary(ours), "peak_rss_mb": max(rss) / 1024, "rss_before_mb": probe.rss_before_kb / 1024,
         "peak_tmp_disk_mb": max(disk) / 2**20, "archive_bytes": info["size_bytes"], "last": info,
     }
     if restic:
         result["restic"] = summary(restic)
+    if restic_s3_runs:
+        result["restic_s3"] = summary(restic_s3_runs)
     return result
 
 
@@ -105,26 +144,47 @@ def restic_backup(source: Path, scratch: Path) -> float:
 
 
 def restores(services: Services, app: str, info_dict: dict[str, Any], scratch: Path,
-             repeat: int) -> dict[str, Any]:
-    """`restore_backup` through the server without its safety backup (peak RSS) against
-    `zstd -d | tar -x` of the same archive, plus the plain download of the object, timed on its
-    own; and `restore_backup` as called by default (a safety backup of the live tree first)."""
+             repeat: int, restic_s3: ResticS3 | None = None, port: int | None = None) -> dict[str, Any]:
+    """`restore_backup` through the server without its safety copy (peak RSS) and as called by
+    default (the replaced tree kept and uploaded in the background: the call, the app's downtime
+    as the server reports it and as the bench's probe sees it, and the upload until verified,
+    peak RSS through all of it) against `zstd -d | tar -x` of the same archive plus the plain
+    download of the object, and `restic restore` from the same SeaweedFS, interleaved."""
     info = BackupInfo.from_dict(info_dict)
     store = services.store()
     plain = scratch / "restore-ref.tar.zst"
     download = [_download(store, info.archive_key) for _ in range(repeat)]
     _decrypt_to(store, info, services.settings.backup_keys[-1].key, plain)
-    ours, ref, ref_sync, rss, safe = [], [], [], [], []
+    ours, ref, ref_sync, rss, safe, safe_rss, uploads = [], [], [], [], [], [], []
+    down_server: list[float] = []
+    down_seen: list[float] = []
+    restic_alone: list[float] = []
+    restic_sync: list[float] = []
     target = scratch / "restore-ref"
+    pid = services.server.process.pid
     for _ in range(repeat):
-        with Probe(services.server.process.pid, None) as probe:
+        subprocess.run(["sync"], check=True)  # as before restic's: nobody pays for earlier dirty pages
+        with Probe(pid, None) as probe:
             started = time.perf_counter()
             services.call("restore_backup", {"app": app, "backup_id": info.id, "safety_backup": False})
             ours.append(time.perf_counter() - started)
         rss.append(probe.peak_rss_kb)
-        started = time.perf_counter()
-        services.call("restore_backup", {"app": app, "backup_id": info.id})
-        safe.append(time.perf_counter() - started)
+        subprocess.run(["sync"], check=True)
+        with Probe(pid, None) as probe:
+            with _app.AnswerProbe(port) if port is not None else contextlib.nullcontext() as seen:
+                started = time.perf_counter()
+                reply = services.client.call_reply("restore_backup", {"app": app, "backup_id": info.id},
+                                                   timeout=3600)
+                safe.append(time.perf_counter() - started)
+            uploads.append(wait_kept_verified(services, app) - started)
+        safe_rss.append(probe.peak_rss_kb)
+        down_server.append(reply["downtime_seconds"])
+        if seen is not None:
+            down_seen.append(seen.longest_gap)
+        if restic_s3 is not None and restic_s3.last_repo is not None:
+            alone, synced = restic_s3.restore(target)
+            restic_alone.append(alone)
+            restic_sync.append(synced)
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
         ref.append(timed_shell(f"zstd -d -c -q {plain} | tar -xf - -C {target}"))
@@ -135,10 +195,30 @@ def restores(services: Services, app: str, info_dict: dict[str, Any], scratch: P
     plain.unlink()
     if not (services.app_data(app) / "app").is_dir():
         raise SystemExit("restore left no app/ folder: the benchmark's restore is broken")
-    return {"ours": summary(ours), "with_safety_backup": summary(safe),
-            "zstd_tar": summary(ref), "zstd_tar_sync": summary(ref_sync),
-            "download": summary(download),
-            "peak_rss_mb": max(rss) / 1024}
+    result: dict[str, Any] = {
+        "ours": summary(ours), "with_safety_backup": summary(safe), "zstd_tar": summary(ref),
+        "zstd_tar_sync": summary(ref_sync), "download": summary(download),
+        "peak_rss_mb": max(rss) / 1024, "with_safety_peak_rss_mb": max(safe_rss) / 1024,
+        "kept_upload_verified": summary(uploads), "downtime_server": summary(down_server),
+    }
+    if down_seen:
+        result["downtime_seen"] = summary(down_seen)
+    if restic_alone:
+        result["restic_s3"] = summary(restic_alone)
+        result["restic_s3_sync"] = summary(restic_sync)
+    return result
+
+
+def wait_kept_verified(services: Services, app: str, timeout: float = 3600.0) -> float:
+    """Wait until the app's kept tree is uploaded and verified; returns perf_counter() then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kept = services.call("backup_status", {"app": app}).get("kept_tree") or {}
+        if kept.get("upload") == "verified":
+            return time.perf_counter()
+        if kept.get("upload") == "failed" or time.monotonic() > deadline:
+            raise SystemExit(f"the kept tree of {app} did not upload: {kept}")
+        time.sleep(0.05)
 
 
 def _download(store: Any, key: str) -> float:

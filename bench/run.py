@@ -30,7 +30,8 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 import _measure  # noqa: E402
 import format_v2_measure  # noqa: E402
 from _dataset import ensure_dataset, link_tree, tree_bytes  # noqa: E402
-from _report import machine, markdown, text_table  # noqa: E402
+from _report import machine, markdown, text_table, verdict_lines  # noqa: E402
+from _restic import ResticS3  # noqa: E402
 from _services import Probe, running_services  # noqa: E402
 
 PARTS = ("archive", "backup", "restore", "cli", "partial")
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print()
     print(text_table(results))
+    print()
+    print("\n".join(verdict_lines(results)))
     for note in notes:
         print("note:", note)
     out = args.json or BENCH / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -110,9 +113,10 @@ def run_server_parts(args: argparse.Namespace, parts: set[str], dataset: Path, s
     if restic is None:
         notes.append("restic is not installed (apt-get install restic): its column is skipped.")
     if "restore" in parts:
-        notes.append("restore_backup is timed with `safety_backup: false`; it flushes the restored tree to "
-                     "disk (syncfs) before swapping it in, so the `sync -f` row is the like-for-like "
-                     "reference. By default a restore first backs up the live tree: its own row.")
+        notes.append("restore_backup without its safety copy flushes the restored tree to disk (syncfs) "
+                     "before swapping it in, so the `sync -f` rows are the like-for-like references. By "
+                     "default a restore keeps the replaced tree and uploads it after the app runs again: "
+                     "its row times the call, its peak RSS covers the call and the upload.")
     with running_services(scratch / "services") as services:
         _warm_up(services)
         if args.v2:
@@ -120,14 +124,15 @@ def run_server_parts(args: argparse.Namespace, parts: set[str], dataset: Path, s
             results["format_v2"] = format_v2_measure.v2_against_v1(services, dataset, args.repeat)
             notes.extend(results["format_v2"]["verdicts"])
         app = "bench/production"
-        link_tree(dataset, services.app_data(app))
+        port = _measure.deploy_answering_app(services, app, dataset)
+        restic_s3 = ResticS3(services, scratch) if restic else None
         print("backup ...", flush=True)
         results["backup"] = _measure.backups(services, app, dataset if restic else None, scratch,
-                                             args.repeat)
+                                             args.repeat, restic_s3)
         if "restore" in parts:
             print("restore ...", flush=True)
             results["restore"] = _measure.restores(services, app, results["backup"]["last"], scratch,
-                                                   args.repeat)
+                                                   args.repeat, restic_s3, port)
         if args.big:
             big = ensure_dataset(args.cache, BIG_MB)
             results["big"] = big_run(services, big, BIG_MB)
@@ -151,9 +156,16 @@ def big_run(services: Any, dataset: Path, mb: int) -> dict[str, Any]:
         started = time.perf_counter()
         services.call("restore_backup", {"app": app, "backup_id": info["id"], "safety_backup": False})
         restore_seconds = time.perf_counter() - started
+    restore_rss = probe.peak_rss_kb / 1024
+    with Probe(pid, None) as probe:  # the default restore: the kept tree uploads after the reply
+        started = time.perf_counter()
+        services.call("restore_backup", {"app": app, "backup_id": info["id"]})
+        safe_seconds = time.perf_counter() - started
+        _measure.wait_kept_verified(services, app)
     shutil.rmtree(services.app_data(app), ignore_errors=True)
     return {"mb": mb, "backup_seconds": backup_seconds, "restore_seconds": restore_seconds,
-            "backup_peak_rss_mb": backup_rss, "restore_peak_rss_mb": probe.peak_rss_kb / 1024,
+            "with_safety_seconds": safe_seconds, "backup_peak_rss_mb": backup_rss,
+            "restore_peak_rss_mb": max(restore_rss, probe.peak_rss_kb / 1024),
             "peak_tmp_disk_mb": disk, "archive_bytes": info["size_bytes"]}
 
 

@@ -47,9 +47,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO
-
-import httpx
+from typing import IO, TYPE_CHECKING
 
 from .. import __version__
 from ..errors import TakoError
@@ -57,6 +55,9 @@ from ..models import BackupInfo
 from ..policy import NotifySettings
 from ..primitives.names import check_app_id, join_app_id
 from .app_users import AppIdentity
+
+if TYPE_CHECKING:  # httpx is imported when a notification is sent: it costs the idle server ~6 MB
+    import httpx
 
 __all__ = ["EVENTS", "Event", "Notifier", "is_overdue", "overdue_after", "sign", "verify_signature"]
 
@@ -221,6 +222,8 @@ class Notifier:
         """Deliver ``event`` once to each target of ``settings``, in the calling thread (for
         ``tako backups notify test``): shown target -> ``delivered`` or why not. Blocks up to
         ``timeout`` + ``command_timeout`` seconds; never raises."""
+        import httpx
+
         outcomes = {}
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
             for target in _targets(settings):
@@ -258,6 +261,8 @@ class Notifier:
         return thread is None or not thread.is_alive()
 
     def _work(self) -> None:
+        import httpx
+
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
             while True:
                 with self._cond:
@@ -301,6 +306,8 @@ class Notifier:
         if d.settings.webhook_secret is not None:
             headers["x-tako-signature"] = sign(d.settings.webhook_secret, timestamp, body)
         url = (d.settings.webhook_url or "").strip()
+        import httpx
+
         try:
             with client.stream("POST", url, content=body, headers=headers) as reply:
                 status = reply.status_code  # the reply body is never read

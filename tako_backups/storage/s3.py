@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Store"]
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
-# Two parts in flight kept SeaweedFS on loopback as busy as four did on a 2-core server (the
-# store, not the client, is the limit there) and hold 48 MiB of parts instead of 80 MiB.
-DEFAULT_CONCURRENCY = 2
+# One part in flight while the next one fills: on a 2-core server the store, not the client, is
+# the limit, and a 1 GB backup took as long as with two or four in flight (bench/, issue 14)
+# while holding 32 MiB of parts instead of 48 MiB (or 80 MiB).
+DEFAULT_CONCURRENCY = 1
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 _session_lock = threading.Lock()

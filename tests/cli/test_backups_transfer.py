@@ -227,12 +227,15 @@ def test_restore_of_one_path_replaces_only_it_and_undo_brings_the_rest_back(demo
     live = fleet.live_dir("la")
     (live / "uploads" / "a.txt").write_text("damaged\n")
     (live / "stray.txt").write_text("written after the backup\n")
-    result = tako("backups", "restore", info.id, "--path", "app/uploads/a.txt", "--env", "production", "--yes")
+    result = tako("backups", "restore", info.id, "--path", "app/uploads/a.txt", "--env", "production",
+                  "--yes")
     assert result.exit_code == 0, result.output
     assert (live / "uploads" / "a.txt").read_text() == "first upload\n"
     assert (live / "stray.txt").read_text() == "written after the backup\n"  # outside the path: kept
-    sent = [body for _server, body in fleet.requests if body["command"] in ("restore_backup", "restore_paths")]
-    assert sent == [{"command": "restore_paths", "app": APP, "backup_id": info.id, "paths": ["app/uploads/a.txt"]}]
+    sent = [body for _server, body in fleet.requests
+            if body["command"] in ("restore_backup", "restore_paths")]
+    assert sent == [{"command": "restore_paths", "app": APP, "backup_id": info.id,
+                     "paths": ["app/uploads/a.txt"]}]
     undone = tako("backups", "undo", "--env", "production", "--yes")
     assert undone.exit_code == 0, undone.output
     assert (live / "uploads" / "a.txt").read_text() == "damaged\n"
