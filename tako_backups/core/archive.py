@@ -6,9 +6,9 @@ are those :mod:`tarfile` writes, but file bodies are read with ``readv`` into on
 buffer that feeds zstd in large blocks (tarfile's stream mode re-copies every block through
 small buffers, which made it the bottleneck). zstd compresses on its own worker threads.
 
-Each SQLite snapshot (``VACUUM INTO``) runs on a helper thread while the files after it are
-archived; the database enters the tar when its snapshot is ready, so its member may come later
-than its directory order. Extraction does not depend on member order.
+Each SQLite snapshot (a page copy with the online backup API) runs on a helper thread while the
+files after it are archived; the database enters the tar when its snapshot is ready, so its
+member may come later than its directory order. Extraction does not depend on member order.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a restore would change: compare the live data tree with a staged one.
 
 Files are compared by type, size and SHA-256 (symlinks by target). SQLite databases are compared
-by content, not bytes (a ``VACUUM INTO`` copy never matches the live file byte for byte): their
+by content, not bytes (a snapshot need not match the live file byte for byte: WAL, free pages): their
 schema and, per table, the row count and an order-independent digest of the rows. Their
 ``-wal``/``-shm``/``-journal`` companions belong to the database and are not listed, nor are
 the channels and cache databases, which a restore always drops.
