@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -23,7 +24,6 @@ from tako_backups.remote.signing import FileSigner
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTES_APP = ROOT / "examples" / "notes-app" / "app.py"
 SERVER = [sys.executable, "-m", "tako_backups.server.cli"]
 
 
@@ -46,7 +46,24 @@ def app_python() -> str:
     return sys.executable
 
 
+def reachable_notes_app() -> Path:
+    """examples/notes-app/app.py where the apps' own uids can read it: the checkout's file when
+    others may read it, else a copy in a folder of its own in the temp dir, removed at exit (a
+    checkout in a private folder, `mktemp -d` say, is out of their reach)."""
+    source = ROOT / "examples" / "notes-app" / "app.py"
+    if others_may(source, stat.S_IROTH):
+        return source
+    folder = Path(tempfile.mkdtemp(prefix="tako-notes-app-"))
+    folder.chmod(0o755)
+    copy = folder / "app.py"
+    shutil.copyfile(source, copy)
+    copy.chmod(0o644)
+    atexit.register(shutil.rmtree, folder, True)
+    return copy
+
+
 APP_PYTHON = app_python()
+NOTES_APP = reachable_notes_app()
 NOTES_RUNTIME: dict[str, Any] = {"start": [APP_PYTHON, str(NOTES_APP)], "instances": 1,
                                  "env": {"NOTES_INTERVAL": "0.02"}}
 
