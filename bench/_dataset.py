@@ -30,20 +30,6 @@ def ensure_dataset(cache: Path, mb: int) -> Path:
     return final
 
 
-def tree_bytes(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (symlinks not followed)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if not os.path.islink(os.path.join(dirpath, name)):
-                total += st.st_size
-    return total
-
-
 def link_tree(source: Path, dest: Path) -> None:
     """Make ``dest`` (``app/`` + ``tako/``) a hard-linked copy of ``source``: instant, no extra
     disk, and the page cache is shared. A restore replaces ``dest`` by renames, never writes

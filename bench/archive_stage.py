@@ -27,20 +27,12 @@ class NullSink:
 
 
 def run(root: Path, scratch_parent: Path) -> dict[str, float]:
-    from tako_backups.core import pipeline
+    from tako_backups.core import formats
 
     key = BackupKey("backup-key-0123456789abcdef", os.urandom(32))
     with tempfile.TemporaryDirectory(dir=scratch_parent, prefix="archive-stage-") as scratch:
         started, cpu = time.perf_counter(), os.times()
-        if hasattr(pipeline, "write_sealed_archive"):
-            _stats, sealed = pipeline.write_sealed_archive(root, NullSink(), Path(scratch), key)
-        else:  # the code before the threaded pipeline existed
-            from tako_backups.core.archive import write_archive
-            from tako_backups.core.crypto import EncryptingWriter
-
-            enc = EncryptingWriter(NullSink(), key)
-            write_archive(root, enc, Path(scratch))
-            sealed = enc.finish()
+        _stats, sealed = formats.write_v1(root, NullSink(), Path(scratch), key)
         seconds, done = time.perf_counter() - started, os.times()
     return {"seconds": seconds, "cpu_user": done.user - cpu.user, "cpu_sys": done.system - cpu.system,
             "size_bytes": sealed.size_bytes,

@@ -6,7 +6,7 @@ Makes DATA_ROOT's tar stream once (``write_archive`` with its zstd undone, untim
 interleaved, best of N:
 
 - seal v1: zstd (worker threads) -> AES-GCM + SHA-256 on a helper thread -> file, as
-  ``pipeline.write_sealed_archive`` does; seal v2: :class:`ChunkedSealer` -> file;
+  ``formats.write_v1`` does; seal v2: :class:`ChunkedSealer` -> file;
 - open v1: ``DecryptingReader`` + zstd stream reader; open v2: :class:`ChunkedStreamReader`
   (both read the whole object, verify it and drop the tar bytes);
 - one member of about 1 MB from the v2 object by ranged reads (``os.pread``): bytes fetched

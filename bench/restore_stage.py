@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tako_backups.core import layout  # noqa: E402
-from tako_backups.core.pipeline import decrypt_and_extract, write_sealed_archive  # noqa: E402
+from tako_backups.core.formats import write_v1  # noqa: E402
+from tako_backups.core.pipeline import decrypt_and_extract  # noqa: E402
 from tako_backups.models import BackupInfo, BackupKey  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     try:
         archive = work / "archive.enc"
         with open(archive, "wb") as out:
-            _stats, sealed = write_sealed_archive(args.root, out, work, key)
+            _stats, sealed = write_v1(args.root, out, work, key)
         prefix = layout.backup_prefix("bench", "production", "la")
         info = BackupInfo(id="b1-AbCdEf12", app="bench", environment="production", server="la",
                           created_at_unix_secs=1, size_bytes=sealed.size_bytes,

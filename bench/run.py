@@ -29,10 +29,12 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import _measure  # noqa: E402
 import format_v2_measure  # noqa: E402
-from _dataset import ensure_dataset, link_tree, tree_bytes  # noqa: E402
+from _dataset import ensure_dataset, link_tree  # noqa: E402
 from _report import machine, markdown, text_table, verdict_lines  # noqa: E402
 from _restic import ResticS3  # noqa: E402
 from _services import Probe, running_services  # noqa: E402
+
+from tako_backups.core.tree_copy import tree_bytes  # noqa: E402
 
 PARTS = ("archive", "backup", "restore", "cli", "partial")
 BIG_MB = 4096

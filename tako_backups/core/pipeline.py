@@ -15,7 +15,6 @@ from ..errors import FormatError, KeyNotFoundError
 from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
 from ..policy import BackupPolicy
 from ..primitives.names import sanitize_segment
-from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout
@@ -25,13 +24,12 @@ from .copies import CopyFeed
 from .crypto import Sealed
 from .extract import ExtractResult, extract_stream
 from .format_v2 import FORMAT_V2, V1CeilingReached
-from .formats import FormatPlan, open_tar_stream, plan_format, write_v1, write_v2
+from .formats import QUEUE_DEPTH, FormatPlan, open_tar_stream, plan_format, write_v1, write_v2
 from .pipes import Prefetcher
 
 if TYPE_CHECKING:
     from .copies import CopyOutcome
 
-QUEUE_DEPTH = 2  # chunks of 1 MiB between two threads: deeper queues bought no speed (issue 14)
 
 
 @dataclass(frozen=True)
@@ -192,12 +190,6 @@ def _discard_attempt(store: ObjectStore, prefix: str, backup_id: str, feed: Copy
         feed.cancel()
     catalog.discard_unrecorded(store, prefix, backup_id)
     shutil.rmtree(scratch, ignore_errors=True)
-
-
-def write_sealed_archive(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
-                         progress: Progress = NO_PROGRESS) -> tuple[ArchiveStats, Sealed]:
-    """Archive ``data_root`` in format 1 into ``sink``; see :func:`.formats.write_v1`."""
-    return write_v1(data_root, sink, scratch, key, progress)
 
 
 def pick_key(info: BackupInfo, keys: Iterable[BackupKey]) -> BackupKey:

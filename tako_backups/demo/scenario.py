@@ -82,7 +82,7 @@ class Demo:
         server_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:  # the notes app will run as a uid of its own: let it pass (not list)
             self.root.chmod(stat.S_IMODE(self.root.stat().st_mode) | stat.S_IXOTH)
-            notes_app = self._reachable_copy(notes_app)
+            notes_app = readable_copy(notes_app, self.root / "notes-app")
         (server_dir / "config.json").write_text(json.dumps({"server_name": SERVER}) + "\n")
         self.step(["tako-server", "authorize-key", str(pub), "--data-dir", str(server_dir)])
         log = open(self.root / "tako-server.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -100,17 +100,6 @@ class Demo:
         self.app_dir.mkdir(exist_ok=True)
         (self.app_dir / "tako.toml").write_text(tako_toml)
         self.out.line(f"Project in {self.app_dir} (tako.toml, config.toml, SSH key)")
-
-    def _reachable_copy(self, notes_app: Path) -> Path:
-        """The notes app copied into the demo's folder, which the app's own uid can pass: the
-        checkout it comes from may be a private folder (`mktemp -d`, a home under /root)."""
-        folder = self.root / "notes-app"
-        folder.mkdir(mode=0o755, exist_ok=True)
-        folder.chmod(0o755)
-        copy = folder / "app.py"
-        shutil.copyfile(notes_app, copy)
-        copy.chmod(0o644)
-        return copy
 
     def _wait_for_server(self) -> None:
         import httpx
@@ -255,6 +244,18 @@ def app_python() -> str:
     if os.geteuid() == 0:
         return shutil.which("python3", path=os.defpath) or sys.executable
     return sys.executable
+
+
+def readable_copy(source: Path, folder: Path) -> Path:
+    """``source`` copied into ``folder`` (made if missing), both readable by every uid: the notes
+    app for an app uid of its own, which may not pass the folders of the checkout it comes from
+    (`mktemp -d`, a home under /root)."""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    folder.chmod(0o755)
+    copy = folder / source.name
+    shutil.copyfile(source, copy)
+    copy.chmod(0o644)
+    return copy
 
 
 def notes_app_path() -> Path:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,6 +94,20 @@ class ServerPaths:
     @property
     def restore_work(self) -> Path:
         return self.root / "tmp" / "restore"
+
+    def new_restore_staging(self, name: str, env: str, what: str) -> Path:
+        """A fresh path (not yet made) for staging a restore, preview or undo of ``name``/``env``:
+        ``tmp/restore/{name}.{env}.{what}.{8 hex}``. The app is the first two dot-separated parts
+        (:meth:`app_of_staging`), which is how recovery finds an interrupted restore's data dir."""
+        self.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.restore_work / f"{name}.{env}.{what}.{secrets.token_hex(4)}"
+
+    @staticmethod
+    def app_of_staging(staging_name: str) -> tuple[str, str] | None:
+        """``(name, env)`` as written by :meth:`new_restore_staging`, unchecked; None when the
+        name has too few parts."""
+        parts = staging_name.split(".")
+        return (parts[0], parts[1]) if len(parts) >= 3 else None
 
     @property
     def drill_work(self) -> Path:

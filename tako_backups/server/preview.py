@@ -7,7 +7,6 @@ always removed afterwards. The live tree is only read.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,8 +31,7 @@ def preview_restore(*, app: str, info: BackupInfo, store: ObjectStore, keys: Ite
     staging, RestoreError when the staging folder cannot be written or a live file not read.
     """
     name, env = check_app_id(app)
-    paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = paths.restore_work / f"{name}.{env}.{info.id}.preview-{secrets.token_hex(4)}"
+    staging = paths.new_restore_staging(name, env, f"{info.id}.preview")
     try:
         tree = restore_into(store, info, keys, staging).tree
         clean_restored_tree(tree)

@@ -95,11 +95,11 @@ def _recover_one(paths: ServerPaths, kept: KeptTrees, staging: Path) -> str:
 
 
 def _live_for(paths: ServerPaths, staging_name: str) -> Path | None:
-    parts = staging_name.split(".")
-    if len(parts) < 3:
+    app = paths.app_of_staging(staging_name)
+    if app is None:
         return None
     try:
-        name, env = check_app_id(f"{parts[0]}/{parts[1]}")
+        name, env = check_app_id("/".join(app))
     except FormatError:
         return None
     return paths.data_dir(name, env)

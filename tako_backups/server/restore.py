@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,8 +92,7 @@ def restore_over_live(
     restored app does not start again (the swap stands).
     """
     name, env = check_app_id(app)
-    paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = paths.restore_work / f"{name}.{env}.{info.id}.{secrets.token_hex(4)}"
+    staging = paths.new_restore_staging(name, env, info.id)
     try:
         enter_phase(progress, DOWNLOAD_EXTRACT, info.size_bytes)
         tree = restore_into(store, info, keys, staging, progress).tree
@@ -143,8 +141,7 @@ def restore_paths_over_live(
        :func:`~.recovery.recover_interrupted_restores` like a full restore's.
     """
     name, env = check_app_id(app)
-    paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = paths.restore_work / f"{name}.{env}.{info.id}.{secrets.token_hex(4)}"
+    staging = paths.new_restore_staging(name, env, info.id)
     picked, tree = staging / "picked", staging / "tree"
     try:
         staging.mkdir(mode=0o700)
@@ -194,8 +191,7 @@ def swap_kept_back(*, app: str, paths: ServerPaths, runtime: AppRuntime | None, 
     current = kept.get(app)
     if current is None:
         raise NotFoundError(f"App '{app}' has no kept tree to swap back.")
-    paths.restore_work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = paths.restore_work / f"{name}.{env}.undo.{secrets.token_hex(4)}"
+    staging = paths.new_restore_staging(name, env, "undo")
     try:
         staging.mkdir(mode=0o700)
         if keep is not None:

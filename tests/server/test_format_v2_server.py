@@ -17,8 +17,6 @@ from tako_backups.core.verify import verify_backup
 from tako_backups.models import ALGORITHM, ALGORITHM_V2, BackupBinding, BackupInfo
 from tako_backups.progress import NO_PROGRESS
 from tako_backups.remote.signing import FileSigner
-from tako_backups.server.app import create_app
-from tako_backups.server.auth import RequestAuth
 from tako_backups.server.paths import ServerPaths
 from tako_backups.server.service import BackupService
 from tako_backups.storage.s3 import S3Store
@@ -33,11 +31,6 @@ PREFIX = backup_prefix("demo", "production", "la")
 @pytest.fixture
 def service(paths: ServerPaths, seaweed_store: S3Store) -> BackupService:
     return BackupService(paths, "la", store_factory=lambda settings: seaweed_store)
-
-
-@pytest.fixture
-def client(service: BackupService, paths: ServerPaths) -> AsgiClient:
-    return AsgiClient(create_app(service, RequestAuth.from_file(paths.authorized_keys)))
 
 
 def ok(reply) -> dict:  # type: ignore[no-untyped-def]

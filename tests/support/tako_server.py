@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tako_backups.demo.scenario import readable_copy
 from tako_backups.errors import RemoteError
 from tako_backups.remote.client import RpcClient
 from tako_backups.remote.signing import FileSigner
@@ -54,12 +55,8 @@ def reachable_notes_app() -> Path:
     if others_may(source, stat.S_IROTH):
         return source
     folder = Path(tempfile.mkdtemp(prefix="tako-notes-app-"))
-    folder.chmod(0o755)
-    copy = folder / "app.py"
-    shutil.copyfile(source, copy)
-    copy.chmod(0o644)
     atexit.register(shutil.rmtree, folder, True)
-    return copy
+    return readable_copy(source, folder)
 
 
 APP_PYTHON = app_python()
