@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from tako_backups.remote.client import RpcClient, ServerReplyError
 from tako_backups.remote.signing import FileSigner
 from tests.support.developer import Developer, enter_developer
 from tests.support.s3_servers import SeaweedFS
-from tests.support.tako_server import ROOT, RunningServer, running_server
+from tests.support.tako_server import ROOT, RunningServer
 
 pytestmark = pytest.mark.slow
 
@@ -107,16 +106,6 @@ def run_job(workspace: Path, runner_home: Path, secrets: dict[str, str]) -> Job:
         if "SSH_AGENT_PID" in env:  # the agent the workflow started
             os.kill(int(env["SSH_AGENT_PID"]), signal.SIGTERM)
     return job
-
-
-@pytest.fixture(scope="module")
-def la(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    yield from running_server(tmp_path_factory.mktemp("la") / "tako", signer)
-
-
-@pytest.fixture(scope="module")
-def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
-    yield from seaweedfs.leased_bucket()
 
 
 @dataclass

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from tako_backups.models import BackupInfo
 from tako_backups.project.backup_keys import backup_keys_for
 from tako_backups.project.secrets import load_secrets
 from tako_backups.remote.signing import FileSigner
-from tests.support.developer import Developer, enter_developer
+from tests.support.developer import Developer
 from tests.support.keys import make_key
 from tests.support.s3_servers import SeaweedFS
 from tests.support.sqlite_checks import integrity
@@ -32,27 +31,11 @@ from tests.support.tako_server import (
     RunningServer,
     app_pids,
     notes,
-    running_server,
     start_server,
 )
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def la(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    yield from running_server(tmp_path_factory.mktemp("la") / "tako", signer)
-
-
-@pytest.fixture(scope="module")
-def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
-    yield from seaweedfs.leased_bucket()
-
-
-@pytest.fixture
-def dev(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Developer:
-    return enter_developer(tmp_path, home, monkeypatch)
 
 
 def set_credentials(dev: Developer, seaweedfs: SeaweedFS) -> None:

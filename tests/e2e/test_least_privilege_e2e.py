@@ -35,7 +35,7 @@ from tako_backups.remote.signing import FileSigner
 from tako_backups.storage.s3 import S3Store
 from tests.forward_proxy import ForwardProxy
 from tests.reliability.faultproxy import Fault, FaultProxy
-from tests.support.developer import Developer, enter_developer
+from tests.support.developer import Developer
 from tests.support.s3_servers import SeaweedFS
 from tests.support.sqlite_checks import integrity
 from tests.support.tako_server import (
@@ -60,11 +60,6 @@ PREFIX = "_tako/backups/notes/production/la-1/"
 def note(bucket: str) -> str:
     return (f"! la: Self-healing is off for bucket '{bucket}': listing is denied to these "
             "credentials.\n")
-
-
-@pytest.fixture
-def dev(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Developer:
-    return enter_developer(tmp_path, home, monkeypatch)
 
 
 @pytest.fixture

@@ -24,21 +24,11 @@ from tests.reliability.faultproxy import Fault, FaultProxy
 from tests.server.helpers import binding, storage
 from tests.support.developer import ROOT, Developer, enter_developer
 from tests.support.s3_servers import SeaweedFS
-from tests.support.tako_server import RunningServer, running_server
+from tests.support.tako_server import RunningServer
 
 pytestmark = pytest.mark.slow
 
 BIG = 80 << 20  # five parts of 16 MiB, two at a time, each held 1.5 s by the proxy
-
-
-@pytest.fixture(scope="module")
-def la(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
-    yield from running_server(tmp_path_factory.mktemp("la") / "tako", signer)
-
-
-@pytest.fixture(scope="module")
-def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
-    yield from seaweedfs.leased_bucket()
 
 
 @pytest.fixture

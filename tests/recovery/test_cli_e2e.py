@@ -30,8 +30,7 @@ HEAD = "Backups\n{app} (production)\n"
 
 
 @pytest.fixture(scope="module")
-def la(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[RunningServer]:
-    signer = FileSigner.load(home / ".ssh" / "id_ed25519")
+def la(tmp_path_factory: pytest.TempPathFactory, signer: FileSigner) -> Iterator[RunningServer]:
     yield from running_server(tmp_path_factory.mktemp("la") / "tako", signer)
 
 
