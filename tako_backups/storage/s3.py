@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ..errors import ConfigError, ObjectNotFound, StorageError
@@ -69,13 +70,15 @@ class S3Store:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         proxies: dict[str, str] | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         """Bind a client to ``bucket`` at ``endpoint``. Makes no request.
 
         Addressing is Tako's: virtual-hosted (``{bucket}.{endpoint host}``) unless
         ``force_path_style`` (``{endpoint}/{bucket}``). ``proxies`` (botocore's setting, e.g.
         ``{"http": "http://127.0.0.1:3128"}``) is for tests; by default botocore follows the
-        ``HTTP(S)_PROXY`` variables.
+        ``HTTP(S)_PROXY`` variables. ``spool_dir`` (an existing private folder) keeps the parts of
+        an upload in unnamed files there instead of memory (:class:`~.s3_multipart.SpooledPart`).
 
         Raises ConfigError for an endpoint that is not https (or http on loopback), an IP-address
         endpoint without ``force_path_style`` (no bucket host name can be formed), an empty
@@ -98,6 +101,7 @@ class S3Store:
         self.force_path_style = force_path_style
         self.part_size = part_size
         self.max_concurrency = max_concurrency
+        self.spool_dir = spool_dir
 
         from botocore.config import Config
 
@@ -153,10 +157,12 @@ class S3Store:
         """Start a streaming upload: parts of ``part_size`` (larger for a large
         ``expected_size``: see :mod:`.s3_multipart`) go up ``max_concurrency`` at a time.
 
-        Memory stays under ``part_size * (max_concurrency + 1)``. Raises StorageError (or a
-        subclass) from write/commit when a request fails.
+        The parts (``part_size * (max_concurrency + 1)`` bytes at most) are held in memory, or in
+        ``spool_dir`` when the store has one. Raises StorageError (or a subclass) from
+        write/commit when a request fails.
         """
-        return S3Writer(self.requests, key, self.part_size, self.max_concurrency, expected_size)
+        return S3Writer(self.requests, key, self.part_size, self.max_concurrency, expected_size,
+                        self.spool_dir)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """One PUT of ``data`` to ``key`` (with a ``Content-Type`` header when ``content_type`` is

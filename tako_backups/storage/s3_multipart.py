@@ -21,7 +21,10 @@ So 10 000 parts always reach 5 TiB, and memory follows the bound: 16 MiB parts u
 
 from __future__ import annotations
 
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import IO
 
 from ..errors import ObjectNotFound, StorageError
 from .s3_requests import S3Requests
@@ -64,19 +67,80 @@ def grown_part_size(current: int, sent: int, next_part: int) -> int:
     return min(MAX_PART_SIZE, max(current, _mib_ceil(-(-(MAX_OBJECT_SIZE - sent) // left))))
 
 
+class MemoryPart:
+    """One part in one buffer of its final size, allocated whole (never grown step by step), so
+    the allocator hands it back to the system once the part is sent."""
+
+    def __init__(self, size: int) -> None:
+        self._buf = bytearray(size)
+        self.size = 0
+
+    def write(self, data: memoryview) -> None:
+        self._buf[self.size:self.size + len(data)] = data
+        self.size += len(data)
+
+    def body(self) -> bytearray:
+        del self._buf[self.size:]
+        return self._buf
+
+    def close(self) -> None:
+        self._buf = bytearray()
+
+
+class SpooledPart:
+    """One part kept in an unnamed file of ``directory`` instead of memory (as restic keeps its
+    packs in temporary files): the bytes sit in the page cache, which the kernel can write out and
+    reclaim under pressure, where a buffer would pin the same memory in the process. Its body is
+    the open file, which botocore reads (and rewinds to retry) a block at a time. The file has no
+    name, so it is gone when closed or when the process dies."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        try:
+            self._file: IO[bytes] = tempfile.TemporaryFile(dir=directory)
+        except OSError as exc:
+            raise self._failure(exc) from None
+        self.size = 0
+
+    def write(self, data: memoryview) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise self._failure(exc) from None
+        self.size += len(data)
+
+    def _failure(self, exc: OSError) -> StorageError:
+        return StorageError(f"Cannot keep an upload's part in {self._directory}: {exc.strerror or exc}; "
+                            "free space there (or make the folder) and try again.")
+
+    def body(self) -> IO[bytes]:
+        self._file.flush()
+        self._file.seek(0)
+        return self._file
+
+    def close(self) -> None:
+        self._file.close()
+
+
+Part = MemoryPart | SpooledPart
+
+
 class S3Writer:
     """An :class:`~.base.ObjectWriter` for S3. Small objects go up in one PUT at commit; larger
-    ones as a multipart upload whose parts upload while the caller keeps writing."""
+    ones as a multipart upload whose parts upload while the caller keeps writing.
+
+    With ``spool_dir`` the parts wait in unnamed files there (:class:`SpooledPart`), so the
+    process holds none of them; without, each part is one buffer in memory."""
 
     def __init__(self, requests: S3Requests, key: str, part_size: int, max_concurrency: int,
-                 expected_size: int | None = None) -> None:
+                 expected_size: int | None = None, spool_dir: Path | None = None) -> None:
         self._requests, self._key = requests, key
+        self._spool_dir = spool_dir
         self._part_size = part_size_for(expected_size, part_size)
         self._bound = expected_size if expected_size is not None else self._part_size * PLANNED_PARTS
         self._sent = 0
         self._max_concurrency = max_concurrency
-        self._buf: bytearray | None = None  # the part being filled, allocated whole
-        self._fill = 0
+        self._part: Part | None = None  # the part being filled
         self._size = 0
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -99,18 +163,15 @@ class S3Writer:
         try:
             while pos < total:
                 size = self._part_size  # grows only between parts (see _send)
-                if self._fill == 0 and total - pos >= size:
-                    self._send(bytes(view[pos:pos + size]))
-                    pos += size
-                    continue
-                if self._buf is None:
-                    self._buf = bytearray(size)
-                n = min(total - pos, size - self._fill)
-                self._buf[self._fill:self._fill + n] = view[pos:pos + n]
-                self._fill += n
+                part = self._part
+                if part is None:
+                    part = self._part = self._new_part(size)
+                n = min(total - pos, size - part.size)
+                part.write(view[pos:pos + n])
                 pos += n
-                if self._fill == size:
-                    self._send(self._take_buffered())
+                if part.size == size:
+                    self._part = None
+                    self._send(part)
         except BaseException:
             self._state = "failed"
             raise
@@ -125,11 +186,17 @@ class S3Writer:
         self._check_open()
         try:
             if self._upload_id is None:
-                self._requests.call("put_object", f"upload '{self._key}'", self._key,
-                                     Key=self._key, Body=self._take_buffered())
+                part = self._take_part()
+                try:
+                    self._requests.call("put_object", f"upload '{self._key}'", self._key,
+                                         Key=self._key, Body=b"" if part is None else part.body())
+                finally:
+                    if part is not None:
+                        part.close()
             else:
-                if self._fill:
-                    self._send(self._take_buffered())
+                part = self._take_part()
+                if part is not None and part.size:
+                    self._send(part)
                 self._wait_until(0)
                 parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
                 self._requests.call(
@@ -152,7 +219,9 @@ class S3Writer:
         if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
-        self._buf, self._fill = None, 0
+        part = self._take_part()
+        if part is not None:
+            part.close()
         for future in self._in_flight:
             future.cancel()
         self._shutdown()
@@ -174,15 +243,12 @@ class S3Writer:
         else:
             self._abort_quietly()
 
-    def _take_buffered(self) -> bytearray:
-        """The filled part of the buffer (trimmed in place); a fresh buffer starts the next part.
+    def _new_part(self, size: int) -> Part:
+        return MemoryPart(size) if self._spool_dir is None else SpooledPart(self._spool_dir)
 
-        Each part is one allocation of its final size, never grown step by step, so the
-        allocator hands it back to the system when the upload of the part is done.
-        """
-        part = self._buf if self._buf is not None else bytearray()
-        del part[self._fill:]
-        self._buf, self._fill = None, 0
+    def _take_part(self) -> Part | None:
+        """The part being filled (None when none is); the next write starts a new one."""
+        part, self._part = self._part, None
         return part
 
     def _abort_quietly(self) -> None:
@@ -195,7 +261,7 @@ class S3Writer:
         if self._state != "open":
             raise StorageError(f"Upload of '{self._key}' is already {self._state}; start a new one.")
 
-    def _send(self, part: bytes | bytearray) -> None:
+    def _send(self, part: Part) -> None:
         if self._upload_id is None:
             resp = self._requests.call("create_multipart_upload", f"start the upload of '{self._key}'",
                                         self._key, Key=self._key)
@@ -207,8 +273,10 @@ class S3Writer:
         self._wait_until(self._max_concurrency - 1)
         number, self._next_part = self._next_part, self._next_part + 1
         assert self._pool is not None
-        self._in_flight.add(self._pool.submit(self._upload_part, number, part))
-        self._sent += len(part)
+        future = self._pool.submit(self._upload_part, number, part)
+        future.add_done_callback(lambda _: part.close())  # sent, failed or cancelled
+        self._in_flight.add(future)
+        self._sent += part.size
         self._part_size = next_part_size(self._part_size, self._sent, self._next_part, self._bound)
 
     @property
@@ -216,10 +284,10 @@ class S3Writer:
         """The size of the parts now being cut (see the module docstring)."""
         return self._part_size
 
-    def _upload_part(self, number: int, part: bytes | bytearray) -> None:
+    def _upload_part(self, number: int, part: Part) -> None:
         resp = self._requests.call(
             "upload_part", f"upload part {number} of '{self._key}'", self._key,
-            Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part)
+            Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part.body())
         self._etags[number] = resp["ETag"]
 
     def _wait_until(self, limit: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import os
@@ -10,10 +11,11 @@ import threading
 import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
 from tako_backups.errors import BucketNotFound, ConfigError, ObjectNotFound, StorageAuthError, StorageError
 from tako_backups.models import StorageBinding
@@ -290,6 +292,85 @@ def test_writer_memory_stays_bounded(make_store: Callable[..., Any]) -> None:
         while chunk := reader.read(MIB):
             check.update(chunk)
     assert check.hexdigest() == digest.hexdigest()
+
+
+def open_spool_files(spool: Path) -> list[str]:
+    """This process's open files in ``spool`` (unnamed ones show as ``spool/#123 (deleted)``)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(spool) + "/"):
+                found.append(target)
+    return found
+
+
+def test_spooled_parts_wait_in_unnamed_files_not_in_memory(make_store: Callable[..., Any],
+                                                           tmp_path: Path) -> None:
+    store = make_store("seaweedfs", part_size=5 * MIB, spool_dir=tmp_path)
+    seen: list[tuple[list[str], int]] = []
+    store.client.meta.events.register(
+        "before-send.s3.UploadPart",
+        lambda **_: seen.append((os.listdir(tmp_path), len(open_spool_files(tmp_path)))))
+    block = bytearray(os.urandom(MIB))
+    digest = hashlib.sha256()
+    tracemalloc.start()
+    try:
+        with store.open_writer("spooled-32m") as writer:
+            for i in range(32):
+                block[:8] = i.to_bytes(8, "big")
+                digest.update(block)
+                writer.write(memoryview(block))
+            writer.commit()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(seen) == 7  # 6 parts of 5 MiB and the last of 2 MiB, each sent from its file
+    assert all(names == [] and 1 <= files <= 2 for names, files in seen)  # no name, ever
+    assert peak < 5 * MIB  # no part was ever held in memory (one part in memory is 5 MiB)
+    assert open_spool_files(tmp_path) == [] and os.listdir(tmp_path) == []
+    assert hashlib.sha256(store.get_bytes("spooled-32m")).hexdigest() == digest.hexdigest()
+
+
+def test_a_spooled_part_is_sent_again_whole_after_a_broken_send(make_store: Callable[..., Any],
+                                                                tmp_path: Path) -> None:
+    store = make_store("seaweedfs", part_size=5 * MIB, spool_dir=tmp_path)
+    broken: list[int] = []
+
+    def break_part_two_once(request: Any, **_: Any) -> None:
+        if "partNumber=2" in request.url and not broken:
+            broken.append(len(request.body.read(100_000)))  # part of the body went out
+            raise ConnectionClosedError(endpoint_url=store.endpoint)
+
+    store.client.meta.events.register("before-send.s3.UploadPart", break_part_two_once)
+    data = os.urandom(12 * MIB)
+    with store.open_writer("retried") as writer:
+        writer.write(data)
+        writer.commit()
+    assert broken == [100_000]
+    assert hashlib.sha256(store.get_bytes("retried")).digest() == hashlib.sha256(data).digest()
+    assert open_spool_files(tmp_path) == []
+
+
+def test_a_spool_folder_that_cannot_take_a_part_is_a_one_line_storage_error(
+        make_store: Callable[..., Any], tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    store = make_store("seaweedfs", part_size=5 * MIB, spool_dir=missing)
+    with pytest.raises(StorageError) as info, store.open_writer("nowhere") as writer:
+        writer.write(b"x")
+    assert str(info.value) == (f"Cannot keep an upload's part in {missing}: No such file or directory; "
+                               "free space there (or make the folder) and try again.")
+    assert store.head("nowhere") is None
+
+
+def test_an_aborted_spooled_upload_closes_its_files(make_store: Callable[..., Any], tmp_path: Path) -> None:
+    store = make_store("seaweedfs", part_size=5 * MIB, max_concurrency=2, spool_dir=tmp_path)
+    writer = store.open_writer("dropped")
+    writer.write(os.urandom(12 * MIB))
+    assert open_spool_files(tmp_path)  # the part being filled, at least
+    writer.abort()
+    assert open_spool_files(tmp_path) == [] and os.listdir(tmp_path) == []
+    assert store.head("dropped") is None
 
 
 def test_a_broken_download_stream_is_a_storage_error() -> None:
