@@ -7,9 +7,11 @@ Settings come from the encrypted :class:`~.state.StateStore`; the bucket prefix 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 from ..core import layout
@@ -27,24 +29,27 @@ StoreFactory = Callable[[StorageBinding], ObjectStore]
 MAX_CACHED_STORES = 32
 
 
-def s3_store_factory(binding: StorageBinding) -> ObjectStore:
+def s3_store_factory(binding: StorageBinding, spool_dir: Path | None = None) -> ObjectStore:
+    """An S3 store for ``binding`` whose uploads keep their parts in ``spool_dir`` (the server's
+    ``tmp/uploads``) rather than in memory."""
     from ..storage.s3 import S3Store
 
-    return cast(ObjectStore, S3Store.from_binding(binding))
+    return cast(ObjectStore, S3Store.from_binding(binding, spool_dir=spool_dir))
 
 
 class AppBackups:
     """Settings, stores and locks of every app under one server data root. Thread-safe."""
 
     def __init__(self, paths: ServerPaths, server_name: str, state: StateStore, locks: AppLocks,
-                 store_factory: StoreFactory = s3_store_factory,
+                 store_factory: StoreFactory | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.paths = paths
         self.server_name = server_name
         self.state = state
         self.locks = locks
         self.clock = clock
-        self._store_factory = store_factory
+        self._store_factory = store_factory or functools.partial(s3_store_factory,
+                                                                 spool_dir=paths.upload_spool)
         self._stores: dict[StorageBinding, ObjectStore] = {}
         self._stores_lock = threading.Lock()
 

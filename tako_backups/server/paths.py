@@ -15,6 +15,7 @@
 {root}/kept/{app}.{env}/               the tree the last restore replaced (aside/) and its
                                        record.json, until its upload verified and its grace ended
 {root}/tmp/drills/                     scratch folders of restore drills
+{root}/tmp/uploads/                    the parts of running uploads, in unnamed files
 {root}/logs/{app}.{env}.log            app process output (0700; written through the server's fd)
 ```
 
@@ -110,6 +111,12 @@ class ServerPaths:
         return (parts[0], parts[1]) if len(parts) >= 3 else None
 
     @property
+    def upload_spool(self) -> Path:
+        """Where uploads keep their parts, in unnamed files (see
+        :class:`~..storage.s3_multipart.SpooledPart`)."""
+        return self.root / "tmp" / "uploads"
+
+    @property
     def drill_work(self) -> Path:
         return self.root / "tmp" / "drills"
 
@@ -129,7 +136,7 @@ class ServerPaths:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "apps").mkdir(exist_ok=True)
             for private in (self.state_dir, self.root / "tmp", self.backup_work, self.restore_work,
-                            self.drill_work, self.logs_dir, self.root / "kept"):
+                            self.upload_spool, self.drill_work, self.logs_dir, self.root / "kept"):
                 private.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
                 os.chmod(private, PRIVATE_MODE)
             if self.users is not None:

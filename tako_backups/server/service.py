@@ -23,7 +23,7 @@ from ..policy import NotifySettings
 from ..primitives.names import check_app_id
 from ..remote.protocol import CAPABILITIES, PROTOCOL_VERSION, Reply, RuntimeSettings
 from .alerts import Alerts
-from .app_backups import AppBackups, StoreFactory, s3_store_factory
+from .app_backups import AppBackups, StoreFactory
 from .backup_runs import BackupRuns
 from .copies import BackupCopies
 from .drills import DRILL_INTERVAL, DrillLog, RestoreDrills
@@ -72,7 +72,7 @@ class BackupService:
 
     def __init__(
         self, paths: ServerPaths, server_name: str, *, runtime: AppRuntime | None = None,
-        state: StateStore | None = None, store_factory: StoreFactory = s3_store_factory,
+        state: StateStore | None = None, store_factory: StoreFactory | None = None,
         locks: AppLocks | None = None, clock: Callable[[], float] = time.time,
         deploy_lock_wait: float = 300.0, identity: str | None = None, keep_reserve: int | None = None,
         notifier: Notifier | None = None,
