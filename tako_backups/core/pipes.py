@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from ..primitives.streams import Sink
 
-__all__ = ["BoundedPipe", "PipeCancelled", "Prefetcher", "ThreadedWriter", "limit_heap_growth"]
+__all__ = ["BoundedPipe", "PipeCancelled", "Prefetcher", "ThreadedWriter", "limit_heap_growth",
+           "release_free_memory"]
 
 M_ARENA_MAX = -8
 M_MMAP_THRESHOLD = -3
@@ -202,3 +203,17 @@ def limit_heap_growth() -> None:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER)
     mallopt(M_ARENA_MAX, ARENAS)
+
+
+def release_free_memory() -> None:
+    """Hand the allocator's free pages back to the system (glibc ``malloc_trim``), e.g. after a
+    backup or restore, so that an idle server does not hold what its last operation freed.
+    A no-op off Linux or without glibc. Never raises."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)

@@ -16,6 +16,7 @@ from typing import Any
 from ..core import catalog, reindex
 from ..core.copies import PRIMARY, Place, first_working
 from ..core.drill import DrillResult, run_drill
+from ..core.pipes import release_free_memory
 from ..errors import FormatError, NotFoundError
 from ..models import BackupBinding, BackupInfo
 from ..policy import DEFAULT_EVERY
@@ -115,7 +116,10 @@ class RestoreDrills:
         else:
             info = first_working(places, lambda place: catalog.find_backup(place.store, prefix,
                                                                            backup_id)).value
-        result = self._drill_anywhere(places, info, settings)
+        try:
+            result = self._drill_anywhere(places, info, settings)
+        finally:
+            release_free_memory()  # what the drill's download and extraction freed
         self.records.record(app, result)
         if result.ok:
             log.info("drill of %s: %s restores in %.1f s%s", app, info.id, result.seconds,

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.pipes import release_free_memory
+
 __all__ = ["OperationRegistry", "Tracker"]
 
 RATE_WINDOW = 5.0
@@ -116,6 +118,7 @@ class OperationRegistry:
             with self._lock:
                 if self._running.get(key) is tracker:
                     del self._running[key]
+            release_free_memory()  # an idle server gives back what the operation freed
 
     def progress(self, app: str, *, background: bool = False) -> dict[str, Any] | None:
         """What ``app``'s running operation is doing (see :meth:`Tracker.to_dict`), or None."""
