@@ -36,6 +36,7 @@ TOP_LEVEL = ("app", "tako")
 EXCLUDED = frozenset({"tako/channels.sqlite", "tako/cache.sqlite"})
 COMPANION_SUFFIXES = ("-wal", "-shm")
 BUSY_TIMEOUT_MS = 10_000
+COPY_CACHE_KIB = -256  # a page copy reads and writes each page once: a small cache holds no less
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # the name is now a symlink (ELOOP; EMLINK on FreeBSD), not a folder, or a socket (ENXIO)
@@ -220,6 +221,7 @@ class PinnedDatabase:
         except sqlite3.Error as exc:
             raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': {exc}.") from None
         try:
+            target.execute(f"PRAGMA cache_size = {COPY_CACHE_KIB}")
             self._conn.backup(target, pages=-1)
         except sqlite3.Error as exc:
             raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': {exc}.") from None
@@ -253,6 +255,7 @@ def pin_sqlite(source: Path, real_path: str | None = None) -> PinnedDatabase:
         if real_path is not None and _opened_file(conn) != real_path:
             raise SourceChanged(f"SQLite database '{source}' is now reached through a symlink.")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA cache_size = {COPY_CACHE_KIB}")
         conn.execute("BEGIN")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
