@@ -31,6 +31,7 @@ from .snapshot import Entry, PinnedDatabase, SourceChanged, pin_sqlite, walk
 ZSTD_LEVEL = 3
 ZSTD_JOB_SIZE = 1 << 20
 ZSTD_THREADS = -1  # one worker per core
+ZSTD_IN_CALLER = 0  # no worker: compress on the archiving thread (one core, 12 MB less)
 COPY_BUFFER = 1 << 20
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -48,21 +49,22 @@ class ArchiveStats:
     sqlite_names: list[str] = field(default_factory=list)
 
 
-def compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
-    """zstd at ``level`` with worker threads on every core, still one frame.
+def compressor(level: int = ZSTD_LEVEL, workers: int = ZSTD_THREADS) -> zstandard.ZstdCompressor:
+    """zstd at ``level`` with ``workers`` threads (default: one per core; :data:`ZSTD_IN_CALLER`:
+    none), still one frame.
 
     Jobs of 1 MiB (instead of zstd's 8 MiB at level 3) keep the workers' buffers near 20 MiB
     instead of 80 MiB, for about 0.1 % more output and no loss of speed. (One worker saved
     another 7 MiB but made a 1 GB backup about 15 % slower on 2 cores: bench/, issue 14.)
     """
-    params = zstandard.ZstdCompressionParameters.from_level(level, threads=ZSTD_THREADS,
+    params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers,
                                                             job_size=ZSTD_JOB_SIZE)
     return zstandard.ZstdCompressor(compression_params=params)
 
 
 def write_archive(
     data_root: Path, sink: Sink, scratch: Path, progress: Progress = NO_PROGRESS, *,
-    members: MemberMarks | None = None,
+    members: MemberMarks | None = None, zstd_workers: int = ZSTD_THREADS,
 ) -> ArchiveStats:
     """Stream ``data_root``'s ``app/`` and ``tako/`` into ``sink`` as tar (PAX) + zstd.
 
@@ -75,10 +77,11 @@ def write_archive(
 
     With ``members`` (format 2: :meth:`.seal_v2.ChunkedSealer.tar_member`), the tar stream goes
     to ``sink`` uncompressed (the sealer compresses chunk by chunk) and ``members`` is told where
-    each member starts, before its bytes are written.
+    each member starts, before its bytes are written. ``zstd_workers`` is :func:`compressor`'s
+    ``workers`` (format 1 only).
     """
     stats = ArchiveStats()
-    zw = None if members is not None else CompressedChunks(sink)
+    zw = None if members is not None else CompressedChunks(sink, workers=zstd_workers)
     tar = TarWriter(sink if zw is None else zw, members=members)
     snapshots = _SnapshotAhead(scratch, os.path.realpath(data_root))
     try:
@@ -118,9 +121,9 @@ class CompressedChunks:
     hand-offs and keep a bounded queue of N chunks at N MiB.
     """
 
-    def __init__(self, sink: Sink, chunk_size: int = COPY_BUFFER) -> None:
+    def __init__(self, sink: Sink, chunk_size: int = COPY_BUFFER, workers: int = ZSTD_THREADS) -> None:
         self._sink = sink
-        self._chunker = compressor().chunker(chunk_size=chunk_size)
+        self._chunker = compressor(workers=workers).chunker(chunk_size=chunk_size)
 
     def write(self, data: bytes | memoryview) -> int:
         for chunk in self._chunker.compress(data):

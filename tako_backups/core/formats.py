@@ -25,7 +25,7 @@ from ..models import ALGORITHM, ALGORITHM_V2, BackupInfo, BackupKey
 from ..primitives.streams import Sink
 from ..progress import NO_PROGRESS, Progress
 from . import format_v2
-from .archive import ArchiveStats, write_archive
+from .archive import ZSTD_THREADS, ArchiveStats, write_archive
 from .crypto import DecryptingReader, EncryptingWriter, Sealed
 from .format_v2 import CeilingGuard, Expected
 from .member_checks import TOP_LEVEL
@@ -113,10 +113,12 @@ def plan_format(data_root: Path, requested: int | None = None) -> FormatPlan:
 
 
 def write_v1(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
-             progress: Progress = NO_PROGRESS, *, ceiling: int | None = None) -> tuple[ArchiveStats, Sealed]:
+             progress: Progress = NO_PROGRESS, *, ceiling: int | None = None,
+             zstd_workers: int = ZSTD_THREADS) -> tuple[ArchiveStats, Sealed]:
     """Archive ``data_root`` (tar + zstd), encrypt and hash it into ``sink`` (format 1).
 
-    Reading files and tar run on this thread, zstd on its own workers, and AES-GCM + SHA-256 +
+    Reading files and tar run on this thread, zstd on its own ``zstd_workers`` (see
+    :func:`.archive.compressor`), and AES-GCM + SHA-256 +
     ``sink.write`` on one more thread, joined by a queue of at most 4 chunks of 1 MiB. With
     ``ceiling``, raises V1CeilingReached before the archive would pass it. Raises SnapshotError,
     OSError, or what ``sink.write`` raises (StorageError).
@@ -124,7 +126,7 @@ def write_v1(data_root: Path, sink: Sink, scratch: Path, key: BackupKey,
     enc = EncryptingWriter(sink, key)
     inner: Sink = enc if ceiling is None else CeilingGuard(enc, ceiling)
     with ThreadedWriter(inner, depth=QUEUE_DEPTH, name="tako-seal") as sealer:
-        stats = write_archive(data_root, sealer, scratch, progress)
+        stats = write_archive(data_root, sealer, scratch, progress, zstd_workers=zstd_workers)
     return stats, enc.finish()
 
 

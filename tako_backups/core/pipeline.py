@@ -18,7 +18,7 @@ from ..primitives.names import sanitize_segment
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout
-from .archive import ArchiveStats
+from .archive import ZSTD_THREADS, ArchiveStats
 from .chunk_reader import ChunkReader
 from .copies import CopyFeed
 from .crypto import Sealed
@@ -60,7 +60,7 @@ def backup(
     clock: Callable[[], float] | None = None, progress: Progress = NO_PROGRESS, reason: str = "manual",
     record_guard: Callable[[], AbstractContextManager[object]] | None = None,
     policy: BackupPolicy | None = None, copy_to: ObjectStore | None = None,
-    archive_format: int | None = None,
+    archive_format: int | None = None, zstd_workers: int = ZSTD_THREADS,
 ) -> BackupResult:
     """Back up ``data_root`` (``app/`` + ``tako/``) and record it on the bucket, in Tako's order.
 
@@ -84,8 +84,9 @@ def backup(
     or the data could pass format 1's ceiling (:func:`.formats.plan_format`, from one walk of the
     tree before the upload). A format-1 upload that passes the ceiling anyway (files grew) is
     aborted -- its upload, the copy's, its snapshots -- and the backup starts over in format 2,
-    under the same id. Raises SnapshotError, StorageError (``read backup index: ...`` before the
-    upload) or FormatError.
+    under the same id. ``zstd_workers`` goes to :func:`.archive.compressor` (format 1).
+    Raises SnapshotError, StorageError (``read backup index: ...`` before the upload) or
+    FormatError.
     """
     if reason not in REASONS:
         raise FormatError(f"Unknown backup reason '{reason}' (known: {', '.join(REASONS)}).")
@@ -103,14 +104,14 @@ def backup(
         try:
             feed = _copy_feed(copy_to, archive_key, plan)
             stats, sealed, layout_extras = _upload(store, archive_key, feed, plan.format, plan,
-                                                   data_root, scratch, key, progress)
+                                                   data_root, scratch, key, progress, zstd_workers)
         except V1CeilingReached:
             _discard_attempt(store, prefix, backup_id, feed, scratch)
             progress.start(f"Backing up {app}/{env} again, in format 2 (the archive passed "
                            "format 1's size limit)")
             feed = _copy_feed(copy_to, archive_key, plan)
             stats, sealed, layout_extras = _upload(store, archive_key, feed, FORMAT_V2, plan,
-                                                   data_root, scratch, key, progress)
+                                                   data_root, scratch, key, progress, zstd_workers)
         created = started if finish_clock is None else max(started, int(finish_clock()))
         progress.finish()
     except BaseException:
@@ -163,8 +164,8 @@ def _copy_feed(copy_to: ObjectStore | None, archive_key: str, plan: FormatPlan) 
 
 
 def _upload(store: ObjectStore, archive_key: str, feed: CopyFeed | None, fmt: int, plan: FormatPlan,
-            data_root: Path, scratch: Path, key: BackupKey,
-            progress: Progress) -> tuple[ArchiveStats, Sealed, dict[str, int]]:
+            data_root: Path, scratch: Path, key: BackupKey, progress: Progress,
+            zstd_workers: int) -> tuple[ArchiveStats, Sealed, dict[str, int]]:
     """One attempt: archive ``data_root`` in format ``fmt`` up to ``archive_key`` (and the copy),
     committed. Returns the stats, the manifest's crypto fields and the format-2 layout extras
     (empty for format 1). Raises V1CeilingReached (format 1 only) and what the writers raise; the
@@ -176,7 +177,8 @@ def _upload(store: ObjectStore, archive_key: str, feed: CopyFeed | None, fmt: in
             stats, chunked = write_v2(data_root, sink, scratch, key, progress)
             sealed, layout_extras = chunked.sealed, chunked.extras()
         else:
-            stats, sealed = write_v1(data_root, sink, scratch, key, progress, ceiling=plan.ceiling)
+            stats, sealed = write_v1(data_root, sink, scratch, key, progress, ceiling=plan.ceiling,
+                                     zstd_workers=zstd_workers)
             layout_extras = {}
         upload.commit()
     return stats, sealed, layout_extras

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import catalog, layout, leftovers, pipeline
+from ..core.archive import ZSTD_IN_CALLER
 from ..errors import FormatError, StorageError, TakoError
 from ..models import BackupBinding, BackupInfo
 from ..policy import policy_of
@@ -83,8 +84,11 @@ class BackupRuns:
                     record_guard: Callable[[], AbstractContextManager[object]]) -> BackupInfo:
         """Back up ``tree`` (a kept tree, not the live data) as one of the app's backups, without
         holding the app's lock: ``record_guard`` (the lock) is held only while the backup is
-        recorded. Neither leftovers nor the index are repaired first (both need the lock). Raises
-        what :meth:`take` raises, and what ``progress`` or ``record_guard`` raise (a cancel)."""
+        recorded. It runs beside the app, just started again on the restored data, so zstd works
+        on the archiving thread: one core for the upload, the other left to the app, and 12 MB
+        less memory than workers on every core. Neither leftovers nor the index are repaired first
+        (both need the lock). Raises what :meth:`take` raises, and what ``progress`` or
+        ``record_guard`` raise (a cancel)."""
         name, env = check_app_id(app)
         self._backups.paths.backup_work.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._backups.store(settings.storage)
@@ -95,7 +99,7 @@ class BackupRuns:
                 server=self._backups.server_name, key=settings.active_key,
                 retention_days=settings.retention_days, now=int(self._backups.clock()), reason=reason,
                 progress=progress, record_guard=record_guard, policy=policy_of(settings), copy_to=copy_to,
-                archive_format=settings.format,
+                archive_format=settings.format, zstd_workers=ZSTD_IN_CALLER,
             )
         except OSError as exc:
             raise _disk_error(app, exc) from None

@@ -1,7 +1,9 @@
 """The streaming S3 upload: buffer a part, send parts on a small thread pool, complete in order.
 
 No botocore here: requests go through :class:`~.s3_requests.S3Requests`, which maps failures to
-StorageErrors. Memory is bounded by one buffered part plus ``max_concurrency`` parts in flight.
+StorageErrors. One part fills while at most ``max_concurrency`` are in flight; each is a buffer in
+memory (:class:`MemoryPart`) or, with a spool folder, an unnamed file there (:class:`SpooledPart`,
+what tako-server uses: the process then holds none of them).
 
 Part sizes (S3 and R2: at most 10 000 parts, each 5 MiB to 5 GiB but the last, objects up to
 5 TiB; parts of one upload may differ in size). A stream's size is not known in advance, so the
@@ -15,8 +17,9 @@ or the source's size for a copy or re-encryption) and:
    that the parts left (at least :data:`RESERVE_PARTS`, 1 100) hold up to 5 TiB in all
    (:func:`grown_part_size`, at most 5 GiB each).
 
-So 10 000 parts always reach 5 TiB, and memory follows the bound: 16 MiB parts up to 139 GiB,
-590 MiB at 5 TiB (times ``max_concurrency + 1``). docs/FORMAT-V2.md, "Limits", has the figures.
+So 10 000 parts always reach 5 TiB, and the space the parts take follows the bound: 16 MiB parts
+up to 139 GiB, 590 MiB at 5 TiB (times ``max_concurrency + 1``), in memory or in the spool folder.
+docs/FORMAT-V2.md, "Limits", has the figures.
 """
 
 from __future__ import annotations

@@ -183,3 +183,36 @@ def test_a_row_in_the_snapshot_never_names_an_upload_the_archive_lacks(
     uploads = {int(p.stem) for p in (extracted / "app" / "uploads").glob("*.txt")}
     assert rows == [1]
     assert set(rows) <= uploads
+
+
+class _ThreadCountingSink(io.BytesIO):
+    """Records the most OS threads this process had while the archive was being written."""
+
+    most = 0
+
+    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+        self.most = max(self.most, len(os.listdir("/proc/self/task")))
+        return super().write(data)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to count threads")
+def test_zstd_in_the_caller_writes_the_same_single_frame_without_worker_threads(tmp_path: Path) -> None:
+    """The kept-tree upload (beside the restarted app) compresses on the archiving thread: one
+    frame, the same tar, and no zstd workers (the tree has no database: no snapshot thread
+    either), where the default starts at least one."""
+    root = _tree(tmp_path / "data")
+    for n in range(4):  # several MiB of compressible data, so both compressors emit many chunks
+        (root / "app" / f"text{n}").write_bytes(b"tako backups " * 300_000)
+    (tmp_path / "scratch").mkdir()
+    before = len(os.listdir("/proc/self/task"))
+    outs = {}
+    for workers in (archive.ZSTD_THREADS, archive.ZSTD_IN_CALLER):
+        out = _ThreadCountingSink()
+        write_archive(root, out, tmp_path / "scratch", zstd_workers=workers)
+        outs[workers] = out
+    alone = outs[archive.ZSTD_IN_CALLER]
+    whole = zstandard.ZstdDecompressor().decompressobj()
+    plain = whole.decompress(alone.getvalue())
+    assert whole.eof and not whole.unused_data  # exactly one frame
+    assert plain == _plain(root, tmp_path / "scratch")
+    assert alone.most == before < outs[archive.ZSTD_THREADS].most
