@@ -85,14 +85,16 @@ def deploy_answering_app(services: Services, app: str, dataset: Path) -> int:
     return port
 
 
-def settle_schedule(services: Services, app: str) -> None:
-    """One untimed backup and one drill of ``app``, so that neither the server's scheduled backup
-    (due when an app has none) nor its weekly restore drill (due when none ran) starts in the
-    middle of a measurement. A scheduled job already running makes the backup wait for it."""
+def settle_schedule(services: Services, app: str, backup: dict[str, Any] | None = None) -> None:
+    """One untimed backup (with ``backup`` settings, default the app's own) and one drill of
+    ``app``, so that neither the server's scheduled backup (due when an app has none) nor its
+    weekly restore drill (due when none ran) starts in the middle of a measurement: a drill
+    beside a timed backup doubles the server's work and memory. A scheduled job already running
+    makes the backup wait for it."""
     deadline = time.monotonic() + 600
     while True:
         try:
-            services.call("backup_now", {"app": app, "backup": None})
+            services.call("backup_now", {"app": app, "backup": backup})
             break
         except Exception as exc:  # ServerReplyError: the scheduler's own first backup is running
             if "already running" not in str(exc) or time.monotonic() > deadline:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from _dataset import link_tree
+from _measure import settle_schedule
 from _services import Services
 
 LIMIT = 1.10
@@ -26,6 +27,7 @@ def v2_against_v1(services: Services, dataset: Path, repeat: int) -> dict[str, A
     link_tree(dataset, services.app_data(APP))
     payloads = {fmt: {"app": APP, "backup": dataclasses.replace(services.settings, format=fmt).to_dict()}
                 for fmt in (1, 2)}
+    settle_schedule(services, APP, payloads[1]["backup"])
     seconds: dict[str, list[float]] = {"backup_v1": [], "backup_v2": [], "restore_v1": [], "restore_v2": []}
     made: dict[int, dict[str, Any]] = {}
     for _ in range(repeat):
