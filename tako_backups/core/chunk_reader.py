@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..primitives.streams import Piece
+
 __all__ = ["ChunkReader"]
 
 READ_SIZE = 1 << 20
@@ -28,7 +30,7 @@ class ChunkReader:
     raises :class:`tarfile.StreamError`, as tarfile's own stream does.
     """
 
-    def __init__(self, next_chunk: Callable[[], bytes | None]) -> None:
+    def __init__(self, next_chunk: Callable[[], Piece | None]) -> None:
         self._next_chunk = next_chunk
         self._chunk = memoryview(b"")
         self._start = 0  # stream offset of self._chunk[0]

@@ -22,7 +22,7 @@ import zstandard
 
 from ..errors import FormatError
 from ..models import ALGORITHM, ALGORITHM_V2, BackupInfo, BackupKey
-from ..primitives.streams import Sink
+from ..primitives.streams import Piece, Sink
 from ..progress import NO_PROGRESS, Progress
 from . import format_v2
 from .archive import ZSTD_THREADS, ArchiveStats, write_archive
@@ -156,7 +156,7 @@ class TarStream(Protocol):
     @property
     def bytes_read(self) -> int: ...
 
-    def chunks(self) -> Iterator[bytes]: ...
+    def chunks(self) -> Iterator[Piece]: ...
 
     def verify(self) -> None: ...
 
@@ -203,8 +203,14 @@ class _V2Stream:
     def bytes_read(self) -> int:
         return self.reader.bytes_read
 
-    def chunks(self) -> Iterator[bytes]:
-        return self.reader.chunks()
+    def chunks(self) -> Iterator[Piece]:
+        """The verified chunks in pieces of at most :data:`CHUNK` (views of the chunk): a queue of
+        pieces then holds part of one chunk, not whole chunks of 4 MiB (9 MB less at a restore's
+        peak)."""
+        for chunk in self.reader.chunks():
+            view = memoryview(chunk)
+            for at in range(0, len(view), CHUNK):
+                yield view[at:at + CHUNK]
 
     def verify(self) -> None:
         self.reader.verify()

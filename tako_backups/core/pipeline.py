@@ -15,6 +15,7 @@ from ..errors import FormatError, KeyNotFoundError
 from ..models import DEFAULT_RETENTION_DAYS, REASONS, BackupExtras, BackupInfo, BackupKey
 from ..policy import BackupPolicy
 from ..primitives.names import sanitize_segment
+from ..primitives.streams import Piece
 from ..progress import NO_PROGRESS, Progress
 from ..storage.base import ObjectStore
 from . import catalog, layout
@@ -258,19 +259,20 @@ def read_verified_tar(source, info: BackupInfo, key: BackupKey,  # type: ignore[
 
     Reading ``source``, SHA-256, AES-GCM and zstd run on a helper thread
     (:func:`.formats.open_tar_stream`); ``consume`` runs on this one, fed through a queue of at
-    most 4 pieces. Whatever ``consume`` did is unverified until this returns: on any error the
-    caller discards it. Raises IntegrityError, FormatError, and what ``consume`` raises.
+    most ``QUEUE_DEPTH`` pieces of at most 1 MiB. Whatever ``consume`` did is unverified until
+    this returns: on any error the caller discards it. Raises IntegrityError, FormatError, and
+    what ``consume`` raises.
     """
     stream = open_tar_stream(source, info, key)
 
-    def produce(put: Callable[[bytes], None]) -> None:
+    def produce(put: Callable[[Piece], None]) -> None:
         for chunk in stream.chunks():
             put(chunk)
 
     with Prefetcher(produce, depth=QUEUE_DEPTH, name="tako-unseal") as chunks:
         reported = 0
 
-        def next_chunk() -> bytes | None:
+        def next_chunk() -> Piece | None:
             nonlocal reported
             chunk = chunks.get()
             done = stream.bytes_read

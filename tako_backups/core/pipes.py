@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ..primitives.streams import Sink
+from ..primitives.streams import Piece, Sink
 
 __all__ = ["BoundedPipe", "PipeCancelled", "Prefetcher", "ThreadedWriter", "limit_heap_growth",
            "release_free_memory"]
@@ -35,14 +35,14 @@ class BoundedPipe:
     """A queue of at most ``depth`` items between one producer and one consumer thread."""
 
     def __init__(self, depth: int) -> None:
-        self._items: deque[bytes] = deque()
+        self._items: deque[Piece] = deque()
         self._depth = depth
         self._cond = threading.Condition()
         self._closed = False
         self._cancelled = False
         self._error: BaseException | None = None
 
-    def put(self, item: bytes) -> None:
+    def put(self, item: Piece) -> None:
         """Append ``item``, waiting while the pipe is full. Raises PipeCancelled after cancel()."""
         with self._cond:
             while len(self._items) >= self._depth and not self._cancelled:
@@ -59,7 +59,7 @@ class BoundedPipe:
             self._error = error
             self._cond.notify_all()
 
-    def get(self) -> bytes | None:
+    def get(self) -> Piece | None:
         """The next item, or None at the end. Raises the producer's error after its last item."""
         with self._cond:
             while not self._items and not self._closed and not self._cancelled:
@@ -147,7 +147,7 @@ class Prefetcher:
     :meth:`stop` (or use as a context manager), which cancels a producer still running and joins it.
     """
 
-    def __init__(self, produce: Callable[[Callable[[bytes], None]], None], depth: int = 8,
+    def __init__(self, produce: Callable[[Callable[[Piece], None]], None], depth: int = 8,
                  name: str = "tako-prefetch") -> None:
         self._produce = produce
         self._pipe = BoundedPipe(depth)
@@ -164,7 +164,7 @@ class Prefetcher:
             return
         self._pipe.close()
 
-    def get(self) -> bytes | None:
+    def get(self) -> Piece | None:
         """The next chunk, or None after the last one. Raises the producer's error."""
         return self._pipe.get()
 

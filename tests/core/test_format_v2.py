@@ -22,6 +22,7 @@ from tako_backups.core.chunk_reader import ChunkReader
 from tako_backups.core.extract import extract_stream
 from tako_backups.core.format_v2 import (
     ALGORITHM_V2,
+    DEFAULT_CHUNK_SIZE,
     TRAILER_SIZE,
     V1_CEILING,
     CeilingGuard,
@@ -250,6 +251,61 @@ def test_chunks_can_be_read_from_several_threads(key: BackupKey) -> None:
     assert b"".join(chunks) == tar
     assert rr.requests == 1 + result.chunk_count
     assert rr.bytes_fetched - opened == sum(len(r) for r in split(obj).records)
+
+
+def test_chunks_compress_on_single_threaded_contexts_one_per_thread_and_stay_in_order(
+        key: BackupKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks that compress fast (repetitive) and slow (random) alternate, so later chunks finish
+    before earlier ones on the compressing threads: the object still holds them in order."""
+    import threading
+
+    import tako_backups.core.seal_v2 as seal_v2
+    from tako_backups.core.archive import ZSTD_IN_CALLER, compressor
+
+    made: list[tuple[str, int]] = []
+
+    def recording(level: int, workers: int) -> zstandard.ZstdCompressor:
+        made.append((threading.current_thread().name, workers))
+        return compressor(level, workers)
+
+    monkeypatch.setattr(seal_v2, "compressor", recording)
+    monkeypatch.setattr(seal_v2, "compressing_threads", lambda: 3)
+    chunk = 64 << 10
+    tar = make_tar([chunk * 4] * 6 + [chunk * 3], compressible=False)
+    tar = b"".join((tar[at:at + chunk] if (at // chunk) % 2 else bytes(chunk)[:len(tar[at:at + chunk])])
+                   for at in range(0, len(tar), chunk))  # random and zero chunks alternate
+    obj, result = seal(tar, key, chunk_size=chunk, piece=chunk // 3, marks=False)
+    assert result.chunk_count == -(-len(tar) // chunk) > 8
+    assert _read_all(obj, key, Expected.from_manifest(_manifest(obj, result))) == tar
+    assert made and all(workers == ZSTD_IN_CALLER for _, workers in made)
+    names = [name for name, _ in made]
+    assert len(names) == len(set(names)) <= 3  # one context per compressing thread, reused
+    assert all(name.startswith("tako-zstd-v2") for name in names)
+
+
+def test_compressing_threads_follow_the_cores_this_process_may_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tako_backups.core.seal_v2 as seal_v2
+
+    for cores, threads in (({0}, 1), ({0, 1}, 2), (set(range(64)), seal_v2.MAX_COMPRESSORS)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores)
+        assert seal_v2.compressing_threads() == threads
+
+
+def test_a_restore_reads_format_2_in_pieces_of_at_most_one_mib(key: BackupKey) -> None:
+    """The tar stream handed to extraction comes in pieces of <= 1 MiB, not whole 4 MiB chunks,
+    so the queue between the threads holds part of one chunk (a restore's peak memory)."""
+    from tako_backups.core import formats
+
+    tar = make_tar([3 << 20, 5 << 20, 100])
+    obj, result = seal(tar, key, chunk_size=DEFAULT_CHUNK_SIZE, piece=1 << 20)
+    stream = formats.open_tar_stream(io.BytesIO(obj), _manifest(obj, result), key)
+    pieces = [bytes(p) for p in stream.chunks()]
+    stream.verify()
+    assert b"".join(pieces) == tar
+    assert max(len(p) for p in pieces) == formats.CHUNK == 1 << 20
+    size = DEFAULT_CHUNK_SIZE
+    assert len(pieces) == sum(-(-len(tar[at:at + size]) // formats.CHUNK) for at in range(0, len(tar), size))
 
 
 def test_footer_position_must_match_the_trailer(key: BackupKey) -> None:
