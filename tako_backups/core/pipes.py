@@ -14,6 +14,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ..primitives.streams import Piece, Sink
 
@@ -183,9 +184,10 @@ class Prefetcher:
 def limit_heap_growth() -> None:
     """Tune glibc's allocator for a long-running process that streams large buffers; once.
 
-    - Blocks of 4 MiB or more (upload parts) get their own mapping and go back to the system when
-      freed. By default glibc raises its mmap threshold each time such a block is freed, after
-      which the 16 MiB parts are carved from the heap, where freed space is rarely returned.
+    - Blocks of 4 MiB or more (format 2's chunks, client-side upload parts) get their own mapping
+      and go back to the system when freed. By default glibc raises its mmap threshold each time
+      such a block is freed, after which they are carved from the heap, where freed space is
+      rarely returned.
     - At most two malloc arenas: chunks made on one thread and freed on another otherwise spread
       over one arena per thread, and a server's RSS crept up by about 10 MiB per backup.
 
@@ -193,27 +195,31 @@ def limit_heap_growth() -> None:
     after run. A no-op off Linux or without glibc's ``mallopt``. Never raises.
     """
     global _heap_tuned
-    if _heap_tuned or not sys.platform.startswith("linux"):
+    if _heap_tuned:
         return
     _heap_tuned = True
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER)
-    mallopt(M_ARENA_MAX, ARENAS)
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER)
+        mallopt(M_ARENA_MAX, ARENAS)
 
 
 def release_free_memory() -> None:
     """Hand the allocator's free pages back to the system (glibc ``malloc_trim``), e.g. after a
     backup or restore, so that an idle server does not hold what its last operation freed.
     A no-op off Linux or without glibc. Never raises."""
+    trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    if trim is not None:
+        trim(0)
+
+
+def _glibc(name: str, argtypes: list[Any]) -> Any:
+    """The C library's function ``name`` (returning int) on Linux, or None where it is not."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function

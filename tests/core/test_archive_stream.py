@@ -195,7 +195,6 @@ class _ThreadCountingSink(io.BytesIO):
         return super().write(data)
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to count threads")
 def test_zstd_in_the_caller_writes_the_same_single_frame_without_worker_threads(tmp_path: Path) -> None:
     """The kept-tree upload (beside the restarted app) compresses on the archiving thread: one
     frame, the same tar, and no zstd workers (the tree has no database: no snapshot thread
