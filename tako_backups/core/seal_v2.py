@@ -58,8 +58,11 @@ MAX_COMPRESSORS = 4
 
 
 def compressing_threads() -> int:
-    """One per core this process may run on, at most :data:`MAX_COMPRESSORS`."""
-    return max(1, min(MAX_COMPRESSORS, len(os.sched_getaffinity(0))))
+    """One per core this process may run on (all cores where the system cannot say, as on
+    macOS), at most :data:`MAX_COMPRESSORS`."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return max(1, min(MAX_COMPRESSORS, cores))
 
 
 @dataclass(frozen=True)

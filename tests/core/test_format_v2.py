@@ -288,7 +288,11 @@ def test_compressing_threads_follow_the_cores_this_process_may_use(
     import tako_backups.core.seal_v2 as seal_v2
 
     for cores, threads in (({0}, 1), ({0, 1}, 2), (set(range(64)), seal_v2.MAX_COMPRESSORS)):
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores, raising=False)
+        assert seal_v2.compressing_threads() == threads
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS has no affinity
+    for count, threads in ((None, 1), (3, 3), (12, seal_v2.MAX_COMPRESSORS)):
+        monkeypatch.setattr(os, "cpu_count", lambda count=count: count)
         assert seal_v2.compressing_threads() == threads
 
 
