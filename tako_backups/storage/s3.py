@@ -39,12 +39,47 @@ def _create_client(**kw: Any) -> Any:
     """A botocore S3 client from one shared session (it caches the service model; sessions are not
     thread-safe, so creation is serialized). Credentials go to the client, never to the session."""
     global _session
-    import botocore.session
-
     with _session_lock:
         if _session is None:
-            _session = botocore.session.Session()
+            _session = s3_only_session()
         return _session.create_client("s3", **kw)
+
+
+def s3_only_session() -> Any:
+    """A botocore session whose data loader keeps S3's entries of botocore's endpoint table and
+    drops the other services' (:class:`S3EndpointsOnly`): the table is kept for the process's
+    life, and the part an S3 client never reads held 4 MB of tako-server's memory."""
+    import botocore.loaders
+    import botocore.session
+
+    session = botocore.session.Session()
+    loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
+    loader.file_loader = S3EndpointsOnly(loader.file_loader)
+    session.register_component("data_loader", loader)
+    return session
+
+
+class S3EndpointsOnly:
+    """A botocore file loader (``exists``, ``load_file``) that hands out ``endpoints`` with only
+    the ``s3`` service in each partition, and every other file as it is. A table of another shape
+    is handed out whole."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def exists(self, file_path: str) -> bool:
+        return bool(self._inner.exists(file_path))
+
+    def load_file(self, file_path: str) -> Any:
+        data = self._inner.load_file(file_path)
+        if Path(file_path).name != "endpoints" or not isinstance(data, dict):
+            return data
+        partitions = data.get("partitions")
+        if not isinstance(partitions, list) or not all(
+                isinstance(p, dict) and isinstance(p.get("services"), dict) for p in partitions):
+            return data
+        return {**data, "partitions": [{**p, "services": {name: entry for name, entry in p["services"].items()
+                                                          if name == "s3"}} for p in partitions]}
 
 
 class S3Store:
