@@ -205,7 +205,7 @@ class _V2Stream:
 
     def chunks(self) -> Iterator[Piece]:
         """The verified chunks in pieces of at most :data:`CHUNK` (views of the chunk): a queue of
-        pieces then holds part of one chunk, not whole chunks of 4 MiB (9 MB less at a restore's
+        pieces then holds part of one chunk, not whole chunks of 4 MiB (6 MB less at a restore's
         peak)."""
         for chunk in self.reader.chunks():
             view = memoryview(chunk)

@@ -8,9 +8,9 @@ context and a whole chunk to itself, and sealed in order (AES-256-GCM under the 
 HKDF-derived key), hashed (SHA-256 of the whole object) and written to the sink on one more,
 so hashing overlaps compression as in format 1. (zstd's own worker threads split a chunk into
 jobs and wait for the last one at every chunk's end: 16 % slower on 2 cores, bench/.) At most
-``depth + 1`` chunk buffers and ``depth`` compressed frames exist at a time, so memory does not
-grow with the archive; the footer's member table grows by some compressed bytes per member
-(17 on the benchmark tree).
+``depth + 1`` chunk buffers (``depth``: one per compressing thread unless given) and ``depth``
+compressed frames exist at a time, so memory does not grow with the archive; the footer's
+member table grows by some compressed bytes per member (17 on the benchmark tree).
 """
 
 from __future__ import annotations
