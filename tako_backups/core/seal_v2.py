@@ -8,9 +8,9 @@ context and a whole chunk to itself, and sealed in order (AES-256-GCM under the 
 HKDF-derived key), hashed (SHA-256 of the whole object) and written to the sink on one more,
 so hashing overlaps compression as in format 1. (zstd's own worker threads split a chunk into
 jobs and wait for the last one at every chunk's end: 16 % slower on 2 cores, bench/.) At most
-``depth + 1`` chunk buffers (``depth``: one per compressing thread unless given) and ``depth``
-compressed frames exist at a time, so memory does not grow with the archive; the footer's
-member table grows by some compressed bytes per member (17 on the benchmark tree).
+one chunk buffer more than there are compressing threads, and one compressed frame per thread,
+exist at a time, so memory does not grow with the archive; the footer's member table grows by
+some compressed bytes per member (17 on the benchmark tree).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class ChunkedSealer:
     """
 
     def __init__(self, sink: Sink, key: BackupKey, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 depth: int | None = None, level: int = ZSTD_LEVEL) -> None:
+                 level: int = ZSTD_LEVEL) -> None:
         if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"Chunk size {chunk_size} is outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}.")
         self._sink = sink
@@ -109,7 +109,7 @@ class ChunkedSealer:
         self._aead = AESGCM(self._subkey)
         self._chunk_size = chunk_size
         threads = compressing_threads()
-        self._depth = max(1, threads if depth is None else depth)
+        self._depth = threads  # chunks being compressed or sealed while the next one fills
         self._level = level
         self._contexts = threading.local()  # one zstd context per compressing thread
         self._footer = FooterWriter()
