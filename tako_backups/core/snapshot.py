@@ -212,7 +212,8 @@ class PinnedDatabase:
         self._conn = conn
 
     def copy_to(self, dest: Path) -> None:
-        """Write the pinned snapshot to the new file ``dest`` (SQLite's backup API, one step).
+        """Write the pinned snapshot to the new file ``dest`` (SQLite's backup API, one step),
+        never synced to disk: ``dest`` is a scratch copy.
 
         Raises SnapshotError naming the source when SQLite fails (disk full, I/O error).
         """
@@ -222,6 +223,10 @@ class PinnedDatabase:
             raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': {exc}.") from None
         try:
             target.execute(f"PRAGMA cache_size = {COPY_CACHE_KIB}")
+            # The copy lives only until it is archived (and is removed on any failure): no
+            # rollback journal and no fsync, which would force the whole file out to disk.
+            target.execute("PRAGMA journal_mode = OFF")
+            target.execute("PRAGMA synchronous = OFF")
             self._conn.backup(target, pages=-1)
         except sqlite3.Error as exc:
             raise SnapshotError(f"Could not snapshot SQLite database '{self.source}': {exc}.") from None
