@@ -1,10 +1,11 @@
 """Write a data root as a PAX tar stream compressed as one zstd frame.
 
 The tar goes straight into a caller's sink (the encryptor): nothing is staged on disk except the
-SQLite snapshots, one at a time. Headers come from :meth:`tarfile.TarInfo.tobuf`, so the bytes
-are those :mod:`tarfile` writes, but file bodies are read with ``readv`` into one reusable
-buffer that feeds zstd in large blocks (tarfile's stream mode re-copies every block through
-small buffers, which made it the bottleneck). zstd compresses on its own worker threads.
+SQLite snapshots, one at a time. Headers are the bytes :meth:`tarfile.TarInfo.tobuf` writes
+(built faster by :func:`.tar_pax.pax_header` for plain members), but file bodies are read with
+``readv`` into one reusable buffer that feeds zstd in large blocks (tarfile's stream mode
+re-copies every block through small buffers, which made it the bottleneck). zstd compresses on
+its own worker threads.
 
 Each SQLite snapshot (a page copy with the online backup API) runs on a helper thread while the
 files after it are archived; the database enters the tar when its snapshot is ready, so its
@@ -27,6 +28,7 @@ import zstandard
 from ..primitives.streams import Sink
 from ..progress import ARCHIVE_UPLOAD, NO_PROGRESS, SNAPSHOT, Progress, enter_phase
 from .snapshot import Entry, PinnedDatabase, SourceChanged, pin_sqlite, walk
+from .tar_pax import pax_header
 
 ZSTD_LEVEL = 3
 ZSTD_JOB_SIZE = 1 << 20
@@ -155,7 +157,7 @@ class TarWriter:
         """Write ``info``'s PAX header (extended records included when needed)."""
         if self._members is not None:
             self._members(info, self.offset)
-        self._put(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        self._put(pax_header(info))
 
     def add_body(self, fd: int, size: int, progress: Progress = NO_PROGRESS) -> None:
         """Copy exactly ``size`` bytes from ``fd``, zero-filling a file that shrank, then pad."""
