@@ -17,7 +17,7 @@ from typing import Any
 import _app
 from _dataset import link_tree
 from _restic import ResticS3
-from _services import Probe, Services
+from _services import Probe, Services, cpu_seconds
 
 from tako_backups.models import BackupInfo
 from tests.support.tako_server import let_apps_reach
@@ -108,28 +108,41 @@ def backups(services: Services, app: str, restic_source: Path | None, scratch: P
     """`backup_now` through the server (peak RSS, peak tmp/ disk) against `restic backup` into a
     fresh local repository and into a fresh repository on the same SeaweedFS, interleaved."""
     ours, restic, restic_s3_runs, rss, disk = [], [], [], [], []
+    ours_cpu, restic_cpu = [], []
     info: dict[str, Any] = {}
     payload: dict[str, Any] = {"app": app, "backup": services.settings.to_dict()}
+    server, weed = services.server.process.pid, services.seaweed.process.pid
     for _ in range(repeat):
-        with Probe(services.server.process.pid, services.tmp_dir) as probe:
+        with Probe(server, services.tmp_dir) as probe:
+            before = (cpu_seconds(server), cpu_seconds(weed))
             started = time.perf_counter()
             info = services.call("backup_now", payload)
             ours.append(time.perf_counter() - started)
+            ours_cpu.append((cpu_seconds(server) - before[0], cpu_seconds(weed) - before[1]))
         rss.append(probe.peak_rss_kb)
         disk.append(probe.peak_disk)
         if restic_source is not None:
             restic.append(restic_backup(restic_source, scratch))
             if restic_s3 is not None:
                 restic_s3_runs.append(restic_s3.backup(restic_source))
+                restic_cpu.append(restic_s3.last_cpu)
     result: dict[str, Any] = {
         "ours": summary(ours), "peak_rss_mb": max(rss) / 1024, "rss_before_mb": probe.rss_before_kb / 1024,
         "peak_tmp_disk_mb": max(disk) / 2**20, "archive_bytes": info["size_bytes"], "last": info,
+        "ours_cpu": _best_run_cpu(ours, ours_cpu),
     }
     if restic:
         result["restic"] = summary(restic)
     if restic_s3_runs:
         result["restic_s3"] = summary(restic_s3_runs)
+        result["restic_s3_cpu"] = _best_run_cpu(restic_s3_runs, restic_cpu)
     return result
+
+
+def _best_run_cpu(walls: list[float], cpu: list[tuple[float, float]]) -> dict[str, float]:
+    """The CPU seconds of the fastest run: the tool's own process(es) and SeaweedFS's."""
+    tool, s3 = cpu[walls.index(min(walls))]
+    return {"tool": tool, "s3": s3}
 
 
 def restic_backup(source: Path, scratch: Path) -> float:

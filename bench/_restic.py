@@ -11,13 +11,22 @@ empty cache into an empty folder, and its time is given both as restic reports i
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from _services import cpu_seconds
+
 PASSWORD = "bench"
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's ended children."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 class ResticS3:
@@ -29,6 +38,7 @@ class ResticS3:
         self._scratch = scratch
         self._runs = 0
         self.last_repo: str | None = None
+        self.last_cpu: tuple[float, float] = (0.0, 0.0)
 
     def _env(self, cache: Path) -> dict[str, str]:
         return {**os.environ, "RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": str(cache),
@@ -45,16 +55,20 @@ class ResticS3:
         return cache
 
     def backup(self, source: Path) -> float:
-        """`restic backup app tako` (run in ``source``) into a new repository; wall seconds."""
+        """`restic backup app tako` (run in ``source``) into a new repository; wall seconds.
+        ``last_cpu`` then holds the CPU seconds restic and SeaweedFS spent on it."""
         self._runs += 1
         prefix = f"restic/run-{self._runs}"
         env = self._env(self._fresh_cache())
         subprocess.run(["restic", "init", "-q", "-r", self._repo(prefix)], check=True, env=env,
                        stdout=subprocess.DEVNULL)
+        weed = cpu_seconds(self._seaweed.process.pid)
+        children = _children_cpu()
         started = time.perf_counter()
         subprocess.run(["restic", "backup", "-q", "-r", self._repo(prefix), "app", "tako"], cwd=source,
                        check=True, env=env, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
+        self.last_cpu = (_children_cpu() - children, cpu_seconds(self._seaweed.process.pid) - weed)
         self.last_repo = prefix
         return wall
 

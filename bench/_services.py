@@ -94,6 +94,12 @@ def status_kb(pid: int, field_name: str) -> int:
     raise KeyError(field_name)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far, all its threads (ended ones too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def dir_bytes(root: Path) -> int:
     """Disk used under ``root`` (allocated blocks), tolerant of files vanishing mid-walk."""
     total = 0
