@@ -138,9 +138,9 @@ def test_default_addressing_is_virtual_hosted_and_force_path_style_is_path(
 def test_client_addressing_settings() -> None:
     endpoint = "https://s3.example.com/base"
     virtual = S3Store("tako-bucket", endpoint, "auto", "id", "secret")
-    assert virtual.client.meta.config.s3 == {"addressing_style": "virtual"}
+    assert virtual.client.meta.config.s3 == {"addressing_style": "virtual", "payload_signing_enabled": False}
     path = S3Store("tako-bucket", endpoint, "auto", "id", "secret", force_path_style=True)
-    assert path.client.meta.config.s3 == {"addressing_style": "path"}
+    assert path.client.meta.config.s3 == {"addressing_style": "path", "payload_signing_enabled": False}
     assert virtual.presigned_get_url("_tako/x", 60).startswith("https://tako-bucket.s3.example.com/base/_tako/x?")
     assert path.presigned_get_url("_tako/x", 60).startswith("https://s3.example.com/base/tako-bucket/_tako/x?")
     # A name that cannot be a host label (Tako's requests to it would fail) goes path style.
