@@ -6,7 +6,6 @@ import base64
 import contextlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import _app
 from _dataset import link_tree
 from _restic import ResticS3
-from _services import Probe, Services, cpu_seconds
+from _services import Probe, Services, children_cpu_seconds, cpu_seconds
 
 from tako_backups.models import BackupInfo
 from tests.support.tako_server import let_apps_reach
@@ -39,13 +38,12 @@ def timed_shell(command: str, cwd: Path | None = None, env: dict[str, str] | Non
 def timed_shell_cpu(command: str, cwd: Path | None = None,
                     env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system of every process of the pipeline)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu_seconds()
     started = time.perf_counter()
     subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, check=True,
                    env=env, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, children_cpu_seconds() - before
 
 
 def archive_stage(root: Path, scratch: Path, repeat: int) -> dict[str, Any]:

@@ -11,22 +11,15 @@ empty cache into an empty folder, and its time is given both as restic reports i
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from _services import cpu_seconds
+from _services import children_cpu_seconds, cpu_seconds
 
 PASSWORD = "bench"
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of this process's ended children."""
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
 
 
 class ResticS3:
@@ -63,12 +56,12 @@ class ResticS3:
         subprocess.run(["restic", "init", "-q", "-r", self._repo(prefix)], check=True, env=env,
                        stdout=subprocess.DEVNULL)
         weed = cpu_seconds(self._seaweed.process.pid)
-        children = _children_cpu()
+        children = children_cpu_seconds()
         started = time.perf_counter()
         subprocess.run(["restic", "backup", "-q", "-r", self._repo(prefix), "app", "tako"], cwd=source,
                        check=True, env=env, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
-        self.last_cpu = (_children_cpu() - children, cpu_seconds(self._seaweed.process.pid) - weed)
+        self.last_cpu = (children_cpu_seconds() - children, cpu_seconds(self._seaweed.process.pid) - weed)
         self.last_repo = prefix
         return wall
 
